@@ -1,0 +1,58 @@
+"""The interface every backend implements; the core never knows which one it talks to."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bridge.model import Event, TraitAddress, WriteFailure, WriteItem
+
+EventSink = Callable[[Event], None]
+"""Called synchronously for every event, in order: the hot path has no await per message."""
+
+
+class BackendError(Exception):
+    """A hub call failed: carries the hub's code (if any) and a message safe to publish."""
+
+    def __init__(self, message: str, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Backend(abc.ABC):
+    """A connection to one hub or cloud account.
+
+    ``run`` connects, emits a :class:`~bridge.model.Snapshot` after every (re)connect, then
+    :class:`~bridge.model.TraitChanged` and device events, and reconnects by itself until it
+    is cancelled.
+    """
+
+    kind: str = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.connected = False
+        self.detail = "not started"
+
+    @abc.abstractmethod
+    async def run(self, sink: EventSink) -> None:
+        """Connect and stream events to ``sink`` until cancelled."""
+
+    @abc.abstractmethod
+    async def write(self, items: Sequence[WriteItem]) -> list[WriteFailure]:
+        """Send validated writes to the hub; return only the items that failed."""
+
+    @abc.abstractmethod
+    async def read(self, addresses: Sequence[TraitAddress]) -> None:
+        """Re-read traits from the hub; the values arrive as TraitChanged events."""
+
+    async def request(self, command: str, args: Mapping[str, Any]) -> Any:
+        """Run a management command (history, automations, ...); see docs/api.md."""
+        raise BackendError(f"command {command!r} is not supported by the {self.kind} backend")
+
+    def summary(self) -> dict[str, Any]:
+        """Connection facts for ``bridge/info``; never secrets."""
+        return {"name": self.name, "type": self.kind, "connected": self.connected,
+                "detail": self.detail}
