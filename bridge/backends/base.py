@@ -45,8 +45,8 @@ class Backend(abc.ABC):
         """Send validated writes to the hub; return only the items that failed."""
 
     @abc.abstractmethod
-    async def read(self, addresses: Sequence[TraitAddress]) -> None:
-        """Re-read traits from the hub; the values arrive as TraitChanged events."""
+    async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
+        """Re-read traits from the hub; returns the model values it reported."""
 
     async def request(self, command: str, args: Mapping[str, Any]) -> Any:
         """Run a management command (history, automations, ...); see docs/api.md."""

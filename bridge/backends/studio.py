@@ -1,0 +1,417 @@
+"""Aqara Studio Data Export API v1 backend: one WebSocket, requests correlated by ``msgId``.
+
+After every connect it subscribes to all trait changes first, then takes a snapshot, buffering
+pushes that arrive meanwhile and replaying them after the snapshot, so no change is lost and no
+stale snapshot value overwrites a newer push. Pushes are recognised tolerantly: any message whose
+``msgId`` is not ours and whose ``data`` (object or list) carries ``traitCode`` is a trait change,
+whatever its ``type`` (the official name is undocumented; ``TraitValueUpdate`` is third-party).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
+from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.codec import from_wire, to_studio_wire
+from bridge.logsetup import get_logger
+from bridge.model import (
+    Availability,
+    BackendStatus,
+    Device,
+    DeviceAdded,
+    DeviceRemoved,
+    DeviceRenamed,
+    DeviceUpdated,
+    Event,
+    Snapshot,
+    TraitAddress,
+    TraitChanged,
+    TraitSpec,
+    WriteFailure,
+    WriteItem,
+)
+
+log = get_logger("bridge.studio")
+
+SNAPSHOT_CHUNK = 50
+"""Devices per GetDevicesRequest, so one answer stays well below the WebSocket frame limit."""
+
+
+def auth_header(token: str) -> str:
+    """The Authorization value: the token as copied from Studio may already carry ``Bearer``."""
+    return token if token[:7].lower() == "bearer " else f"Bearer {token}"
+
+
+class StudioBackend(Backend):
+    """A connection to one Aqara Studio hub."""
+
+    kind = "studio"
+
+    def __init__(
+        self,
+        name: str,
+        ws_url: str,
+        token: str,
+        request_timeout: float = 10.0,
+        ping_interval: float = 30.0,
+        reconnect_max_delay: float = 60.0,
+    ) -> None:
+        super().__init__(name)
+        self.ws_url = ws_url
+        self._auth = auth_header(token)
+        self.request_timeout = request_timeout
+        self.ping_interval = ping_interval
+        self.reconnect_max_delay = reconnect_max_delay
+        self._ws: ClientConnection | None = None
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._specs: dict[TraitAddress, TraitSpec] = {}
+        self._sink: EventSink = lambda _event: None
+        self._buffer: list[dict[str, Any]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.garbage_received = 0
+
+    # ---- connection loop ------------------------------------------------------------------
+
+    async def run(self, sink: EventSink) -> None:
+        """Connect, snapshot, stream pushes; reconnect with backoff and jitter until cancelled."""
+        self._sink = sink
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+                reason = "connection closed by the hub"
+            except Exception as exc:
+                reason, refused = classify_error(exc)
+                if refused:  # a refused token will not fix itself quickly
+                    delay = self.reconnect_max_delay
+            self._fail_pending(reason)
+            if self.connected or self.detail != reason:
+                log.warning("studio hub disconnected", backend=self.name, reason=reason)
+            if self.connected and time.monotonic() - started > 1:
+                delay = 1.0  # a session that worked: start the backoff over
+            self.connected = False
+            self.detail = reason
+            self._emit(BackendStatus(False, reason))
+            await asyncio.sleep(min(delay, self.reconnect_max_delay) * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.reconnect_max_delay)
+
+    def _connect(self) -> connect:
+        return connect(
+            self.ws_url,
+            additional_headers={"Authorization": self._auth},
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
+            open_timeout=self.request_timeout,
+            max_size=64 * 1024 * 1024,
+            max_queue=None,
+        )
+
+    async def probe(self) -> int:
+        """Connect once and count the hub's devices (for ``check``); raises on failure."""
+        try:
+            async with self._connect() as ws:
+                self._ws = ws
+                reader = asyncio.create_task(self._read_loop(ws))
+                try:
+                    listing = await self.call("GetAllDeviceInfoRequest", None)
+                finally:
+                    reader.cancel()
+                    self._ws = None
+        except Exception as exc:
+            reason, _ = classify_error(exc)
+            raise BackendError(reason) from None
+        return len(listing) if isinstance(listing, list) else 0
+
+    async def _session(self) -> None:
+        async with self._connect() as ws:
+            self._ws = ws
+            reader = asyncio.create_task(self._read_loop(ws))
+            reader.add_done_callback(lambda _task: self._fail_pending("connection closed"))
+            try:
+                self._buffer = []
+                await self.call("SubscribeAllRequest", None)
+                devices = await self._fetch_devices(None)
+                self._specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
+                self.connected = True
+                self.detail = "connected"
+                log.info("studio hub connected", backend=self.name, devices=len(devices))
+                self._emit(BackendStatus(True, "connected"))
+                self._emit(Snapshot(tuple(devices)))
+                buffered, self._buffer = self._buffer, None
+                for message in buffered:
+                    self._handle_push(message)
+                await reader
+            finally:
+                self._buffer = None
+                self._ws = None
+                reader.cancel()
+                for task in list(self._tasks):
+                    task.cancel()
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BackendError(f"hub connection lost: {reason}"))
+        self._pending.clear()
+
+    async def _read_loop(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                self.garbage_received += 1
+                log.warning("studio hub sent an unparsable message", backend=self.name,
+                            sample=str(raw)[:120])
+                continue
+            future = self._pending.pop(str(message.get("msgId")), None)
+            if future is not None:
+                if not future.done():
+                    future.set_result(message)
+            elif message.get("type") == "ErrorMessage":
+                log.warning("studio hub reported an error", backend=self.name,
+                            code=message.get("code"), message=str(message.get("message"))[:200])
+            elif self._buffer is not None:
+                self._buffer.append(message)
+            else:
+                self._handle_push(message)
+
+    # ---- requests -------------------------------------------------------------------------
+
+    async def call(self, request_type: str, data: Any, timeout: float | None = None) -> Any:
+        """Send one request and return its response ``data``; hub errors raise BackendError."""
+        ws = self._ws
+        if ws is None:
+            raise BackendError("the Studio hub is not connected")
+        msg_id = f"aqara-mqtt-{next(self._ids)}"
+        envelope: dict[str, Any] = {"type": request_type, "version": "v1", "msgId": msg_id}
+        if data is not None:
+            envelope["data"] = data
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        try:
+            await ws.send(json.dumps(envelope, separators=(",", ":")))
+            async with asyncio.timeout(timeout or self.request_timeout):
+                response = await future
+        except TimeoutError:
+            raise BackendError(
+                f"the hub did not answer {request_type} within {timeout or self.request_timeout:g} s"
+            ) from None
+        except ConnectionClosed:
+            raise BackendError("the hub connection closed") from None
+        finally:
+            self._pending.pop(msg_id, None)
+        code = response.get("code", 0)
+        if code not in (0, "0", None):
+            raise BackendError(str(response.get("message") or "hub error"), code)
+        return response.get("data")
+
+    async def _fetch_devices(self, device_ids: Sequence[str] | None) -> list[Device]:
+        """Devices with specs and values; all of them when ``device_ids`` is None."""
+        if device_ids is None:
+            listing = await self.call("GetAllDeviceInfoRequest", None)
+            if not isinstance(listing, list):
+                raise BackendError("GetAllDeviceInfoResponse data is not a list")
+            states = {
+                str(first(d, "deviceId", "did")): parse_online(first(d, "state", "online"))
+                for d in listing if isinstance(d, Mapping)
+            }
+            device_ids = list(states)
+        else:
+            states = {}
+        devices: list[Device] = []
+        for start in range(0, len(device_ids), SNAPSHOT_CHUNK):
+            chunk = list(device_ids[start:start + SNAPSHOT_CHUNK])
+            data = await self.call("GetDevicesRequest", {"deviceIds": chunk})
+            if not isinstance(data, list):
+                raise BackendError("GetDevicesResponse data is not a list")
+            for obj in data:
+                if not isinstance(obj, Mapping):
+                    raise BackendError("GetDevicesResponse lists a non-object")
+                try:
+                    device = parse_device(obj, self.name)
+                except SpecError as exc:
+                    raise BackendError(f"GetDevicesResponse: {exc}") from None
+                if device.id in states and first(obj, "state", "online") is None:
+                    device.online = states[device.id]
+                devices.append(device)
+        await self._fill_missing_values(devices)
+        return devices
+
+    async def _fill_missing_values(self, devices: list[Device]) -> None:
+        """Ask GetTraitValueRequest for readable traits the device tree gave no value for."""
+        missing = [addr for d in devices for addr, t in d.iter_traits()
+                   if t.value is None and t.spec.readable]
+        if not missing:
+            return
+        specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
+        values = await self._read_values(missing, specs)
+        by_id = {d.id: d for d in devices}
+        for addr, value in values.items():
+            trait = by_id[addr.device_id].trait(addr.endpoint_id, addr.function_code,
+                                                addr.trait_code)
+            if trait is not None:
+                trait.value = value
+
+    async def _read_values(
+        self, addresses: Sequence[TraitAddress], specs: Mapping[TraitAddress, TraitSpec]
+    ) -> dict[TraitAddress, Any]:
+        groups: dict[tuple[str, int, str], list[str]] = {}
+        for addr in addresses:
+            groups.setdefault(addr[:3], []).append(addr.trait_code)
+        query = [{"deviceId": d, "endpointId": e, "functionCode": f, "traitCodes": codes}
+                 for (d, e, f), codes in groups.items()]
+        data = await self.call("GetTraitValueRequest", query)
+        values: dict[TraitAddress, Any] = {}
+        for item in data if isinstance(data, list) else ():
+            addr = _address(item)
+            spec = specs.get(addr) if addr else None
+            if addr is None or spec is None:
+                continue
+            try:
+                values[addr] = from_wire(spec, item.get("value"))
+            except ValueError as exc:
+                log.warning("studio hub sent an unusable value", backend=self.name,
+                            trait=addr.path(), device=addr.device_id, reason=str(exc))
+        return values
+
+    async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
+        """Current values of these traits, fresh from the hub."""
+        return await self._read_values(addresses, self._specs)
+
+    async def write(self, items: Sequence[WriteItem]) -> list[WriteFailure]:
+        """One ExecuteTraitRequest for the batch; the hub answers with the failed items only."""
+        payload = []
+        for item in items:
+            d, e, f, t = item.address
+            payload.append({"deviceId": d, "endpointId": e, "functionCode": f, "traitCode": t,
+                            "value": to_studio_wire(self._specs[item.address], item.value)})
+        try:
+            data = await self.call("ExecuteTraitRequest", payload)
+        except BackendError as exc:
+            return [WriteFailure(item, exc.code, exc.message) for item in items]
+        by_address = {item.address: item for item in items}
+        failures: list[WriteFailure] = []
+        for failed in data if isinstance(data, list) else ():
+            addr = _address(failed) if isinstance(failed, Mapping) else None
+            item = by_address.get(addr) if addr else None
+            if item is not None:
+                failures.append(WriteFailure(item, failed.get("code"),
+                                             str(failed.get("message") or "refused by the hub")))
+        return failures
+
+    async def request(self, command: str, args: Mapping[str, Any]) -> Any:
+        """Pass a raw Data Export API request through (used by the management API)."""
+        return await self.call(command, dict(args) if args else None)
+
+    # ---- pushes ---------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        self._sink(event)
+
+    def _handle_push(self, message: Mapping[str, Any]) -> None:
+        data = message.get("data")
+        if message.get("type") == "objectEvent" and isinstance(data, Mapping):
+            self._handle_object_event(data)
+            return
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            if isinstance(item, Mapping) and "traitCode" in item:
+                self._handle_trait_push(item)
+
+    def _handle_trait_push(self, item: Mapping[str, Any]) -> None:
+        addr = _address(item)
+        spec = self._specs.get(addr) if addr else None
+        if addr is None or spec is None:
+            return  # a device we have not described yet; its snapshot carries the value
+        try:
+            value = from_wire(spec, item.get("value"))
+        except ValueError as exc:
+            log.warning("studio hub pushed an unusable value", backend=self.name,
+                        device=addr.device_id, trait=addr.path(), reason=str(exc))
+            return
+        stamp = item.get("time")
+        self._sink(TraitChanged(addr, value, stamp if isinstance(stamp, int) else None))
+
+    def _handle_object_event(self, data: Mapping[str, Any]) -> None:
+        kind = str(data.get("eventType", "")).upper()
+        inner = data.get("data")
+        body: Mapping[str, Any] = inner if isinstance(inner, Mapping) else data
+        device_id = first(body, "deviceId", "objectId", "did")
+        if not isinstance(device_id, str):
+            return
+        if kind in ("DEVICE_REMOVED", "DEVICE_DELETED", "DEVICE_DELETE"):
+            self._specs = {a: s for a, s in self._specs.items() if a.device_id != device_id}
+            self._emit(DeviceRemoved(device_id))
+        elif kind in ("DEVICE_ONLINE", "DEVICE_OFFLINE"):
+            self._emit(Availability(device_id, kind == "DEVICE_ONLINE"))
+        elif kind == "DEVICE_NAME_UPDATE" and isinstance(first(body, "name", "deviceName"), str):
+            self._emit(DeviceRenamed(device_id, str(first(body, "name", "deviceName"))))
+        elif kind in ("DEVICE_ADDED", "DEVICE_ADD", "DEVICE_NAME_UPDATE",
+                      "DEVICE_TRAIT_PARAMETER_UPDATE"):
+            self._spawn(self._describe(device_id, added=kind.startswith("DEVICE_ADD")))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _describe(self, device_id: str, added: bool) -> None:
+        try:
+            devices = await self._fetch_devices([device_id])
+        except BackendError as exc:
+            log.warning("could not describe device", backend=self.name, device=device_id,
+                        reason=exc.message)
+            return
+        for device in devices:
+            for addr, trait in device.iter_traits():
+                self._specs[addr] = trait.spec
+            self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
+
+
+def classify_error(exc: BaseException) -> tuple[str, bool]:
+    """A log-ready reason for a failed session, and whether the hub refused our token."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return (f"authentication failed: the hub refused the token (HTTP {status}); "
+                    "get a new token in Aqara Studio > Developer", True)
+        return f"protocol error: WebSocket upgrade answered HTTP {status}", False
+    if isinstance(exc, BackendError):
+        return f"protocol error: {exc.message}", False
+    if isinstance(exc, InvalidHandshake | websockets.InvalidURI):
+        return f"protocol error: {exc}", False
+    if isinstance(exc, ConnectionClosed):
+        return "connection lost", False
+    if isinstance(exc, OSError | TimeoutError):
+        return f"hub unreachable: {getattr(exc, 'strerror', None) or exc or 'timeout'}", False
+    raise exc
+
+
+def _address(item: Mapping[str, Any]) -> TraitAddress | None:
+    device_id = first(item, "deviceId", "did", "subjectId")
+    endpoint = item.get("endpointId")
+    function = item.get("functionCode")
+    trait = item.get("traitCode")
+    try:
+        endpoint_id = int(endpoint) if not isinstance(endpoint, bool) else None
+    except (TypeError, ValueError):
+        endpoint_id = None
+    if (not isinstance(device_id, str) or endpoint_id is None or not isinstance(function, str)
+            or not isinstance(trait, str)):
+        return None
+    return TraitAddress(device_id, endpoint_id, function, trait)

@@ -1,0 +1,231 @@
+"""``aqara-mqtt run | demo | simulate | check`` (also ``python -m bridge``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import sys
+from collections.abc import Sequence
+
+from bridge import __version__
+from bridge.app import Daemon, make_backend, mqtt_settings, run_until_signalled
+from bridge.config import Config, ConfigError, load_config, parse_config
+from bridge.logsetup import configure_logging, get_logger
+from bridge.mqtt import MqttLink
+from bridge.secrets import redact
+
+log = get_logger("bridge.cli")
+
+DEMO_NAMES = {
+    "lumi1.54ef44d1e6a0": "dining_light",
+    "lumi1.54ef448a0b73": "living_room_switch",
+    "lumi.158d0006c1d2e3": "living_room_curtain",
+    "lumi1.54ef448cc210": "hallway_thermostat",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="aqara-mqtt", description="Bridge Aqara and Tuya hubs to an MQTT broker."
+    )
+    parser.add_argument("--version", action="version", version=f"aqara-mqtt {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the bridge daemon")
+    run.add_argument("-c", "--config", required=True, help="path to config.yaml")
+
+    check = commands.add_parser("check", help="validate the config, reach the broker and hubs")
+    check.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    check.add_argument("--config-only", action="store_true", help="only validate the config")
+
+    health = commands.add_parser("health", help="exit 0 while the bridge reports itself online")
+    health.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    health.add_argument("--timeout", type=float, default=10.0)
+
+    demo = commands.add_parser("demo", help="simulated hub + broker + bridge, nothing needed")
+    demo.add_argument("--mqtt", help="use this broker (mqtt://host:port) instead of a built-in")
+    demo.add_argument("--port", type=int, default=1883,
+                      help="port of the built-in broker (a free one is picked if taken)")
+    demo.add_argument("--rate", type=float, default=0.5,
+                      help="simulated sensor changes per second (default 0.5)")
+
+    simulate = commands.add_parser("simulate", help="run a hub simulator on its own")
+    simulate.add_argument("kind", choices=["studio"], help="which hub to simulate")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8080)
+    simulate.add_argument("--token", default="demo-token")
+    simulate.add_argument("--devices", type=int, default=None,
+                          help="N synthetic devices instead of the sample home")
+    simulate.add_argument("--rate", type=float, default=0.0, help="random changes per second")
+    simulate.add_argument("--seed", type=int, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            config = load_config(args.config)
+            configure_logging(config.log.level, config.log.format)
+            asyncio.run(run_until_signalled(Daemon(config)))
+        elif args.command == "check":
+            config = load_config(args.config)
+            if args.config_only:
+                print("config: ok")
+                return 0
+            configure_logging("warning", "console")
+            return asyncio.run(check(config))
+        elif args.command == "health":
+            return health(load_config(args.config), args.timeout)
+        elif args.command == "demo":
+            configure_logging("info", "console")
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(demo(args.mqtt, args.port, args.rate))
+        elif args.command == "simulate":
+            configure_logging("info", "console")
+            from bridge.simulators.studio import serve
+
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve(args.port, args.token, args.devices, args.rate, args.seed,
+                                  args.host))
+    except ConfigError as exc:
+        print(f"aqara-mqtt: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"aqara-mqtt: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def check(config: Config) -> int:
+    """Report whether the broker and every hub can be reached; 0 when all can."""
+    print("config: ok")
+    failures = 0
+    settings = mqtt_settings(config)
+    reason = await MqttLink(settings, [], lambda _m: None, lambda: None).probe()
+    where = f"{settings.host}:{settings.port}"
+    if reason is None:
+        print(f"broker {where}: ok")
+    else:
+        failures += 1
+        print(f"broker {where}: FAILED: {redact(reason)}")
+    for spec in config.backends:
+        backend = make_backend(spec)
+        try:
+            count = await backend.probe()
+        except Exception as exc:  # every failure is reported, none is fatal to the check
+            failures += 1
+            print(f"backend {spec.name} ({spec.type}): FAILED: {redact(str(exc))}")
+        else:
+            print(f"backend {spec.name} ({spec.type}): ok, {count} devices")
+    return 0 if failures == 0 else 1
+
+
+def health(config: Config, timeout: float) -> int:
+    """0 when the retained ``bridge/state`` says ``online``, else 1 (for container health)."""
+    import threading
+
+    import paho.mqtt.client as paho
+
+    settings = mqtt_settings(config)
+    topic = f"{config.mqtt.base_topic}/bridge/state"
+    state: list[bytes] = []
+    received = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                         client_id=f"{settings.client_id}-health")
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.use_tls:
+        client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert,
+                       keyfile=settings.tls_key)
+        client.tls_insecure_set(settings.tls_insecure)
+    client.on_connect = lambda c, *_a: c.subscribe(topic)
+    client.on_message = lambda _c, _u, msg: (state.append(msg.payload), received.set())
+    try:
+        client.connect(settings.host, settings.port, 30)
+    except OSError as exc:
+        print(f"unhealthy: cannot reach the broker: {exc}")
+        return 1
+    client.loop_start()
+    received.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    if state and state[-1] == b"online":
+        print("healthy: bridge online")
+        return 0
+    print(f"unhealthy: {topic} is {state[-1].decode() if state else 'not set'}")
+    return 1
+
+
+def demo_config(mqtt_url: str, hub_url: str, token: str) -> Config:
+    """The demo's config, built through the same validation as a user's file."""
+    names = "\n".join(f"  {device_id}: {{name: {name}}}" for device_id, name in DEMO_NAMES.items())
+    text = (
+        f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, client_id: aqara-mqtt-demo}}\n"
+        f"backends:\n  - {{type: studio, name: demo, url: '{hub_url}', token: '{token}'}}\n"
+        f"devices:\n{names}\n"
+    )
+    return parse_config(text, "demo")
+
+
+async def demo(mqtt_url: str | None, port: int, rate: float) -> None:
+    """Simulated Studio hub + in-process broker (unless given) + the bridge, until Ctrl+C."""
+    from bridge.embedded_broker import EmbeddedBroker, pick_port
+    from bridge.simulators.sample_home import sample_home
+    from bridge.simulators.studio import StudioSimulator
+
+    token = secrets.token_hex(16)
+    hub = StudioSimulator(token, sample_home())
+    await hub.start()
+    broker = None
+    if mqtt_url is None:
+        broker = EmbeddedBroker("127.0.0.1", pick_port("127.0.0.1", port))
+        await broker.start()
+        mqtt_url = broker.url
+    try:
+        config = demo_config(mqtt_url, hub.url, token)
+        daemon = Daemon(config)
+        hub.start_random_changes(rate, seed=None)
+        runner = asyncio.create_task(run_until_signalled(daemon))
+        await daemon.mqtt.wait_connected(timeout=30)
+        print(demo_banner(config, hub.url, broker is not None), flush=True)
+        await runner
+    finally:
+        hub.stop_random_changes()
+        await hub.stop()
+        if broker is not None:
+            await broker.stop()
+
+
+def demo_banner(config: Config, hub_url: str, builtin_broker: bool) -> str:
+    """What the demo prints: where things are and how to watch and control them."""
+    host, port, base = config.mqtt.host, config.mqtt.port, config.mqtt.base_topic
+    target = f"-h {host} -p {port}"
+    broker = "built-in broker, MQTT 3.1.1" if builtin_broker else "your broker"
+    return "\n".join([
+        "",
+        "aqara-mqtt demo is running",
+        f"  simulated Aqara Studio hub: {hub_url} (24 devices, changing now and then)",
+        f"  MQTT broker:                mqtt://{host}:{port} ({broker})",
+        "",
+        "Watch everything (mosquitto-clients package):",
+        f"  mosquitto_sub {target} -t '{base}/#' -v",
+        "Switch the dining light off, then on:",
+        f"  mosquitto_pub {target} -t '{base}/dining_light/1/Output/OnOff/set' -m OFF",
+        f"  mosquitto_pub {target} -t '{base}/dining_light/1/Output/OnOff/set' -m ON",
+        "Dim it and warm it up in one hub call:",
+        f"  mosquitto_pub {target} -t '{base}/dining_light/set' "
+        "-m '{\"1\": {\"LevelControl\": {\"CurrentLevel\": 30}, "
+        "\"ColorControl\": {\"ColorTemperature\": 400}}}'",
+        "Move the curtain:",
+        f"  mosquitto_pub {target} -t '{base}/living_room_curtain/1/WindowCovering/"
+        "TargetPositionPercentage/set' -m 25",
+        "Rejected writes are explained on:",
+        f"  mosquitto_sub {target} -t '{base}/bridge/log' -v",
+        "Press Ctrl+C to stop.",
+        "",
+    ])

@@ -1,0 +1,505 @@
+"""The bridge core: backend events → state cache → retained MQTT topics; MQTT commands → writes.
+
+Everything here runs synchronously on the event loop, except the hub calls themselves (writes and
+re-reads), which run as tasks. A trait change costs a few dict look-ups, one payload encoding and
+one non-blocking publish; the per-device JSON document is rebuilt at most once per loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge import __version__, payloads
+from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
+from bridge.coalesce import WriteCoalescer
+from bridge.logsetup import get_logger
+from bridge.model import (
+    Availability,
+    BackendStatus,
+    Device,
+    DeviceAdded,
+    DeviceRemoved,
+    DeviceRenamed,
+    DeviceUpdated,
+    Event,
+    Snapshot,
+    Trait,
+    TraitAddress,
+    TraitChanged,
+    WriteFailure,
+    WriteItem,
+)
+from bridge.mqtt import IncomingMessage, response_properties
+from bridge.topics import (
+    BadTopic,
+    BridgeRequest,
+    DeviceGet,
+    DeviceSet,
+    TopicScheme,
+    TraitGet,
+    TraitSet,
+    device_level,
+)
+
+log = get_logger("bridge.core")
+
+
+class Publisher(Protocol):
+    """What the core needs from the MQTT side (``bridge.mqtt.MqttLink`` in production)."""
+
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
+                qos: int | None = None, properties: Any = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CoreOptions:
+    """The core's settings (from the ``mqtt``, ``devices`` and ``bridge`` config sections)."""
+
+    base_topic: str = "aqara"
+    friendly_names: Mapping[str, str] = field(default_factory=dict)
+    excluded: frozenset[str] = frozenset()
+    write_window: float = 0.05
+    publish_unchanged: bool = False
+    device_state_topic: bool = True
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a write came from, to answer it (bridge/log and the MQTT 5 response topic)."""
+
+    topic: str
+    payload: str
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+@dataclass(slots=True)
+class DeviceEntry:
+    """A device the bridge publishes, with its topics."""
+
+    device: Device
+    backend: Backend
+    friendly_name: str
+    topic_name: str
+    trait_topics: dict[TraitAddress, str]
+    retained: set[str] = field(default_factory=set)
+    available: bool | None = None
+
+
+class Bridge:
+    """Keeps MQTT in step with the hubs and turns MQTT commands into hub calls."""
+
+    def __init__(self, backends: Sequence[Backend], options: CoreOptions) -> None:
+        self.backends = {backend.name: backend for backend in backends}
+        self.options = options
+        self.topics = TopicScheme(options.base_topic)
+        self.devices: dict[str, DeviceEntry] = {}
+        self._by_topic: dict[str, DeviceEntry] = {}
+        self._coalescers = {name: WriteCoalescer[Origin]() for name in self.backends}
+        self._dirty_docs: set[str] = set()
+        self._docs_scheduled = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._snapshots_seen: set[str] = set()
+        self._mqtt: Publisher | None = None
+        self._qos: int | None = None
+        self.started_at = time.time()
+        self.request_handler: Callable[[str, IncomingMessage], None] | None = None
+
+    # ---- wiring ---------------------------------------------------------------------------
+
+    def attach(self, mqtt: Publisher) -> None:
+        """Use this publisher for everything the bridge sends."""
+        self._mqtt = mqtt
+
+    def sink_for(self, backend: Backend) -> EventSink:
+        """The event callback to hand to ``backend.run``."""
+        return lambda event: self.handle_event(backend, event)
+
+    def _publish(self, topic: str, payload: str | bytes, retain: bool = False,
+                 properties: Any = None) -> None:
+        if self._mqtt is not None:
+            self._mqtt.publish(topic, payload, retain, None, properties)
+
+    def on_mqtt_connected(self) -> None:
+        """After every broker (re)connect: state online, and every retained topic republished."""
+        self._publish(self.topics.bridge("state"), "online", retain=True)
+        self.publish_info()
+        if self._snapshots_seen:
+            self.publish_device_list()
+        for entry in self.devices.values():
+            self._publish_device(entry, force=True)
+
+    # ---- events from backends ------------------------------------------------------------
+
+    def handle_event(self, backend: Backend, event: Event) -> None:
+        """Apply one backend event; synchronous, called in the order the hub sent them."""
+        if isinstance(event, TraitChanged):
+            self._on_trait_changed(event)
+        elif isinstance(event, Snapshot):
+            self._on_snapshot(backend, event.devices)
+        elif isinstance(event, Availability):
+            entry = self.devices.get(event.device_id)
+            if entry is not None:
+                entry.device.online = event.online
+                self._publish_availability(entry)
+                self._event("device_availability", entry, online=event.online)
+        elif isinstance(event, DeviceAdded | DeviceUpdated):
+            if event.device.id not in self.options.excluded:
+                added = event.device.id not in self.devices
+                self._upsert(backend, event.device)
+                self._event("device_added" if added else "device_updated",
+                            self.devices[event.device.id])
+                self.publish_device_list()
+        elif isinstance(event, DeviceRemoved):
+            entry = self.devices.get(event.device_id)
+            if entry is not None:
+                self._remove(entry)
+                self._event("device_removed", entry)
+                self.publish_device_list()
+        elif isinstance(event, DeviceRenamed):
+            entry = self.devices.get(event.device_id)
+            if entry is not None:
+                old = entry.device.name
+                entry.device.name = event.name
+                self._event("device_renamed", entry, old_name=old)
+                self.publish_device_list()
+        elif isinstance(event, BackendStatus):
+            self._on_backend_status(backend, event)
+
+    def _on_trait_changed(self, event: TraitChanged) -> None:
+        address = event.address
+        entry = self.devices.get(address.device_id)
+        if entry is None:
+            return
+        trait = entry.device.trait(address.endpoint_id, address.function_code, address.trait_code)
+        if trait is None:
+            return
+        self._apply(entry, address, trait, event.value, event.time, self.options.publish_unchanged)
+
+    def _apply(self, entry: DeviceEntry, address: TraitAddress, trait: Trait, value: Any,
+               stamp: int | None, force: bool) -> None:
+        if value == trait.value and type(value) is type(trait.value) and not force:
+            return
+        trait.value = value
+        trait.time = stamp
+        if value is None or not trait.spec.readable:
+            return
+        topic = entry.trait_topics[address]
+        self._publish(topic, to_payload(trait.spec, value), retain=True)
+        entry.retained.add(topic)
+        self._mark_doc(entry)
+
+    def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
+        seen: set[str] = set()
+        for device in devices:
+            if device.id in self.options.excluded:
+                continue
+            seen.add(device.id)
+            self._upsert(backend, device)
+        for entry in [e for e in self.devices.values()
+                      if e.backend is backend and e.device.id not in seen]:
+            self._remove(entry)
+            self._event("device_removed", entry)
+        self._snapshots_seen.add(backend.name)
+        self.publish_device_list()
+
+    def _on_backend_status(self, backend: Backend, status: BackendStatus) -> None:
+        if not status.connected:
+            for entry in self.devices.values():
+                if entry.backend is backend:
+                    self._publish_availability(entry)
+        self.publish_info()
+
+    # ---- device registry ------------------------------------------------------------------
+
+    def _topic_name_for(self, device: Device) -> tuple[str, str]:
+        friendly = self.options.friendly_names.get(device.id, device.id)
+        name = device_level(friendly)
+        holder = self._by_topic.get(name)
+        if holder is not None and holder.device.id != device.id:
+            log.warning("topic name taken; using the device id", device=device.id, name=name)
+            name = device_level(device.id)
+        return friendly, name
+
+    def _upsert(self, backend: Backend, device: Device) -> None:
+        entry = self.devices.get(device.id)
+        if entry is None:
+            friendly, name = self._topic_name_for(device)
+            entry = DeviceEntry(device, backend, friendly, name, self._trait_topics(name, device))
+            self.devices[device.id] = entry
+            self._by_topic[name] = entry
+            self._by_topic.setdefault(device_level(device.id), entry)
+            self._publish_device(entry, force=True)
+            return
+        old_device = entry.device
+        entry.device = device
+        entry.backend = backend
+        entry.trait_topics = self._trait_topics(entry.topic_name, device)
+        for topic in entry.retained - set(entry.trait_topics.values()) - self._device_topics(entry):
+            self._publish(topic, b"", retain=True)  # a trait the device no longer has
+            entry.retained.discard(topic)
+        for address, trait in device.iter_traits():
+            before = old_device.trait(*address[1:])
+            changed = before is None or before.value != trait.value
+            if trait.value is not None and trait.spec.readable and changed:
+                topic = entry.trait_topics[address]
+                self._publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                entry.retained.add(topic)
+                self._mark_doc(entry)
+        self._publish_availability(entry)
+
+    def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
+        return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
+
+    def _device_topics(self, entry: DeviceEntry) -> set[str]:
+        return {self.topics.device(entry.topic_name), self.topics.availability(entry.topic_name)}
+
+    def _publish_device(self, entry: DeviceEntry, force: bool) -> None:
+        for address, trait in entry.device.iter_traits():
+            if trait.value is not None and trait.spec.readable:
+                topic = entry.trait_topics[address]
+                self._publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                entry.retained.add(topic)
+        if force:
+            entry.available = None
+        self._publish_availability(entry)
+        self._mark_doc(entry)
+
+    def _remove(self, entry: DeviceEntry) -> None:
+        """Forget a device and clear every retained topic published for it."""
+        self._dirty_docs.discard(entry.device.id)
+        for topic in entry.retained | self._device_topics(entry):
+            self._publish(topic, b"", retain=True)
+        entry.retained.clear()
+        del self.devices[entry.device.id]
+        for name in [n for n, e in self._by_topic.items() if e is entry]:
+            del self._by_topic[name]
+
+    def _publish_availability(self, entry: DeviceEntry) -> None:
+        available = entry.backend.connected and entry.device.online
+        if available == entry.available:
+            return
+        entry.available = available
+        topic = self.topics.availability(entry.topic_name)
+        self._publish(topic, "online" if available else "offline", retain=True)
+
+    def _mark_doc(self, entry: DeviceEntry) -> None:
+        if not self.options.device_state_topic:
+            return
+        self._dirty_docs.add(entry.device.id)
+        if not self._docs_scheduled:
+            self._docs_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_docs)
+
+    def _flush_docs(self) -> None:
+        self._docs_scheduled = False
+        dirty, self._dirty_docs = self._dirty_docs, set()
+        for device_id in dirty:
+            entry = self.devices.get(device_id)
+            if entry is not None:
+                topic = self.topics.device(entry.topic_name)
+                document = json.dumps(payloads.device_state(entry.device), separators=(",", ":"))
+                self._publish(topic, document, retain=True)
+
+    # ---- bridge topics --------------------------------------------------------------------
+
+    def publish_info(self) -> None:
+        """Retained ``bridge/info``: version, backends and their state, config without secrets."""
+        info = {
+            "version": __version__,
+            "started_at": int(self.started_at),
+            "backends": [backend.summary() for backend in self.backends.values()],
+            "config": dict(self.options.info),
+        }
+        self._publish(self.topics.bridge("info"), json.dumps(info), retain=True)
+
+    def publish_device_list(self) -> None:
+        """Retained ``bridge/devices``: every device with its spec and topics."""
+        listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name)
+                   for e in self.devices.values()]
+        for item, entry in zip(listing, self.devices.values(), strict=True):
+            item["topic"] = self.topics.device(entry.topic_name)
+            for endpoint in item["endpoints"]:
+                for function in endpoint["functions"]:
+                    for trait in function["traits"]:
+                        address = TraitAddress(entry.device.id, endpoint["id"], function["code"],
+                                               trait["code"])
+                        trait["topic"] = entry.trait_topics[address]
+        self._publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
+
+    def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:
+        device = {"id": entry.device.id, "friendly_name": entry.friendly_name,
+                  "name": entry.device.name, "backend": entry.backend.name}
+        self._publish(self.topics.bridge("event"),
+                      json.dumps(payloads.event(kind, device=device, **fields)))
+
+    def report(self, level: str, message: str, origin: Origin | None = None,
+               **extra: Any) -> None:
+        """A line on ``bridge/log`` (and in the daemon's log)."""
+        getattr(log, level if level in ("info", "warning", "error") else "info")(
+            message, topic=origin.topic if origin else None)
+        entry = payloads.log_entry(level, message, origin.topic if origin else None,
+                                   origin.payload if origin else None, **extra)
+        self._publish(self.topics.bridge("log"), json.dumps(entry))
+
+    def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
+        """Answer on the MQTT 5 response topic of a request, when it named one."""
+        if origin.response_topic:
+            self._publish(origin.response_topic, json.dumps(body),
+                          properties=response_properties(origin.correlation_data))
+
+    # ---- commands from MQTT --------------------------------------------------------------
+
+    def handle_message(self, message: IncomingMessage) -> None:
+        """Dispatch one message received on the bridge's subscriptions."""
+        command = self.topics.parse(message.topic)
+        if command is None:
+            return
+        origin = Origin(message.topic, message.payload.decode("utf-8", "replace"),
+                        message.response_topic, message.correlation_data)
+        if isinstance(command, BridgeRequest):
+            if self.request_handler is not None:
+                self.request_handler(command.command, message)
+            return
+        if message.retain:
+            self._reject(origin, "retained commands are ignored: publish /set and /get "
+                                 "without the retain flag")
+            return
+        if isinstance(command, BadTopic):
+            self._reject(origin, command.reason)
+            return
+        entry = self._by_topic.get(command.device)
+        if entry is None:
+            self._reject(origin, f"unknown device '{command.device}'")
+            return
+        if isinstance(command, TraitSet):
+            self._on_trait_set(entry, command, message.payload, origin)
+        elif isinstance(command, DeviceSet):
+            self._on_device_set(entry, message.payload, origin)
+        elif isinstance(command, TraitGet):
+            address = TraitAddress(entry.device.id, command.endpoint_id, command.function_code,
+                                   command.trait_code)
+            if entry.device.trait(*address[1:]) is None:
+                self._reject(origin, f"device '{command.device}' has no trait {address.path()}")
+            else:
+                self._spawn(self._refresh(entry, [address], origin))
+        elif isinstance(command, DeviceGet):
+            readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
+            self._spawn(self._refresh(entry, readable, origin))
+
+    def _reject(self, origin: Origin, reason: str) -> None:
+        self.report("warning", f"rejected: {reason}", origin)
+        self.respond(origin, payloads.response("error", error_code="rejected",
+                                               error_message=reason))
+
+    def _validate(self, entry: DeviceEntry, address: TraitAddress, raw: Any) -> WriteItem:
+        trait = entry.device.trait(*address[1:])
+        where = address.path()
+        if trait is None:
+            raise WriteRejected(f"device '{entry.topic_name}' has no trait {where}")
+        value = decode_set(trait.spec, raw, current=trait.value, where=where)
+        if not entry.backend.connected:
+            raise WriteRejected(f"the hub of device '{entry.topic_name}' is not connected")
+        if not entry.device.online:
+            raise WriteRejected(f"device '{entry.topic_name}' is offline")
+        return WriteItem(address, value)
+
+    def _on_trait_set(self, entry: DeviceEntry, command: TraitSet, payload: bytes,
+                      origin: Origin) -> None:
+        address = TraitAddress(entry.device.id, command.endpoint_id, command.function_code,
+                               command.trait_code)
+        try:
+            item = self._validate(entry, address, payload)
+        except WriteRejected as exc:
+            self._reject(origin, exc.reason)
+            return
+        self._queue_writes(entry.backend, [item], origin)
+
+    def _on_device_set(self, entry: DeviceEntry, payload: bytes, origin: Origin) -> None:
+        try:
+            items = [
+                self._validate(entry, TraitAddress(entry.device.id, e, f, t), raw)
+                for e, f, t, raw in decode_device_set(payload)
+            ]
+        except WriteRejected as exc:  # all or nothing: one bad item rejects the message
+            self._reject(origin, exc.reason)
+            return
+        if not items:
+            self._reject(origin, "nothing to set")
+            return
+        self._queue_writes(entry.backend, items, origin)
+
+    def _queue_writes(self, backend: Backend, items: Sequence[WriteItem], origin: Origin) -> None:
+        coalescer = self._coalescers[backend.name]
+        schedule = False
+        for item in items:
+            schedule = coalescer.add(item, origin) or schedule
+        if schedule:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.options.write_window, self._flush_writes, backend)
+
+    def _flush_writes(self, backend: Backend) -> None:
+        batch = self._coalescers[backend.name].drain()
+        if batch:
+            self._spawn(self._write(backend, batch))
+
+    async def _write(self, backend: Backend, batch: list[tuple[WriteItem, list[Origin]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            failures = await backend.write(items)
+        except BackendError as exc:
+            failures = [WriteFailure(item, exc.code, exc.message) for item in items]
+        failed = {failure.item.address: failure for failure in failures}
+        answered: dict[Origin, list[str]] = {}
+        for item, origins in batch:
+            failure = failed.get(item.address)
+            if failure is not None:
+                code = f" (code {failure.code})" if failure.code is not None else ""
+                reason = f"the hub refused {item.address.path()}: {failure.message}{code}"
+                for origin in origins:
+                    self.report("error", f"write failed: {reason}", origin)
+                    answered.setdefault(origin, []).append(reason)
+            else:
+                for origin in origins:
+                    answered.setdefault(origin, [])
+        for origin, reasons in answered.items():
+            if reasons:
+                body = payloads.response("error", error_code="hub_error",
+                                         error_message="; ".join(reasons))
+            else:
+                body = payloads.response("ok")
+            self.respond(origin, body)
+
+    async def _refresh(self, entry: DeviceEntry, addresses: list[TraitAddress],
+                       origin: Origin) -> None:
+        try:
+            values = await entry.backend.read(addresses)
+        except BackendError as exc:
+            self.report("error", f"re-read failed: {exc.message}", origin)
+            self.respond(origin, payloads.response("error", error_code="hub_error",
+                                                   error_message=exc.message))
+            return
+        for address, value in values.items():
+            trait = entry.device.trait(*address[1:])
+            if trait is not None and self.devices.get(address.device_id) is entry:
+                self._apply(entry, address, trait, value, None, force=True)
+        self.respond(origin, payloads.response("ok"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for pending hub calls (used on shutdown)."""
+        for backend in self.backends.values():
+            self._flush_writes(backend)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)

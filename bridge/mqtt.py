@@ -1,0 +1,401 @@
+"""The MQTT client: paho-mqtt driven by the asyncio loop (no thread, no await per publish).
+
+Publishing is synchronous and never blocks: paho queues the packet and the loop writes it when
+the socket is writable. Backpressure is bounded: when more than ``max_queued`` messages are
+unacknowledged, retained publications are parked in a dict keyed by topic (the latest value
+wins, so the broker still converges to the current state) and non-retained ones in a bounded
+deque (the oldest are dropped and counted). While disconnected nothing is queued in paho; the
+``on_connected`` hook republishes the full state after every (re)connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from bridge.logsetup import get_logger
+
+log = get_logger("bridge.mqtt")
+
+_UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
+_V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """Everything needed to reach the broker (built from the ``mqtt:`` config section)."""
+
+    host: str
+    port: int
+    client_id: str
+    will_topic: str
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_insecure: bool = False
+    version: str = "5"
+    keepalive: int = 60
+    qos: int = 1
+    max_queued: int = 100_000
+    reconnect_max_delay: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message received on one of our subscriptions."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+class MqttLink:
+    """One connection to the broker, kept up until :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        subscriptions: list[str],
+        on_message: Callable[[IncomingMessage], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.subscriptions = subscriptions
+        self.on_message = on_message
+        self.on_connected = on_connected
+        self.version = settings.version
+        self.connected = False
+        self.published = 0
+        self.acknowledged = 0
+        self.dropped = 0
+        self._parked_retained: dict[str, tuple[bytes, int]] = {}
+        self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
+        self._flush_scheduled = False
+        self._client: paho.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._disconnected = asyncio.Event()
+        self._up = asyncio.Event()
+        self._connack: asyncio.Future[tuple[int, str]] | None = None
+        self._stopping = False
+
+    # ---- publishing (hot path) ------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        """Messages handed to paho and not yet acknowledged (or written, for QoS 0)."""
+        return self.published - self.acknowledged
+
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        retain: bool = False,
+        qos: int | None = None,
+        properties: Properties | None = None,
+    ) -> None:
+        """Queue a message; never blocks and never awaits."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        level = self.settings.qos if qos is None else qos
+        client = self._client
+        if not self.connected or client is None:
+            if not retain:  # retained state is republished whole on reconnect
+                self._park_other(topic, data, level, properties)
+            return
+        if self.published - self.acknowledged >= self.settings.max_queued or (
+            self._parked_retained or self._parked_other
+        ):
+            if retain:
+                self._parked_retained[topic] = (data, level)
+            else:
+                self._park_other(topic, data, level, properties)
+            return
+        self.published += 1
+        client.publish(topic, data, level, retain, properties)
+
+    def _park_other(self, topic: str, data: bytes, qos: int, props: Properties | None) -> None:
+        if len(self._parked_other) == self._parked_other.maxlen:
+            self.dropped += 1
+        self._parked_other.append((topic, data, qos, props))
+
+    def _on_publish(self, *_args: Any) -> None:
+        self.acknowledged += 1
+        if (
+            (self._parked_retained or self._parked_other)
+            and not self._flush_scheduled
+            and self.outstanding <= self.settings.max_queued // 2
+            and self._loop is not None
+        ):
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_parked)
+
+    def _flush_parked(self) -> None:
+        self._flush_scheduled = False
+        client = self._client
+        if not self.connected or client is None:
+            return
+        budget = self.settings.max_queued - self.outstanding
+        while self._parked_other and budget > 0:
+            topic, data, qos, props = self._parked_other.popleft()
+            self.published += 1
+            client.publish(topic, data, qos, False, props)
+            budget -= 1
+        while self._parked_retained and budget > 0:
+            topic = next(iter(self._parked_retained))
+            data, qos = self._parked_retained.pop(topic)
+            self.published += 1
+            client.publish(topic, data, qos, True)
+            budget -= 1
+
+    @property
+    def parked(self) -> int:
+        """Messages waiting for the broker to catch up (bounded)."""
+        return len(self._parked_retained) + len(self._parked_other)
+
+    # ---- connection lifecycle -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, and reconnect with backoff and jitter, until cancelled or stopped."""
+        self._loop = asyncio.get_running_loop()
+        delay = 1.0
+        misc = asyncio.create_task(self._misc_loop())
+        try:
+            while not self._stopping:
+                reason = await self._connect_once()
+                if reason is None:
+                    delay = 1.0
+                    await self._disconnected.wait()
+                    if self._stopping:
+                        break
+                    log.warning("mqtt connection lost; reconnecting", broker=self._where())
+                    reason = "connection lost"
+                else:
+                    log.error("mqtt connection failed", broker=self._where(), reason=reason)
+                wait = min(delay, self.settings.reconnect_max_delay) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.settings.reconnect_max_delay)
+        finally:
+            misc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await misc
+            self._teardown()
+
+    async def probe(self) -> str | None:
+        """Try one connection (for ``check``): None when the broker accepted us, else why not."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            return await self._connect_once()
+        finally:
+            if self.connected and self._client is not None:
+                self._client.disconnect()
+            self._teardown()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until the first successful CONNACK (for tests and ``check``)."""
+        async with asyncio.timeout(timeout):
+            await self._up.wait()
+
+    async def stop(self) -> None:
+        """Publish ``offline`` on the state topic and disconnect cleanly."""
+        self._stopping = True
+        client = self._client
+        if client is not None and self.connected:
+            info = client.publish(self.settings.will_topic, b"offline", 1, True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    while not info.is_published() and self.connected:
+                        await asyncio.sleep(0.01)
+            client.disconnect()
+        self._disconnected.set()
+
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        protocol = paho.MQTTv5 if self.version == "5" else paho.MQTTv311
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=protocol,
+            clean_session=None if protocol == paho.MQTTv5 else True,
+        )
+        client.max_inflight_messages_set(max(20, min(s.max_queued, 65535)))
+        client.max_queued_messages_set(0)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.use_tls:
+            context = ssl.create_default_context(cafile=s.tls_ca)
+            if s.tls_cert:
+                context.load_cert_chain(s.tls_cert, s.tls_key)
+            if s.tls_insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            client.tls_set_context(context)
+        client.will_set(s.will_topic, b"offline", 1, True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    async def _connect_once(self) -> str | None:
+        """One connection attempt; None on success, else the reason."""
+        assert self._loop is not None
+        self._teardown()
+        client = self._make_client()
+        self._client = client
+        self._connack = self._loop.create_future()
+        self._disconnected.clear()
+        s = self.settings
+        try:
+            # The TCP (and TLS) handshake blocks, so it runs in a thread; the socket is then
+            # handed to the event loop. CONNECT is written by paho during connect().
+            await self._loop.run_in_executor(
+                None,
+                lambda: client.connect(
+                    s.host,
+                    s.port,
+                    s.keepalive,
+                    clean_start=True if self.version == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                ),
+            )
+        except (OSError, ssl.SSLError) as exc:
+            return f"cannot reach broker: {exc.strerror or exc}"
+        self._attach(client)
+        try:
+            async with asyncio.timeout(max(10, s.keepalive)):
+                code, text = await self._connack
+        except TimeoutError:
+            return "no CONNACK from broker"
+        if code in (_UNSUPPORTED_PROTOCOL, _V311_REFUSED_PROTOCOL) and self.version == "5":
+            log.warning("broker does not speak MQTT 5; falling back to 3.1.1", broker=self._where())
+            self.version = "3.1.1"
+            return await self._connect_once()
+        if code != 0:
+            return f"broker refused the connection: {text}"
+        self._subscribe(client)
+        self.connected = True
+        self._up.set()
+        log.info("mqtt connected", broker=self._where(), protocol=self.version)
+        self.on_connected()
+        return None
+
+    def _attach(self, client: paho.Client) -> None:
+        loop = self._loop
+        assert loop is not None
+        sock = client.socket()
+        if sock is None:
+            return
+
+        def register_write(_c: paho.Client, _u: Any, s: socket.socket) -> None:
+            loop.add_writer(s, self._guard, client.loop_write)
+
+        def unregister_write(_c: paho.Client, _u: Any, s: socket.socket) -> None:
+            loop.remove_writer(s)
+
+        def socket_close(_c: paho.Client, _u: Any, s: socket.socket) -> None:
+            loop.remove_reader(s)
+            loop.remove_writer(s)
+
+        client.on_socket_register_write = register_write
+        client.on_socket_unregister_write = unregister_write
+        client.on_socket_close = socket_close
+        loop.add_reader(sock, self._guard, client.loop_read)
+        if client.want_write():
+            loop.add_writer(sock, self._guard, client.loop_write)
+
+    def _guard(self, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception:  # a bug in a callback must not kill the loop's reader
+            log.exception("error in mqtt network step")
+
+    def _subscribe(self, client: paho.Client) -> None:
+        qos = self.settings.qos
+        if self.version == "5":
+            options = SubscribeOptions(qos=qos, noLocal=True)
+            client.subscribe([(topic, options) for topic in self.subscriptions])
+        else:
+            client.subscribe([(topic, qos) for topic in self.subscriptions])
+
+    def _teardown(self) -> None:
+        client = self._client
+        self.connected = False
+        self._up.clear()
+        if client is None:
+            return
+        sock = client.socket()
+        if sock is not None and self._loop is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+        client.on_disconnect = None
+        with contextlib.suppress(Exception):
+            client.disconnect()
+        self._client = None
+        self.published = self.acknowledged = 0
+
+    async def _misc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            client = self._client
+            if client is not None:
+                self._guard(client.loop_misc)
+
+    # ---- paho callbacks (run inside loop_read / loop_write on the event loop) --------------
+
+    def _on_connect(
+        self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any = None
+    ) -> None:
+        value = reason.value if isinstance(reason, ReasonCode) else int(reason)
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result((value, str(reason)))
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        was_connected = self.connected
+        self.connected = False
+        self._up.clear()
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result((-1, "connection closed before CONNACK"))
+        if was_connected or self._stopping:
+            self._disconnected.set()
+
+    def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        props = getattr(message, "properties", None)
+        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        try:
+            self.on_message(
+                IncomingMessage(
+                    message.topic, message.payload, bool(message.retain), response_topic,
+                    correlation,
+                )
+            )
+        except Exception:
+            log.exception("error handling mqtt message", topic=message.topic)
+
+
+def response_properties(correlation_data: bytes | None) -> Properties | None:
+    """MQTT 5 PUBLISH properties carrying the request's correlation data back."""
+    if correlation_data is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    props.CorrelationData = correlation_data
+    return props
