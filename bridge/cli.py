@@ -7,7 +7,12 @@ import asyncio
 import contextlib
 import secrets
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge import __version__
 from bridge.app import Daemon, make_backend, mqtt_settings, run_until_signalled
@@ -127,15 +132,11 @@ async def check(config: Config) -> int:
 
 def health(config: Config, timeout: float) -> int:
     """0 when the retained ``bridge/state`` says ``online``, else 1 (for container health)."""
-    import threading
-
-    import paho.mqtt.client as paho
-
     settings = mqtt_settings(config)
     topic = f"{config.mqtt.base_topic}/bridge/state"
     state: list[bytes] = []
     received = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+    client = paho.Client(CallbackAPIVersion.VERSION2,
                          client_id=f"{settings.client_id}-health")
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
@@ -143,8 +144,12 @@ def health(config: Config, timeout: float) -> int:
         client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert,
                        keyfile=settings.tls_key)
         client.tls_insecure_set(settings.tls_insecure)
+    def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        state.append(bytes(msg.payload))
+        received.set()
+
     client.on_connect = lambda c, *_a: c.subscribe(topic)
-    client.on_message = lambda _c, _u, msg: (state.append(msg.payload), received.set())
+    client.on_message = on_message
     try:
         client.connect(settings.host, settings.port, 30)
     except OSError as exc:

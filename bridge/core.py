@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from bridge import __version__, payloads
 from bridge.backends.base import Backend, BackendError, EventSink
-from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
 from bridge.coalesce import WriteCoalescer
+from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
 from bridge.logsetup import get_logger
 from bridge.model import (
     Availability,
@@ -110,6 +110,7 @@ class Bridge:
         self._mqtt: Publisher | None = None
         self._qos: int | None = None
         self.started_at = time.time()
+        self.events_handled = 0
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
 
     # ---- wiring ---------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class Bridge:
 
     def handle_event(self, backend: Backend, event: Event) -> None:
         """Apply one backend event; synchronous, called in the order the hub sent them."""
+        self.events_handled += 1
         if isinstance(event, TraitChanged):
             self._on_trait_changed(event)
         elif isinstance(event, Snapshot):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -21,14 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.logsetup import get_logger
 
 log = get_logger("bridge.mqtt")
+
+INFLIGHT_WINDOW = 100
+"""QoS>0 messages paho keeps in flight. paho rescans its whole in-flight table on every
+acknowledgement, so a huge window makes publishing quadratic; more are queued in paho meanwhile."""
 
 _UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
 _V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
@@ -218,10 +222,9 @@ class MqttLink:
         client = self._client
         if client is not None and self.connected:
             info = client.publish(self.settings.will_topic, b"offline", 1, True)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    while not info.is_published() and self.connected:
-                        await asyncio.sleep(0.01)
+            with contextlib.suppress(RuntimeError, ValueError):
+                # paho signals the PUBACK through a condition the event loop sets meanwhile
+                await asyncio.to_thread(info.wait_for_publish, 2)
             client.disconnect()
         self._disconnected.set()
 
@@ -232,12 +235,12 @@ class MqttLink:
         s = self.settings
         protocol = paho.MQTTv5 if self.version == "5" else paho.MQTTv311
         client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else True,
         )
-        client.max_inflight_messages_set(max(20, min(s.max_queued, 65535)))
+        client.max_inflight_messages_set(INFLIGHT_WINDOW)
         client.max_queued_messages_set(0)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -305,13 +308,13 @@ class MqttLink:
         if sock is None:
             return
 
-        def register_write(_c: paho.Client, _u: Any, s: socket.socket) -> None:
+        def register_write(_c: paho.Client, _u: Any, s: Any) -> None:
             loop.add_writer(s, self._guard, client.loop_write)
 
-        def unregister_write(_c: paho.Client, _u: Any, s: socket.socket) -> None:
+        def unregister_write(_c: paho.Client, _u: Any, s: Any) -> None:
             loop.remove_writer(s)
 
-        def socket_close(_c: paho.Client, _u: Any, s: socket.socket) -> None:
+        def socket_close(_c: paho.Client, _u: Any, s: Any) -> None:
             loop.remove_reader(s)
             loop.remove_writer(s)
 
@@ -384,7 +387,7 @@ class MqttLink:
         try:
             self.on_message(
                 IncomingMessage(
-                    message.topic, message.payload, bool(message.retain), response_topic,
+                    message.topic, bytes(message.payload), bool(message.retain), response_topic,
                     correlation,
                 )
             )
@@ -396,6 +399,6 @@ def response_properties(correlation_data: bytes | None) -> Properties | None:
     """MQTT 5 PUBLISH properties carrying the request's correlation data back."""
     if correlation_data is None:
         return None
-    props = Properties(PacketTypes.PUBLISH)
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.CorrelationData = correlation_data
     return props

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -32,7 +33,8 @@ class Received:
 class MqttProbe:
     """Subscribes to ``filters`` on a broker; paho runs its own thread, results land on the loop."""
 
-    def __init__(self, port: int, filters: list[str], protocol: int = paho.MQTTv5) -> None:
+    def __init__(self, port: int, filters: list[str],
+                 protocol: MQTTProtocolVersion = paho.MQTTv5) -> None:
         self.port = port
         self.filters = filters
         self.protocol = protocol
@@ -41,7 +43,7 @@ class MqttProbe:
         self._changed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._subscribed = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=protocol)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
@@ -63,7 +65,7 @@ class MqttProbe:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
         corr = getattr(props, "CorrelationData", None) if props is not None else None
-        item = Received(msg.topic, msg.payload, bool(msg.retain), corr)
+        item = Received(msg.topic, bytes(msg.payload), bool(msg.retain), corr)
         self._loop.call_soon_threadsafe(self._record, item)
 
     def _record(self, item: Received) -> None:
@@ -119,7 +121,7 @@ class MqttProbe:
         """Publish at QoS 1 and wait for the broker's PUBACK (off the event loop)."""
         props = None
         if response_topic is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ResponseTopic = response_topic
             if correlation is not None:
                 props.CorrelationData = correlation

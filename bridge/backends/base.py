@@ -48,6 +48,10 @@ class Backend(abc.ABC):
     async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
         """Re-read traits from the hub; returns the model values it reported."""
 
+    @abc.abstractmethod
+    async def probe(self) -> int:
+        """Connect once and count the devices (for ``aqara-mqtt check``); raise on failure."""
+
     async def request(self, command: str, args: Mapping[str, Any]) -> Any:
         """Run a management command (history, automations, ...); see docs/api.md."""
         raise BackendError(f"command {command!r} is not supported by the {self.kind} backend")

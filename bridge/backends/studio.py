@@ -208,9 +208,9 @@ class StudioBackend(Backend):
             async with asyncio.timeout(timeout or self.request_timeout):
                 response = await future
         except TimeoutError:
-            raise BackendError(
-                f"the hub did not answer {request_type} within {timeout or self.request_timeout:g} s"
-            ) from None
+            waited = timeout or self.request_timeout
+            reason = f"the hub did not answer {request_type} within {waited:g} s"
+            raise BackendError(reason) from None
         except ConnectionClosed:
             raise BackendError("the hub connection closed") from None
         finally:
@@ -277,13 +277,14 @@ class StudioBackend(Backend):
                  for (d, e, f), codes in groups.items()]
         data = await self.call("GetTraitValueRequest", query)
         values: dict[TraitAddress, Any] = {}
-        for item in data if isinstance(data, list) else ():
-            addr = _address(item)
-            spec = specs.get(addr) if addr else None
-            if addr is None or spec is None:
+        for entry in data if isinstance(data, list) else ():
+            where = _address(entry) if isinstance(entry, Mapping) else None
+            spec = specs.get(where) if where else None
+            if where is None or spec is None:
                 continue
+            addr = where
             try:
-                values[addr] = from_wire(spec, item.get("value"))
+                values[addr] = from_wire(spec, entry.get("value"))
             except ValueError as exc:
                 log.warning("studio hub sent an unusable value", backend=self.name,
                             trait=addr.path(), device=addr.device_id, reason=str(exc))
@@ -307,10 +308,10 @@ class StudioBackend(Backend):
         by_address = {item.address: item for item in items}
         failures: list[WriteFailure] = []
         for failed in data if isinstance(data, list) else ():
-            addr = _address(failed) if isinstance(failed, Mapping) else None
-            item = by_address.get(addr) if addr else None
-            if item is not None:
-                failures.append(WriteFailure(item, failed.get("code"),
+            where = _address(failed) if isinstance(failed, Mapping) else None
+            refused = by_address.get(where) if where else None
+            if refused is not None:
+                failures.append(WriteFailure(refused, failed.get("code"),
                                              str(failed.get("message") or "refused by the hub")))
         return failures
 
@@ -407,10 +408,12 @@ def _address(item: Mapping[str, Any]) -> TraitAddress | None:
     endpoint = item.get("endpointId")
     function = item.get("functionCode")
     trait = item.get("traitCode")
-    try:
-        endpoint_id = int(endpoint) if not isinstance(endpoint, bool) else None
-    except (TypeError, ValueError):
-        endpoint_id = None
+    endpoint_id: int | None = None
+    if isinstance(endpoint, int | str) and not isinstance(endpoint, bool):
+        try:
+            endpoint_id = int(endpoint)
+        except ValueError:
+            endpoint_id = None
     if (not isinstance(device_id, str) or endpoint_id is None or not isinstance(function, str)
             or not isinstance(trait, str)):
         return None

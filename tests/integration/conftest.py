@@ -1,4 +1,4 @@
-"""Fixtures wiring the real parts: Mosquitto, the Studio simulator, the daemon and a probe client."""
+"""Fixtures wiring the real parts: Mosquitto, the Studio simulator, the daemon, a probe client."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from bridge.app import Daemon
 from bridge.simulators.sample_home import sample_home, smart_plug
@@ -23,7 +24,7 @@ THERMOSTAT = "lumi1.54ef448cc210"
 PLUG_ONOFF = "aqara/kitchen_plug/1/Output/OnOff"
 
 
-def executes(hub: StudioSimulator) -> list[dict[str, object]]:
+def executes(hub: StudioSimulator) -> list[dict[str, Any]]:
     """Every ExecuteTraitRequest the hub received."""
     return [m for m in hub.received if m.get("type") == "ExecuteTraitRequest"]
 

@@ -1,0 +1,1143 @@
+"""A simulator of the Aqara Studio "Data Export API v1" hub (protocols.md §1, seed docs 000/001).
+
+One aiohttp server serves ``GET /open/ws`` (WebSocket), ``POST /open/api/v1`` (HTTP) and
+``POST /open/api/v1/auth/refresh-token``. It shares no code with the bridge (only its own
+:mod:`bridge.simulators.sample_home` dataclasses).
+
+Which variant it speaks, message by message (DOC = vendor docs, 3P = third-party client code,
+INFERRED = our guess; see protocols.md for the sources):
+
+* Auth (DOC): header ``Authorization: Bearer <T>``; a bare ``<T>`` is accepted too (DOC: a token
+  copied from Studio may already carry the prefix, clients send it unchanged). Otherwise HTTP 401
+  with body ``{"type":"ErrorMessage","version":"v1","msgId":"UNKNOWN","code":1001,
+  "message":"Unauthorized: invalid or expired token"}`` — also for a refused WebSocket upgrade
+  (status and body INFERRED; code 1001 from Aqara's agent skill). WS subprotocol
+  ``aqara-studio-v1`` is echoed when offered and not required (3P/INFERRED).
+* Envelope (DOC): requests ``{type, version:"v1", msgId, data}``; responses
+  ``{type:"<X>Response", version, msgId (echo), code, message, data}``, ``code`` 0 and
+  ``message`` "Success" on success. Parse failures (bad JSON, non-object, missing/non-string
+  ``type``, unknown ``type``, missing/non-string ``msgId``, ``version`` != "v1") get
+  ``ErrorMessage`` code 1000, msgId "UNKNOWN", message "Message parsing failed: <reason>" (seed
+  doc 000). A well-formed request with bad ``data`` gets its own Response type with ``code`` 400,
+  a message naming the field and ``data: null`` (INFERRED; 400 from Aqara's agent skill). Over
+  HTTP every answer except 401 has HTTP status 200 (INFERRED).
+* GetDeviceInfoRequest (DOC request; response list key INFERRED): ``data`` = ``{totalCount,
+  pageNum, pageSize, data: [{deviceId, deviceName, deviceTypesList, createTime, state, model}]}``;
+  ``state`` 1 online / 0 offline; filter = non-empty intersection with ``deviceTypesList`` (an
+  empty or absent list means no filter); ``orderBy`` "createTime asc" (default) or "createTime
+  desc" (ties broken by deviceId); ``pageNum`` < 1 treated as 1; ``pageSize`` must be an integer in
+  (0, 200], default 200. Absent ``data`` is treated as ``{}``.
+* GetAllDeviceInfoRequest (3P): ``data`` ignored; response ``data`` = list of the same entries,
+  createTime ascending.
+* GetDevicesRequest (3P request; entries follow seed doc 001's spec-config shape, INFERRED for
+  Studio): ``data`` absent, ``{}`` or ``{"deviceIds": null}`` = all devices (createTime
+  ascending), else the listed ids in request order (unknown ids absent). Entry =
+  ``{deviceId, name, model, deviceTypesList, state, endpoints:[{endpointId, endpointTypes,
+  functions:[{functionId, functionCode, traits:[{traitId, traitCode, attribute:{readable,
+  writable, subscribable, type, format, unit?, min?, max?, step?, enums?, defaultValue?},
+  value, time}]}]}]}`` — the trait metadata key is ``attribute`` (seed 001), not the 3P
+  ``parameter``. ``value`` is omitted for unreadable traits.
+* Values (DOC: "typed per trait, not stringified"): JSON bool / number / string; ENUM = the enum
+  entry's ``value`` string; OTHER = JSON object or array.
+* GetTraitValueRequest (3P): ``data`` = ``[{deviceId, endpointId, functionCode, traitCodes}]``;
+  response ``[{deviceId, endpointId, functionCode, traitCode, value, time}]``; unknown or
+  unreadable traits are omitted.
+* ExecuteTraitRequest (Aqara agent skill + 3P): ``data`` = ``[{deviceId, endpointId,
+  functionCode, traitCode, value}]``, non-empty. Response ``data`` = ONLY the failed items, each the
+  input item plus ``code``/``message``, checked in this order: 2030 device not found (skill), 1531
+  trait not found, 1530 trait not writable, 602 device offline, 1532 value illegal (all four
+  INFERRED). Illegal = wrong JSON type (booleans must be JSON booleans, numbers JSON numbers, ENUM
+  an enum ``value`` string, OTHER an object/array), outside min/max, non-finite, or a fraction for
+  an integer format (format containing "int"); ``step`` is not enforced. Successful items change
+  the value (``time`` = now) and are pushed after the response is sent.
+* SubscribeTraitValueRequest / UnsubscribeTraitValueRequest (names DOC, payload INFERRED =
+  GetTraitValueRequest's). Subscribe response ``data`` = failed items ``{deviceId, endpointId,
+  functionCode, traitCode, code, message}`` (2030 / 1531), ``[]`` if none (INFERRED);
+  Unsubscribe response ``data`` = ``[]``. SubscribeAllRequest / UnsubscribeAllRequest (3P): no
+  ``data``, response ``data: null``; UnsubscribeAll also drops the per-trait subscriptions.
+  Subscriptions are per WebSocket connection; over HTTP these four answer code 400
+  "subscriptions need the WebSocket channel" (INFERRED).
+* Trait change push — the 3P-named variant ``TraitValueUpdate``: ``{"type":"TraitValueUpdate",
+  "version":"v1","msgId":"push-<n>","data":{deviceId, endpointId, functionCode, traitCode,
+  value, time}}``, sent once per connection subscribed to that trait or to all. Only
+  ``subscribable`` traits push.
+* ``objectEvent`` push (3P): ``{"type":"objectEvent","version":"v1","msgId":"event-<n>",
+  "data":{"eventType": DEVICE_ADDED|DEVICE_REMOVED|DEVICE_ONLINE|DEVICE_OFFLINE|
+  DEVICE_NAME_UPDATE, "data":{"deviceId", "name"?}}}`` (``name`` on ADDED and NAME_UPDATE), to
+  every connection subscribed to all. ``set_online`` also updates ``BasicInformation.Reachable``
+  and pushes that trait change.
+* ``POST /open/api/v1/auth/refresh-token`` (path DOC; method, body and response INFERRED): with a
+  valid Authorization → ``{"code":0,"message":"Success","data":{"token":"<new>",
+  "expiresIn":604800}}``; the new token becomes valid and the old one stays valid.
+* Not implemented (answered as unknown type, ErrorMessage 1000): QueryDeviceHistoryDataRequest,
+  the automation requests.
+
+WebSocket permessage-deflate is disabled (throughput; the real hub's setting is unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+import secrets
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bridge.simulators.sample_home import (
+    SimDevice,
+    SimTrait,
+    now_ms,
+    sample_home,
+    synthetic_devices,
+)
+
+__all__ = ["API_PATH", "REFRESH_PATH", "SUBPROTOCOL", "WS_PATH", "StudioSimulator", "serve"]
+
+WS_PATH = "/open/ws"
+API_PATH = "/open/api/v1"
+REFRESH_PATH = "/open/api/v1/auth/refresh-token"
+SUBPROTOCOL = "aqara-studio-v1"
+TOKEN_LIFETIME_S = 604_800
+
+CODE_PARSE_FAILED = 1000
+CODE_UNAUTHORIZED = 1001
+CODE_BAD_PARAMETER = 400
+CODE_DEVICE_NOT_FOUND = 2030
+CODE_TRAIT_NOT_FOUND = 1531
+CODE_TRAIT_NOT_WRITABLE = 1530
+CODE_DEVICE_OFFLINE = 602
+CODE_VALUE_ILLEGAL = 1532
+
+UNAUTHORIZED_BODY: dict[str, Any] = {
+    "type": "ErrorMessage",
+    "version": "v1",
+    "msgId": "UNKNOWN",
+    "code": CODE_UNAUTHORIZED,
+    "message": "Unauthorized: invalid or expired token",
+}
+
+TraitKey = tuple[str, int, str, str]
+"""``(deviceId, endpointId, functionCode, traitCode)``."""
+
+_After = list[Callable[[], None]]
+_MISSING: Any = object()
+_SUBSCRIPTION_TYPES = frozenset(
+    {
+        "SubscribeTraitValueRequest",
+        "UnsubscribeTraitValueRequest",
+        "SubscribeAllRequest",
+        "UnsubscribeAllRequest",
+    }
+)
+_PUSH_HEAD = '{"type":"TraitValueUpdate","version":"v1","msgId":"push-'
+_RANDOM_TICK_S = 0.01
+_FUNCTION_IDS = {
+    "BasicInformation": 128,
+    "Descriptor": 29,
+    "PowerSource": 47,
+    "Output": 6,
+    "LevelControl": 8,
+    "ColorControl": 768,
+    "EnergyManagement": 144,
+    "OccupancySensing": 1030,
+    "IlluminanceMeasurement": 1024,
+    "TemperatureMeasurement": 1026,
+    "PressureMeasurement": 1027,
+    "RelativeHumidityMeasurement": 1029,
+    "BooleanState": 69,
+    "WindowCovering": 258,
+    "Thermostat": 513,
+    "DoorLock": 257,
+}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _value_json(value: Any) -> str:
+    """JSON text of a trait value, with fast paths for the common scalar types."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return repr(value) if math.isfinite(value) else "null"
+    return _dumps(value)
+
+
+def _function_id(code: str) -> int:
+    return _FUNCTION_IDS.get(code) or 2048 + zlib.crc32(code.encode()) % 2048
+
+
+def _trait_id(function_id: int, code: str) -> int:
+    if function_id == 128 and code == "Reachable":
+        return 32901  # as in seed document 001
+    return function_id * 256 + zlib.crc32(code.encode()) % 256
+
+
+def _is_integer_format(fmt: str) -> bool:
+    return "int" in fmt.lower()
+
+
+class _BadData(Exception):
+    """A well-formed request whose ``data`` is wrong: answered with code 400."""
+
+
+class _Rec:
+    """Index entry of one trait: its address, owner and pre-serialised address JSON."""
+
+    __slots__ = ("_addr_json", "device", "key", "trait")
+
+    def __init__(self, key: TraitKey, device: SimDevice, trait: SimTrait) -> None:
+        self.key = key
+        self.device = device
+        self.trait = trait
+        self._addr_json: str | None = None
+
+    @property
+    def addr_json(self) -> str:
+        """The push message from the end of ``msgId`` to the trait code (built on first use)."""
+        if self._addr_json is None:
+            key = self.key
+            self._addr_json = (
+                '","data":{"deviceId":' + _dumps(key[0]) + ',"endpointId":' + str(key[1])
+                + ',"functionCode":' + _dumps(key[2]) + ',"traitCode":' + _dumps(key[3])
+            )  # fmt: skip
+        return self._addr_json
+
+
+class _Conn:
+    """One WebSocket connection: its outbound queue, writer task and subscriptions."""
+
+    __slots__ = (
+        "alive",
+        "all",
+        "done",
+        "out",
+        "tasks",
+        "traits",
+        "transport",
+        "wake",
+        "writer",
+        "ws",
+    )
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.out: deque[bytes | bytearray] = deque()  # bytearray = binary frame (garbage only)
+        self.wake = asyncio.Event()
+        self.done = asyncio.Event()
+        self.traits: set[TraitKey] = set()
+        self.all = False
+        self.alive = True
+        self.writer: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+class StudioSimulator:
+    """An in-process Aqara Studio hub: WebSocket + HTTP server plus a control API for tests.
+
+    ``latency`` (seconds) is added before every response; with ``garbage`` true every request is
+    answered with non-JSON bytes or wrongly shaped JSON (and not executed). ``received`` holds every
+    parsed request object (WS and HTTP), ``push_count`` counts push messages queued to
+    connections (one per receiving connection) and ``change_count`` counts value changes.
+    A connection whose outbound queue exceeds ``max_queue`` messages is dropped.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        devices: list[SimDevice] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.token = token
+        self.host = host
+        self.latency: float = 0.0
+        self.garbage: bool = False
+        self.max_queue = max_queue
+        self.received: list[dict[str, Any]] = []
+        self.push_count = 0
+        self.change_count = 0
+        self._tokens: set[str] = {token}
+        self._requested_port = port
+        self._port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._devices: dict[str, SimDevice] = {}
+        self._index: dict[TraitKey, _Rec] = {}
+        self._conns: set[_Conn] = set()
+        self._all_subs: set[_Conn] = set()
+        self._trait_subs: dict[TraitKey, set[_Conn]] = {}
+        self._push_seq = 0
+        self._event_seq = 0
+        self._garbage_seq = 0
+        self._random_task: asyncio.Task[None] | None = None
+        self._random_pool: list[_Rec] | None = None
+        self._handlers: dict[str, Callable[[Any, _Conn | None], tuple[Any, _After]]] = {
+            "GetDeviceInfoRequest": self._h_device_info,
+            "GetAllDeviceInfoRequest": self._h_all_device_info,
+            "GetDevicesRequest": self._h_devices,
+            "GetTraitValueRequest": self._h_trait_value,
+            "ExecuteTraitRequest": self._h_execute,
+            "SubscribeTraitValueRequest": self._h_subscribe,
+            "UnsubscribeTraitValueRequest": self._h_unsubscribe,
+            "SubscribeAllRequest": self._h_subscribe_all,
+            "UnsubscribeAllRequest": self._h_unsubscribe_all,
+        }
+        for dev in devices if devices is not None else []:
+            if dev.device_id in self._devices:
+                raise ValueError(f"duplicate device id {dev.device_id}")
+            self._insert(dev.clone())
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start listening (on ``port``; 0 picks a free one)."""
+        app = web.Application()
+        app.router.add_get(WS_PATH, self._handle_ws)
+        app.router.add_post(API_PATH, self._handle_http)
+        app.router.add_post(REFRESH_PATH, self._handle_refresh)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop random changes, close every WebSocket (code 1001) and stop the server."""
+        self.stop_random_changes()
+        conns = list(self._conns)
+        for conn in conns:
+            self._retire(conn)
+        if conns:
+            await asyncio.gather(*(self._close_gracefully(c) for c in conns))
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _close_gracefully(self, conn: _Conn) -> None:
+        try:
+            await asyncio.wait_for(conn.ws.close(code=1001, message=b"hub shutting down"), 1.0)
+        except Exception:  # includes TimeoutError
+            if conn.transport is not None:
+                conn.transport.abort()
+
+    @property
+    def port(self) -> int:
+        """The listening port (after :meth:`start`)."""
+        if self._port is None:
+            raise RuntimeError("simulator not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base WebSocket URL ``ws://host:port`` (the endpoint is ``url + WS_PATH``)."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """Base HTTP URL ``http://host:port`` (the endpoint is ``http_url + API_PATH``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_endpoint(self) -> str:
+        """Full WebSocket endpoint URL."""
+        return self.url + WS_PATH
+
+    @property
+    def api_endpoint(self) -> str:
+        """Full HTTP API endpoint URL."""
+        return self.http_url + API_PATH
+
+    @property
+    def connections(self) -> int:
+        """Number of open WebSocket connections."""
+        return len(self._conns)
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        """Every currently valid token (the initial one plus refreshed ones)."""
+        return frozenset(self._tokens)
+
+    # ----------------------------------------------------------------------------- control API
+
+    @property
+    def devices(self) -> list[SimDevice]:
+        """The hub's live device objects (mutating them bypasses pushes)."""
+        return list(self._devices.values())
+
+    def get_device(self, device_id: str) -> SimDevice:
+        """The live device object; KeyError if unknown."""
+        return self._devices[device_id]
+
+    def add_device(self, dev: SimDevice) -> None:
+        """Add (a copy of) a device and push DEVICE_ADDED; ValueError if the id exists."""
+        if dev.device_id in self._devices:
+            raise ValueError(f"device {dev.device_id} already exists")
+        self._insert(dev.clone())
+        self._push_event("DEVICE_ADDED", dev.device_id, dev.name)
+
+    def remove_device(self, device_id: str) -> None:
+        """Remove a device and push DEVICE_REMOVED; KeyError if unknown."""
+        dev = self._devices.pop(device_id)
+        for ep_id, fn_code, tr in dev.iter_traits():
+            self._index.pop((device_id, ep_id, fn_code, tr.code), None)
+        self._random_pool = None
+        self._push_event("DEVICE_REMOVED", device_id)
+
+    def rename_device(self, device_id: str, name: str) -> None:
+        """Rename a device and push DEVICE_NAME_UPDATE; KeyError if unknown."""
+        self._devices[device_id].name = name
+        self._push_event("DEVICE_NAME_UPDATE", device_id, name)
+
+    def set_online(self, device_id: str, online: bool) -> None:
+        """Set a device on/offline: updates Reachable (pushed) and pushes DEVICE_ONLINE/OFFLINE."""
+        dev = self._devices[device_id]
+        dev.online = online
+        self._random_pool = None
+        for ep_id, fn_code, tr in dev.iter_traits():
+            if fn_code == "BasicInformation" and tr.code == "Reachable":
+                self._apply(self._index[(device_id, ep_id, fn_code, tr.code)], online)
+        self._push_event("DEVICE_ONLINE" if online else "DEVICE_OFFLINE", device_id)
+
+    def set_value(
+        self, device_id: str, endpoint_id: int, function_code: str, trait_code: str, value: Any
+    ) -> None:
+        """A physical change: store ``value`` unvalidated and push it; KeyError if unknown."""
+        self._apply(self._index[(device_id, endpoint_id, function_code, trait_code)], value)
+
+    def get_value(
+        self, device_id: str, endpoint_id: int, function_code: str, trait_code: str
+    ) -> Any:
+        """The current value of a trait; KeyError if unknown."""
+        return self._index[(device_id, endpoint_id, function_code, trait_code)].trait.value
+
+    async def drop_connections(self) -> None:
+        """Abort every WebSocket without a close frame; the server keeps accepting new ones."""
+        conns = list(self._conns)
+        for conn in conns:
+            self._abort(conn)
+        for conn in conns:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.done.wait(), 1.0)
+
+    def start_random_changes(self, rate: float, seed: int | None = None) -> None:
+        """Change random readable+subscribable BOOLEAN/NUMBER/ENUM traits of online devices.
+
+        ``rate`` changes per second, generated in batches every 10 ms. Replaces a running driver.
+        Needs a running event loop.
+        """
+        self.stop_random_changes()
+        if rate <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._random_task = loop.create_task(self._random_loop(rate, random.Random(seed)))
+
+    def stop_random_changes(self) -> None:
+        """Stop the random-change driver (no-op when not running)."""
+        if self._random_task is not None:
+            self._random_task.cancel()
+            self._random_task = None
+
+    # ----------------------------------------------------------------------------- state
+
+    def _insert(self, dev: SimDevice) -> None:
+        self._devices[dev.device_id] = dev
+        t = now_ms()
+        for ep_id, fn_code, tr in dev.iter_traits():
+            key = (dev.device_id, ep_id, fn_code, tr.code)
+            if tr.time is None:
+                tr.time = t
+            self._index[key] = _Rec(key, dev, tr)
+        self._random_pool = None
+
+    def _apply(self, rec: _Rec, value: Any) -> None:
+        trait = rec.trait
+        trait.value = value
+        trait.time = now_ms()
+        self.change_count += 1
+        if trait.subscribable:
+            self._push_trait(rec)
+
+    def _push_trait(self, rec: _Rec) -> None:
+        all_subs = self._all_subs
+        per = self._trait_subs.get(rec.key)
+        if not all_subs and not per:
+            return
+        self._push_seq += 1
+        trait = rec.trait
+        payload = (
+            _PUSH_HEAD
+            + str(self._push_seq)
+            + rec.addr_json
+            + ',"value":'
+            + _value_json(trait.value)
+            + ',"time":'
+            + str(trait.time)
+            + "}}"
+        ).encode()
+        sent = 0
+        for conn in all_subs:
+            self._deliver(conn, payload)
+            sent += 1
+        if per:
+            for conn in per:
+                if not conn.all:
+                    self._deliver(conn, payload)
+                    sent += 1
+        self.push_count += sent
+
+    def _push_event(self, event_type: str, device_id: str, name: str | None = None) -> None:
+        if not self._all_subs:
+            return
+        self._event_seq += 1
+        inner: dict[str, Any] = {"deviceId": device_id}
+        if name is not None:
+            inner["name"] = name
+        payload = _dumps(
+            {
+                "type": "objectEvent",
+                "version": "v1",
+                "msgId": f"event-{self._event_seq}",
+                "data": {"eventType": event_type, "data": inner},
+            }
+        ).encode()
+        for conn in self._all_subs:
+            self._deliver(conn, payload)
+        self.push_count += len(self._all_subs)
+
+    def _deliver(self, conn: _Conn, payload: bytes | bytearray) -> None:
+        """Queue one message; never blocks. Overflow schedules an abort of the connection."""
+        if not conn.alive:
+            return
+        out = conn.out
+        out.append(payload)
+        if len(out) > self.max_queue:
+            conn.alive = False
+            out.clear()
+            # Not synchronously: callers may be iterating over the subscription sets.
+            asyncio.get_running_loop().call_soon(self._abort, conn)
+            return
+        conn.wake.set()
+
+    # ----------------------------------------------------------------------------- connections
+
+    def _retire(self, conn: _Conn) -> None:
+        """Forget a connection's subscriptions and stop its writer (idempotent)."""
+        conn.alive = False
+        self._conns.discard(conn)
+        self._all_subs.discard(conn)
+        for key in conn.traits:
+            subs = self._trait_subs.get(key)
+            if subs is not None:
+                subs.discard(conn)
+                if not subs:
+                    del self._trait_subs[key]
+        conn.traits.clear()
+        conn.out.clear()
+        conn.wake.set()
+
+    def _abort(self, conn: _Conn) -> None:
+        self._retire(conn)
+        if conn.transport is not None:
+            conn.transport.abort()
+
+    async def _writer(self, conn: _Conn) -> None:
+        ws, out, wake = conn.ws, conn.out, conn.wake
+        text, binary = WSMsgType.TEXT, WSMsgType.BINARY
+        try:
+            while conn.alive:
+                await wake.wait()
+                wake.clear()
+                while out and conn.alive:
+                    item = out.popleft()
+                    if type(item) is bytes:
+                        await ws.send_frame(item, text)
+                    else:
+                        await ws.send_frame(bytes(item), binary)
+        except Exception:  # connection gone
+            self._abort(conn)
+
+    def _authorized(self, header: str | None) -> bool:
+        if not header:
+            return False
+        value = header.strip()
+        if value[:7].lower() == "bearer ":
+            value = value[7:].strip()
+        return value in self._tokens
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request.headers.get("Authorization")):
+            return web.json_response(UNAUTHORIZED_BODY, status=401)
+        ws = web.WebSocketResponse(
+            protocols=(SUBPROTOCOL,), compress=False, max_msg_size=64 * 1024 * 1024, timeout=1.0
+        )
+        await ws.prepare(request)
+        conn = _Conn(ws, request.transport)
+        self._conns.add(conn)
+        conn.writer = asyncio.create_task(self._writer(conn))
+        try:
+            async for msg in ws:
+                if not conn.alive:
+                    break
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                    if self.latency > 0:
+                        task = asyncio.create_task(self._serve_ws_later(conn, msg.data))
+                        conn.tasks.add(task)
+                        task.add_done_callback(conn.tasks.discard)
+                    else:
+                        self._serve_ws(conn, msg.data)
+        finally:
+            self._retire(conn)
+            for task in list(conn.tasks):
+                task.cancel()
+            conn.done.set()
+        return ws
+
+    def _serve_ws(self, conn: _Conn, raw: str | bytes) -> None:
+        reply, after = self._process(raw, conn)
+        self._deliver(conn, reply)
+        for fn in after:
+            fn()
+
+    async def _serve_ws_later(self, conn: _Conn, raw: str | bytes) -> None:
+        await asyncio.sleep(self.latency)
+        if conn.alive:
+            self._serve_ws(conn, raw)
+
+    async def _handle_http(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request.headers.get("Authorization")):
+            return web.json_response(UNAUTHORIZED_BODY, status=401)
+        raw = await request.read()
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        reply, after = self._process(raw, None)
+        for fn in after:
+            fn()
+        return web.Response(body=bytes(reply), content_type="application/json")
+
+    async def _handle_refresh(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request.headers.get("Authorization")):
+            return web.json_response(UNAUTHORIZED_BODY, status=401)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        new = secrets.token_urlsafe(24)
+        self._tokens.add(new)
+        return web.json_response(
+            {"code": 0, "message": "Success", "data": {"token": new, "expiresIn": TOKEN_LIFETIME_S}}
+        )
+
+    # ----------------------------------------------------------------------------- protocol
+
+    @staticmethod
+    def _error(reason: str) -> bytes:
+        return _dumps(
+            {
+                "type": "ErrorMessage",
+                "version": "v1",
+                "msgId": "UNKNOWN",
+                "code": CODE_PARSE_FAILED,
+                "message": f"Message parsing failed: {reason}",
+            }
+        ).encode()
+
+    @staticmethod
+    def _response(rtype: str, msg_id: str, code: int, message: str, data: Any) -> bytes:
+        return _dumps(
+            {
+                "type": rtype,
+                "version": "v1",
+                "msgId": msg_id,
+                "code": code,
+                "message": message,
+                "data": data,
+            }
+        ).encode()
+
+    def _process(self, raw: str | bytes, conn: _Conn | None) -> tuple[bytes | bytearray, _After]:
+        """Answer one request; ``after`` holds the state changes/pushes to run after replying."""
+        try:
+            msg = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            msg = _MISSING
+            reason = f"Unexpected JSON token at offset {exc.pos}: {exc.msg}"
+        except (UnicodeDecodeError, ValueError) as exc:
+            msg = _MISSING
+            reason = f"invalid request bytes: {exc}"
+        if isinstance(msg, dict):
+            self.received.append(msg)
+        if self.garbage:
+            return self._garbage_reply(msg), []
+        if msg is _MISSING:
+            return self._error(reason), []
+        if not isinstance(msg, dict):
+            return self._error("expected a JSON object"), []
+        rtype = msg.get("type")
+        if not isinstance(rtype, str):
+            return self._error("missing or non-string field 'type'"), []
+        handler = self._handlers.get(rtype)
+        if handler is None:
+            return self._error(
+                f"Serializer for subclass '{rtype}' is not found in the polymorphic scope of "
+                "'WebSocketMessageRequest'"
+            ), []
+        msg_id = msg.get("msgId")
+        if not isinstance(msg_id, str):
+            return self._error("missing or non-string field 'msgId'"), []
+        version = msg.get("version")
+        if version != "v1":
+            return self._error(f"unsupported version {version!r}, expected 'v1'"), []
+        response_type = rtype[: -len("Request")] + "Response"
+        if conn is None and rtype in _SUBSCRIPTION_TYPES:
+            return self._response(
+                response_type,
+                msg_id,
+                CODE_BAD_PARAMETER,
+                "subscriptions need the WebSocket channel",
+                None,
+            ), []
+        try:
+            data, after = handler(msg.get("data", _MISSING), conn)
+        except _BadData as exc:
+            return self._response(
+                response_type, msg_id, CODE_BAD_PARAMETER, f"Invalid parameter: {exc}", None
+            ), []
+        return self._response(response_type, msg_id, 0, "Success", data), after
+
+    def _garbage_reply(self, msg: Any) -> bytes | bytearray:
+        self._garbage_seq += 1
+        variant = self._garbage_seq % 4
+        if variant == 1:
+            return b"this is not JSON }{"
+        if variant == 2:
+            return bytearray(b"\x00\x9f\xffgarbage\x00")
+        if variant == 3:
+            return b"[1,2,3]"
+        msg_id = msg.get("msgId") if isinstance(msg, dict) else None
+        rtype = msg.get("type") if isinstance(msg, dict) else None
+        rtype = rtype.replace("Request", "Response") if isinstance(rtype, str) else 42
+        return _dumps(
+            {"type": rtype, "version": "v1", "msgId": msg_id, "code": "zero", "data": "garbage"}
+        ).encode()
+
+    # -- validation helpers
+
+    @staticmethod
+    def _want_str(item: dict[str, Any], key: str, where: str) -> str:
+        value = item.get(key)
+        if not isinstance(value, str):
+            raise _BadData(f"{where}.{key} is required and must be a string")
+        return value
+
+    @staticmethod
+    def _want_int(item: dict[str, Any], key: str, where: str) -> int:
+        value = item.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _BadData(f"{where}.{key} is required and must be an integer")
+        return value
+
+    @staticmethod
+    def _want_str_list(value: Any, where: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _BadData(f"{where} must be an array of strings")
+        return value
+
+    def _trait_items(self, data: Any) -> list[tuple[str, int, str, list[str]]]:
+        """Validate ``[{deviceId, endpointId, functionCode, traitCodes}]``."""
+        if not isinstance(data, list):
+            raise _BadData("data must be an array")
+        items = []
+        for i, item in enumerate(data):
+            where = f"data[{i}]"
+            if not isinstance(item, dict):
+                raise _BadData(f"{where} must be an object")
+            items.append(
+                (
+                    self._want_str(item, "deviceId", where),
+                    self._want_int(item, "endpointId", where),
+                    self._want_str(item, "functionCode", where),
+                    self._want_str_list(item.get("traitCodes"), f"{where}.traitCodes"),
+                )
+            )
+        return items
+
+    @staticmethod
+    def _device_info(dev: SimDevice) -> dict[str, Any]:
+        return {
+            "deviceId": dev.device_id,
+            "deviceName": dev.name,
+            "deviceTypesList": list(dev.types),
+            "createTime": dev.create_time,
+            "state": 1 if dev.online else 0,
+            "model": dev.model,
+        }
+
+    def _sorted_devices(self, descending: bool = False) -> list[SimDevice]:
+        return sorted(
+            self._devices.values(), key=lambda d: (d.create_time, d.device_id), reverse=descending
+        )
+
+    @staticmethod
+    def _attribute(tr: SimTrait) -> dict[str, Any]:
+        attr: dict[str, Any] = {
+            "readable": tr.readable,
+            "writable": tr.writable,
+            "subscribable": tr.subscribable,
+            "type": tr.type,
+            "format": tr.format,
+        }
+        if tr.unit is not None:
+            attr["unit"] = tr.unit
+        if tr.min is not None:
+            attr["min"] = tr.min
+        if tr.max is not None:
+            attr["max"] = tr.max
+        if tr.step is not None:
+            attr["step"] = tr.step
+        if tr.enums is not None:
+            attr["enums"] = [{"key": k, "value": v} for k, v in tr.enums]
+        if tr.default is not None:
+            attr["defaultValue"] = tr.default
+        return attr
+
+    def _device_spec(self, dev: SimDevice) -> dict[str, Any]:
+        endpoints = []
+        for ep in dev.endpoints:
+            functions = []
+            for fn in ep.functions:
+                fid = _function_id(fn.code)
+                traits = []
+                for tr in fn.traits:
+                    entry: dict[str, Any] = {
+                        "traitId": _trait_id(fid, tr.code),
+                        "traitCode": tr.code,
+                        "attribute": self._attribute(tr),
+                    }
+                    if tr.readable:
+                        entry["value"] = tr.value
+                    if tr.time is not None:
+                        entry["time"] = tr.time
+                    traits.append(entry)
+                functions.append({"functionId": fid, "functionCode": fn.code, "traits": traits})
+            endpoints.append(
+                {
+                    "endpointId": ep.endpoint_id,
+                    "endpointTypes": list(ep.types),
+                    "functions": functions,
+                }
+            )
+        return {
+            "deviceId": dev.device_id,
+            "name": dev.name,
+            "model": dev.model,
+            "deviceTypesList": list(dev.types),
+            "state": 1 if dev.online else 0,
+            "endpoints": endpoints,
+        }
+
+    # -- handlers: (data, conn) -> (response data, after-callbacks)
+
+    def _h_device_info(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        if data is _MISSING or data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise _BadData("data must be an object")
+        types = data.get("deviceTypesList")
+        if types is not None:
+            types = self._want_str_list(types, "data.deviceTypesList")
+        order = data.get("orderBy")
+        if order is not None and order not in ("createTime asc", "createTime desc"):
+            raise _BadData("data.orderBy must be 'createTime asc' or 'createTime desc'")
+        page_num = data.get("pageNum")
+        if page_num is None:
+            page_num = 1
+        elif not isinstance(page_num, int) or isinstance(page_num, bool):
+            raise _BadData("data.pageNum must be an integer")
+        page_num = max(page_num, 1)
+        page_size = data.get("pageSize")
+        if page_size is None:
+            page_size = 200
+        elif not isinstance(page_size, int) or isinstance(page_size, bool):
+            raise _BadData("data.pageSize must be an integer")
+        if not 0 < page_size <= 200:
+            raise _BadData("data.pageSize must be in (0, 200]")
+        devs = self._sorted_devices(descending=order == "createTime desc")
+        if types:
+            wanted = set(types)
+            devs = [d for d in devs if wanted.intersection(d.types)]
+        page = devs[(page_num - 1) * page_size : page_num * page_size]
+        return {
+            "totalCount": len(devs),
+            "pageNum": page_num,
+            "pageSize": page_size,
+            "data": [self._device_info(d) for d in page],
+        }, []
+
+    def _h_all_device_info(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        return [self._device_info(d) for d in self._sorted_devices()], []
+
+    def _h_devices(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        if data is _MISSING or data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise _BadData("data must be an object")
+        ids = data.get("deviceIds")
+        if ids is None:
+            devs = self._sorted_devices()
+        else:
+            ids = self._want_str_list(ids, "data.deviceIds")
+            devs = [self._devices[i] for i in dict.fromkeys(ids) if i in self._devices]
+        return [self._device_spec(d) for d in devs], []
+
+    def _h_trait_value(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        out = []
+        for device_id, ep_id, fn_code, codes in self._trait_items(data):
+            for code in codes:
+                rec = self._index.get((device_id, ep_id, fn_code, code))
+                if rec is None or not rec.trait.readable:
+                    continue
+                out.append(
+                    {
+                        "deviceId": device_id,
+                        "endpointId": ep_id,
+                        "functionCode": fn_code,
+                        "traitCode": code,
+                        "value": rec.trait.value,
+                        "time": rec.trait.time,
+                    }
+                )
+        return out, []
+
+    @staticmethod
+    def _check_value(tr: SimTrait, value: Any) -> tuple[bool, Any]:
+        """``(legal, normalised value)`` for a write of ``value`` to ``tr``."""
+        kind = tr.type
+        if kind == "BOOLEAN":
+            return isinstance(value, bool), value
+        if kind == "NUMBER":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return False, value
+            if not math.isfinite(value):
+                return False, value
+            if _is_integer_format(tr.format):
+                if not float(value).is_integer():
+                    return False, value
+                value = int(value)
+            if tr.min is not None and value < tr.min:
+                return False, value
+            if tr.max is not None and value > tr.max:
+                return False, value
+            return True, value
+        if kind == "ENUM":
+            if not isinstance(value, str):
+                return False, value
+            return tr.enums is None or any(value == v for _, v in tr.enums), value
+        if kind == "STRING":
+            return isinstance(value, str), value
+        return isinstance(value, dict | list), value
+
+    def _h_execute(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        if not isinstance(data, list):
+            raise _BadData("data must be an array")
+        if not data:
+            raise _BadData("data must not be empty")
+        checked = []
+        for i, item in enumerate(data):
+            where = f"data[{i}]"
+            if not isinstance(item, dict):
+                raise _BadData(f"{where} must be an object")
+            key = (
+                self._want_str(item, "deviceId", where),
+                self._want_int(item, "endpointId", where),
+                self._want_str(item, "functionCode", where),
+                self._want_str(item, "traitCode", where),
+            )
+            if "value" not in item:
+                raise _BadData(f"{where}.value is required")
+            checked.append((item, key))
+        failed: list[dict[str, Any]] = []
+        changes: list[tuple[_Rec, Any]] = []
+        for item, key in checked:
+            dev = self._devices.get(key[0])
+            rec = self._index.get(key)
+            if dev is None:
+                code, message = CODE_DEVICE_NOT_FOUND, "device not found"
+            elif rec is None:
+                code, message = CODE_TRAIT_NOT_FOUND, "trait not found"
+            elif not rec.trait.writable:
+                code, message = CODE_TRAIT_NOT_WRITABLE, "trait not writable"
+            elif not dev.online:
+                code, message = CODE_DEVICE_OFFLINE, "device offline"
+            else:
+                legal, value = self._check_value(rec.trait, item["value"])
+                if legal:
+                    changes.append((rec, value))
+                    continue
+                code, message = CODE_VALUE_ILLEGAL, "value illegal"
+            failed.append({**item, "code": code, "message": message})
+
+        def apply(rec: _Rec, value: Any) -> Callable[[], None]:
+            return lambda: self._apply(rec, value)
+
+        return failed, [apply(rec, value) for rec, value in changes]
+
+    def _h_subscribe(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        assert conn is not None
+        failed = []
+        for device_id, ep_id, fn_code, codes in self._trait_items(data):
+            for code in codes:
+                key = (device_id, ep_id, fn_code, code)
+                if key in self._index:
+                    conn.traits.add(key)
+                    self._trait_subs.setdefault(key, set()).add(conn)
+                    continue
+                known = device_id in self._devices
+                failed.append(
+                    {
+                        "deviceId": device_id,
+                        "endpointId": ep_id,
+                        "functionCode": fn_code,
+                        "traitCode": code,
+                        "code": CODE_TRAIT_NOT_FOUND if known else CODE_DEVICE_NOT_FOUND,
+                        "message": "trait not found" if known else "device not found",
+                    }
+                )
+        return failed, []
+
+    def _h_unsubscribe(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        assert conn is not None
+        for device_id, ep_id, fn_code, codes in self._trait_items(data):
+            for code in codes:
+                key = (device_id, ep_id, fn_code, code)
+                conn.traits.discard(key)
+                subs = self._trait_subs.get(key)
+                if subs is not None:
+                    subs.discard(conn)
+                    if not subs:
+                        del self._trait_subs[key]
+        return [], []
+
+    def _h_subscribe_all(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        assert conn is not None
+        conn.all = True
+        self._all_subs.add(conn)
+        return None, []
+
+    def _h_unsubscribe_all(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        assert conn is not None
+        conn.all = False
+        self._all_subs.discard(conn)
+        for key in conn.traits:
+            subs = self._trait_subs.get(key)
+            if subs is not None:
+                subs.discard(conn)
+                if not subs:
+                    del self._trait_subs[key]
+        conn.traits.clear()
+        return None, []
+
+    # ----------------------------------------------------------------------------- random
+
+    def _pool(self) -> list[_Rec]:
+        if self._random_pool is None:
+            self._random_pool = [
+                rec
+                for rec in self._index.values()
+                if rec.device.online
+                and rec.trait.readable
+                and rec.trait.subscribable
+                and rec.trait.type in ("BOOLEAN", "NUMBER", "ENUM")
+                and rec.key[3] != "Reachable"
+            ]
+        return self._random_pool
+
+    @staticmethod
+    def _random_value(tr: SimTrait, rng: random.Random) -> Any:
+        kind = tr.type
+        if kind == "BOOLEAN":
+            return not tr.value
+        if kind == "ENUM":
+            values = [v for _, v in tr.enums or []]
+            others = [v for v in values if v != tr.value] or values
+            return others[int(rng.random() * len(others))] if others else tr.value
+        lo = tr.min if tr.min is not None else 0.0
+        hi = tr.max if tr.max is not None else lo + 100.0
+        current = tr.value if isinstance(tr.value, int | float) else lo
+        span = hi - lo
+        new = min(hi, max(lo, current + (rng.random() - 0.5) * 0.1 * span))
+        if tr.step:
+            new = lo + round((new - lo) / tr.step) * tr.step
+            new = min(hi, max(lo, new))
+        if _is_integer_format(tr.format):
+            return round(new)
+        return round(new, 2)
+
+    async def _random_loop(self, rate: float, rng: random.Random) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        carry = 0.0
+        max_batch = int(rate * 0.25) + 1
+        while True:
+            await asyncio.sleep(_RANDOM_TICK_S)
+            now = loop.time()
+            due = rate * (now - last) + carry
+            last = now
+            count = int(due)
+            carry = due - count
+            count = min(count, max_batch)
+            pool = self._pool()
+            if not count or not pool:
+                continue
+            size = len(pool)
+            rand = rng.random
+            for _ in range(count):
+                rec = pool[int(rand() * size)]
+                self._apply(rec, self._random_value(rec.trait, rng))
+
+
+async def serve(
+    port: int,
+    token: str,
+    devices: int | None,
+    rate: float,
+    seed: int | None,
+    host: str = "127.0.0.1",
+    *,
+    on_ready: Callable[[StudioSimulator], None] | None = None,
+) -> None:
+    """Run a simulator until cancelled: the sample home (``devices`` None) or N synthetic devices.
+
+    ``rate`` > 0 starts random changes at that many per second. Prints one line with the URLs;
+    ``on_ready`` is called with the running simulator (handy with ``port`` 0).
+    """
+    devs = sample_home() if devices is None else synthetic_devices(devices, seed or 0)
+    sim = StudioSimulator(token, devs, host=host, port=port)
+    await sim.start()
+    try:
+        print(
+            f"Aqara Studio simulator: {sim.ws_endpoint} and {sim.api_endpoint} "
+            f"({len(devs)} devices, {rate:g} changes/s)",
+            flush=True,
+        )
+        if rate > 0:
+            sim.start_random_changes(rate, seed)
+        if on_ready is not None:
+            on_ready(sim)
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()

@@ -1,0 +1,208 @@
+"""The MQTT topic scheme: building the topics the bridge publishes and parsing the ones it receives.
+
+Layout under the base topic (``aqara`` by default, may have several levels)::
+
+    <base>/bridge/<sub>                                        bridge state, info, devices, log, ...
+    <base>/bridge/request/<command>  →  <base>/bridge/response/<command>
+    <base>/<device>                                            device JSON
+    <base>/<device>/availability
+    <base>/<device>/<endpointId>/<functionCode>/<traitCode>    one trait, plain text
+    .../set  .../get                                           subscribed, on devices and traits
+
+Every level that comes from device data passes through :func:`sanitize_level`; the device level
+``bridge`` is reserved, so a device whose name sanitises to ``bridge`` is published as ``bridge_``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from bridge.model import TraitAddress
+
+MAX_LEVEL_LENGTH = 256
+"""The longest topic level :func:`sanitize_level` returns (in characters)."""
+
+RESERVED_DEVICE_LEVELS = frozenset({"bridge"})
+"""Device levels that would collide with the bridge's own topics."""
+
+_NONCHARACTERS = "".join(
+    chr(plane * 0x10000 + low) for plane in range(1, 17) for low in (0xFFFE, 0xFFFF)
+)
+# Wildcards, the level separator, C0/C1 controls (NUL included), lone surrogates (not encodable as
+# UTF-8) and Unicode noncharacters (which MQTT says SHOULD NOT appear in topic names).
+_UNSAFE = re.compile(
+    "[+#/\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff" + _NONCHARACTERS + "]"
+)
+
+
+@lru_cache(maxsize=16384)
+def sanitize_level(text: str) -> str:
+    """A topic level safe to publish: never empty, no ``+ # /``, NUL or control characters.
+
+    Surrounding whitespace is stripped, unsafe characters become ``_``, inner spaces stay
+    (as zigbee2mqtt does), the result is at most :data:`MAX_LEVEL_LENGTH` characters and an empty
+    result becomes ``_``. The function is idempotent.
+    """
+    level = _UNSAFE.sub("_", text.strip())
+    if len(level) > MAX_LEVEL_LENGTH:
+        level = level[:MAX_LEVEL_LENGTH].rstrip()
+    return level or "_"
+
+
+def device_level(name: str) -> str:
+    """The topic level for a device name: sanitised, reserved names get a trailing ``_``."""
+    level = sanitize_level(name)
+    if level in RESERVED_DEVICE_LEVELS:
+        return level + "_"
+    return level
+
+
+# ---- parsed incoming topics ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraitSet:
+    """``<base>/<device>/<endpointId>/<functionCode>/<traitCode>/set``."""
+
+    device: str
+    endpoint_id: int
+    function_code: str
+    trait_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraitGet:
+    """``<base>/<device>/<endpointId>/<functionCode>/<traitCode>/get``."""
+
+    device: str
+    endpoint_id: int
+    function_code: str
+    trait_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSet:
+    """``<base>/<device>/set``: a JSON document with several trait values."""
+
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGet:
+    """``<base>/<device>/get``: re-read every readable trait of the device."""
+
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRequest:
+    """``<base>/bridge/request/<command>``; the command may contain ``/`` (``device/rename``)."""
+
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadTopic:
+    """A topic under the bridge's subscriptions that cannot be understood."""
+
+    reason: str
+
+
+Incoming = TraitSet | TraitGet | DeviceSet | DeviceGet | BridgeRequest | BadTopic
+
+
+def _quote(level: str) -> str:
+    return f"'{level[:64]}…'" if len(level) > 64 else f"'{level}'"
+
+
+class TopicScheme:
+    """Builds and parses the bridge's topics under ``base`` (e.g. ``aqara`` or ``home/aqara``)."""
+
+    __slots__ = ("_bridge", "_prefix", "_prefix_len", "base")
+
+    def __init__(self, base: str) -> None:
+        if not base or base.startswith("/") or base.endswith("/") or "//" in base:
+            raise ValueError(f"base topic {base!r} must be non-empty levels separated by '/'")
+        if base.startswith("$") or any(c in base for c in "+#\x00"):
+            raise ValueError(
+                f"base topic {base!r} must not contain '+', '#', NUL or start with '$'"
+            )
+        self.base = base
+        self._prefix = base + "/"
+        self._prefix_len = len(self._prefix)
+        self._bridge = self._prefix + "bridge/"
+
+    # ---- building ----
+
+    def bridge(self, sub: str) -> str:
+        """``<base>/bridge/<sub>`` (``sub`` is the bridge's own, e.g. ``state`` or ``devices``)."""
+        return self._bridge + sub
+
+    def device(self, name: str) -> str:
+        """``<base>/<device>``: the device's JSON document."""
+        return self._prefix + device_level(name)
+
+    def availability(self, name: str) -> str:
+        """``<base>/<device>/availability``."""
+        return f"{self._prefix}{device_level(name)}/availability"
+
+    def trait(self, name: str, address: TraitAddress) -> str:
+        """``<base>/<device>/<endpointId>/<functionCode>/<traitCode>``."""
+        return (
+            f"{self._prefix}{device_level(name)}/{address.endpoint_id}/"
+            f"{sanitize_level(address.function_code)}/{sanitize_level(address.trait_code)}"
+        )
+
+    def response(self, command: str) -> str:
+        """``<base>/bridge/response/<command>``, each level of the command sanitised."""
+        return self._bridge + "response/" + "/".join(map(sanitize_level, command.split("/")))
+
+    def subscriptions(self) -> list[str]:
+        """The topic filters the bridge subscribes to."""
+        p = self._prefix
+        return [f"{p}+/set", f"{p}+/get", f"{p}+/+/+/+/set", f"{p}+/+/+/+/get",
+                f"{self._bridge}request/#"]
+
+    # ---- parsing ----
+
+    def parse(self, topic: str) -> Incoming | None:
+        """What an incoming topic asks for; None for topics the bridge does not handle.
+
+        Anything else under ``<base>/bridge/`` than ``request/<command>`` is None (the bridge's own
+        namespace, e.g. its responses), as are topics outside the base or of another shape.
+        """
+        if not topic.startswith(self._prefix):
+            return None
+        rest = topic[self._prefix_len:]
+        if rest.startswith("bridge/") or rest == "bridge":
+            if rest.startswith("bridge/request/"):
+                command = rest[15:]
+                return BridgeRequest(command) if command else BadTopic("missing request command")
+            if rest == "bridge/request":
+                return BadTopic("missing request command")
+            return None
+        parts = rest.split("/")
+        n = len(parts)
+        if n == 2:
+            device, action = parts
+            if action == "set":
+                return DeviceSet(device) if device else BadTopic("empty device level")
+            if action == "get":
+                return DeviceGet(device) if device else BadTopic("empty device level")
+            return None
+        if n == 5:
+            device, endpoint, function_code, trait_code, action = parts
+            if action != "set" and action != "get":
+                return None
+            if not (device and function_code and trait_code):
+                return BadTopic("empty topic level")
+            if not (endpoint.isascii() and endpoint.isdigit()):
+                return BadTopic(f"endpoint id {_quote(endpoint)} is not an integer")
+            if len(endpoint) > 18:
+                return BadTopic(f"endpoint id {_quote(endpoint)} is out of range")
+            if action == "set":
+                return TraitSet(device, int(endpoint), function_code, trait_code)
+            return TraitGet(device, int(endpoint), function_code, trait_code)
+        return None
