@@ -21,6 +21,17 @@ class BackendError(Exception):
         self.message = message
 
 
+class RequestInvalid(BackendError):
+    """A management request was malformed; nothing was sent to the hub.
+
+    ``field`` names the offending field (dotted path, e.g. ``home.name``).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", "invalid_request")
+        self.field = field
+
+
 class Backend(abc.ABC):
     """A connection to one hub or cloud account.
 
@@ -53,7 +64,12 @@ class Backend(abc.ABC):
         """Connect once and count the devices (for ``aqara-mqtt check``); raise on failure."""
 
     async def request(self, command: str, args: Mapping[str, Any]) -> Any:
-        """Run a management command (history, automations, ...); see docs/api.md."""
+        """Run a backend-specific management command (e.g. ``tuya/home/add``); see docs/api.md.
+
+        Validate ``args`` before any hub call and raise :class:`RequestInvalid` naming the field;
+        raise :class:`BackendError` with the hub's code and message when the hub refuses.
+        The returned value becomes the ``data`` of the MQTT response.
+        """
         raise BackendError(f"command {command!r} is not supported by the {self.kind} backend")
 
     def summary(self) -> dict[str, Any]:
