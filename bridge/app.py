@@ -9,7 +9,7 @@ import signal
 
 from bridge.backends.base import Backend
 from bridge.backends.studio import StudioBackend
-from bridge.config import Config, StudioBackendConfig
+from bridge.config import BackendConfig, Config, StudioBackendConfig
 from bridge.core import Bridge, CoreOptions
 from bridge.logsetup import get_logger
 from bridge.mqtt import MqttLink, MqttSettings
@@ -18,16 +18,11 @@ from bridge.secrets import register_secret
 log = get_logger("bridge.app")
 
 
-def make_backend(spec: StudioBackendConfig) -> Backend:
-    """The backend client for one ``backends:`` entry."""
-    return StudioBackend(
-        spec.name,
-        spec.ws_url,
-        spec.token.get_secret_value(),
-        request_timeout=spec.request_timeout,
-        ping_interval=spec.ping_interval,
-        reconnect_max_delay=spec.reconnect_max_delay,
-    )
+def make_backend(spec: BackendConfig) -> Backend:
+    """The backend client for one ``backends:`` entry (one ``isinstance`` line per type)."""
+    if isinstance(spec, StudioBackendConfig):
+        return StudioBackend.from_config(spec)
+    raise AssertionError(f"no backend for {spec!r}")  # config validation makes this unreachable
 
 
 def mqtt_settings(config: Config) -> MqttSettings:

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.codec import from_wire, to_studio_wire
+from bridge.config import StudioBackendConfig
 from bridge.logsetup import get_logger
 from bridge.model import (
     Availability,
@@ -81,6 +82,13 @@ class StudioBackend(Backend):
         self._buffer: list[dict[str, Any]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.garbage_received = 0
+
+    @classmethod
+    def from_config(cls, spec: StudioBackendConfig) -> StudioBackend:
+        """The backend for one ``type: studio`` entry of the config."""
+        return cls(spec.name, spec.ws_url, spec.token.get_secret_value(),
+                   request_timeout=spec.request_timeout, ping_interval=spec.ping_interval,
+                   reconnect_max_delay=spec.reconnect_max_delay)
 
     # ---- connection loop ------------------------------------------------------------------
 
