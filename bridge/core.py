@@ -324,16 +324,8 @@ class Bridge:
 
     def publish_device_list(self) -> None:
         """Retained ``bridge/devices``: every device with its spec and topics."""
-        listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name)
+        listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics)
                    for e in self.devices.values()]
-        for item, entry in zip(listing, self.devices.values(), strict=True):
-            item["topic"] = self.topics.device(entry.topic_name)
-            for endpoint in item["endpoints"]:
-                for function in endpoint["functions"]:
-                    for trait in function["traits"]:
-                        address = TraitAddress(entry.device.id, endpoint["id"], function["code"],
-                                               trait["code"])
-                        trait["topic"] = entry.trait_topics[address]
         self._publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
 
     def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:

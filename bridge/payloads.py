@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from bridge.codec import json_number, to_json_value
 from bridge.model import Device, TraitAddress, TraitSpec
-from bridge.topics import TopicScheme, device_level, sanitize_level
+from bridge.topics import TopicScheme
 
 MAX_LOGGED_PAYLOAD = 256
 """The longest payload quoted in a ``bridge/log`` entry, in characters."""
@@ -67,23 +67,22 @@ def trait_spec(spec: TraitSpec) -> dict[str, Any]:
 
 
 def device_info(
-    device: Device, friendly_name: str, topic_name: str, scheme: TopicScheme | None = None
+    device: Device, friendly_name: str, topic_name: str, scheme: TopicScheme
 ) -> dict[str, Any]:
-    """One device's entry in ``bridge/devices``.
+    """One device's entry in ``bridge/devices``, with the full topic of the device and each trait.
 
-    ``topic`` fields are full topics when ``scheme`` is given, else relative to the base topic.
-    ``device.extra`` entries are added after ``online`` but never replace the fields above.
+    ``device.extra`` entries are added after ``backend`` but never replace the fields above.
+    Availability is not here (it has its own retained topic), so this list only changes when
+    devices or their specs do.
     """
-    device_topic = scheme.device(topic_name) if scheme is not None else device_level(topic_name)
     doc: dict[str, Any] = {
         "id": device.id,
         "friendly_name": friendly_name,
-        "topic": device_topic,
+        "topic": scheme.device(topic_name),
         "name": device.name,
         "model": device.model,
         "types": list(device.types),
         "backend": device.backend,
-        "online": device.online,
     }
     for key, value in device.extra.items():
         if key not in doc and key != "endpoints":
@@ -96,14 +95,8 @@ def device_info(
             for trait in function.traits.values():
                 entry: dict[str, Any] = {"code": trait.code}
                 entry.update(trait_spec(trait.spec))
-                if scheme is not None:
-                    address = TraitAddress(device.id, endpoint.id, function.code, trait.code)
-                    entry["topic"] = scheme.trait(topic_name, address)
-                else:
-                    entry["topic"] = (
-                        f"{device_topic}/{endpoint.id}/{sanitize_level(function.code)}/"
-                        f"{sanitize_level(trait.code)}"
-                    )
+                address = TraitAddress(device.id, endpoint.id, function.code, trait.code)
+                entry["topic"] = scheme.trait(topic_name, address)
                 traits.append(entry)
             functions.append({"code": function.code, "traits": traits})
         endpoints.append({"id": endpoint.id, "types": list(endpoint.types), "functions": functions})

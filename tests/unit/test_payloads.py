@@ -76,17 +76,17 @@ def test_device_state_of_empty_device() -> None:
 
 
 def test_device_info() -> None:
-    info = payloads.device_info(sample_device(), "kitchen_switch", "kitchen_switch")
-    assert list(info)[:8] == ["id", "friendly_name", "topic", "name", "model", "types", "backend",
-                              "online"]
+    info = payloads.device_info(sample_device(), "kitchen_switch", "kitchen_switch",
+                                TopicScheme("aqara"))
+    assert list(info)[:7] == ["id", "friendly_name", "topic", "name", "model", "types", "backend"]
     assert info["id"] == "lumi1.54ef448a0b73"
     assert info["friendly_name"] == "kitchen_switch"
-    assert info["topic"] == "kitchen_switch"
+    assert info["topic"] == "aqara/kitchen_switch"
     assert info["name"] == "Kitchen switch"
     assert info["model"] == "lumi.switch.acn047"
     assert info["types"] == ["Switch"]
     assert info["backend"] == "studio"
-    assert info["online"] is True
+    assert "online" not in info  # availability has its own topic
     assert info["room"] == "Kitchen"
     assert [e["id"] for e in info["endpoints"]] == [0, 2, 3]
     endpoint = info["endpoints"][1]
@@ -96,7 +96,7 @@ def test_device_info() -> None:
     assert level == {
         "code": "CurrentLevel", "type": "NUMBER", "format": "uint8", "unit": "%", "min": 0,
         "max": 100, "step": 1, "readable": True, "writable": True, "subscribable": True,
-        "topic": "kitchen_switch/2/LevelControl/CurrentLevel",
+        "topic": "aqara/kitchen_switch/2/LevelControl/CurrentLevel",
     }
     assert isinstance(level["max"], int)
     mode = endpoint["functions"][2]["traits"][0]
@@ -105,12 +105,12 @@ def test_device_info() -> None:
     onoff = endpoint["functions"][0]["traits"][0]
     assert onoff == {"code": "OnOff", "type": "BOOLEAN", "format": "Bool", "readable": True,
                      "writable": True, "subscribable": True,
-                     "topic": "kitchen_switch/2/Output/OnOff"}
+                     "topic": "aqara/kitchen_switch/2/Output/OnOff"}
     json.dumps(info, allow_nan=False)
 
 
 def test_device_info_extra_never_overrides() -> None:
-    info = payloads.device_info(sample_device(), "k", "k")
+    info = payloads.device_info(sample_device(), "k", "k", TopicScheme("aqara"))
     assert info["id"] == "lumi1.54ef448a0b73"
     assert isinstance(info["endpoints"], list)
 
@@ -124,12 +124,13 @@ def test_device_info_with_scheme_gives_full_topics() -> None:
     assert trait["topic"] == "aqara/my_switch/2/Output/OnOff"
 
 
-def test_device_info_relative_topics_are_sanitised() -> None:
+def test_device_info_topics_are_sanitised() -> None:
     device = Device("d", "d", "tuya", endpoints={1: Endpoint(1, (), {
         "F/x": Function("F/x", {"T#": Trait("T#", ONOFF)})})})
-    info = payloads.device_info(device, "bridge", "bridge")
-    assert info["topic"] == "bridge_"
-    assert info["endpoints"][0]["functions"][0]["traits"][0]["topic"] == "bridge_/1/F_x/T_"
+    info = payloads.device_info(device, "bridge", "bridge", TopicScheme("aqara"))
+    assert info["topic"] == "aqara/bridge_"
+    assert info["endpoints"][0]["functions"][0]["traits"][0]["topic"] == (
+        "aqara/bridge_/1/F_x/T_")
 
 
 def test_log_entry() -> None:
@@ -191,7 +192,7 @@ def test_device_state_shape(traits: list[tuple[int, str, str, TraitSpec, Any]]) 
     }
     got = {(e, f, t) for e, fs in state.items() for f, ts in fs.items() for t in ts}
     assert got == expected
-    info = payloads.device_info(device, "d", "d")
+    info = payloads.device_info(device, "d", "d", TopicScheme("aqara"))
     payloads.dumps(info)
     assert sum(len(f["traits"]) for e in info["endpoints"] for f in e["functions"]) == len(
         device.iter_traits())
