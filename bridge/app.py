@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import secrets as _random
 import signal
+from collections.abc import Callable
 
+from bridge.api import Api
 from bridge.backends.base import Backend
 from bridge.backends.studio import StudioBackend
 from bridge.config import BackendConfig, Config, StudioBackendConfig
@@ -79,33 +81,54 @@ class Daemon:
             self.bridge.on_mqtt_connected,
         )
         self.bridge.attach(self.mqtt)
+        self.api = Api(self)
+        self.bridge.request_handler = self.api.handle
+        self.restart_requested = False
+        self._stop: asyncio.Event | None = None
+
+    def request_restart(self) -> None:
+        """Stop, and tell the runner to build a fresh daemon from the config (``restart``)."""
+        self.restart_requested = True
+        if self._stop is not None:
+            self._stop.set()
 
     async def run(self) -> None:
         """Run until cancelled, then publish ``offline`` and close connections."""
+        self._stop = asyncio.Event()
         tasks = [asyncio.create_task(self.mqtt.run(), name="mqtt")]
         tasks += [asyncio.create_task(b.run(self.bridge.sink_for(b)), name=f"backend:{b.name}")
                   for b in self.backends]
+        stopper = asyncio.create_task(self._stop.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait([*tasks, stopper],
+                                         return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # a crashed component is a bug: surface it
         finally:
             await self.bridge.drain()
             await self.mqtt.stop()
-            for task in tasks:
+            for task in [*tasks, stopper]:
                 task.cancel()
-            for task in tasks:
+            for task in [*tasks, stopper]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
 
-async def run_until_signalled(daemon: Daemon) -> None:
-    """Run the daemon until SIGINT or SIGTERM."""
+async def run_until_signalled(daemon: Daemon,
+                              reload: Callable[[], Config] | None = None) -> None:
+    """Run the daemon until SIGINT or SIGTERM; on a ``restart`` request, run a fresh one
+    (from ``reload()``, i.e. the config file read again, when given)."""
     loop = asyncio.get_running_loop()
-    task = asyncio.create_task(daemon.run())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    while True:
+        task = asyncio.create_task(daemon.run())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if not daemon.restart_requested:
+            break
+        log.info("restarting")
+        config = reload() if reload is not None else daemon.config
+        daemon = Daemon(config)
     log.info("stopped")

@@ -75,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             config = load_config(args.config)
-            configure_logging(config.log.level, config.log.format)
-            asyncio.run(run_until_signalled(Daemon(config)))
+            configure_logging(config.log.level, config.log.format,
+                              secrets=config.secret_values())
+            asyncio.run(run_until_signalled(Daemon(config), lambda: load_config(args.config)))
         elif args.command == "check":
             config = load_config(args.config)
             if args.config_only:

@@ -123,14 +123,15 @@ class Bridge:
         """The event callback to hand to ``backend.run``."""
         return lambda event: self.handle_event(backend, event)
 
-    def _publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                 properties: Any = None) -> None:
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
+                properties: Any = None) -> None:
+        """Publish through the attached MQTT link (dropped when none is attached)."""
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, retain, None, properties)
 
     def on_mqtt_connected(self) -> None:
         """After every broker (re)connect: state online, and every retained topic republished."""
-        self._publish(self.topics.bridge("state"), "online", retain=True)
+        self.publish(self.topics.bridge("state"), "online", retain=True)
         self.publish_info()
         if self._snapshots_seen:
             self.publish_device_list()
@@ -194,7 +195,7 @@ class Bridge:
         if value is None or not trait.spec.readable:
             return
         topic = entry.trait_topics[address]
-        self._publish(topic, to_payload(trait.spec, value), retain=True)
+        self.publish(topic, to_payload(trait.spec, value), retain=True)
         entry.retained.add(topic)
         self._mark_doc(entry)
 
@@ -245,14 +246,14 @@ class Bridge:
         entry.backend = backend
         entry.trait_topics = self._trait_topics(entry.topic_name, device)
         for topic in entry.retained - set(entry.trait_topics.values()) - self._device_topics(entry):
-            self._publish(topic, b"", retain=True)  # a trait the device no longer has
+            self.publish(topic, b"", retain=True)  # a trait the device no longer has
             entry.retained.discard(topic)
         for address, trait in device.iter_traits():
             before = old_device.trait(*address[1:])
             changed = before is None or before.value != trait.value
             if trait.value is not None and trait.spec.readable and changed:
                 topic = entry.trait_topics[address]
-                self._publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                self.publish(topic, to_payload(trait.spec, trait.value), retain=True)
                 entry.retained.add(topic)
                 self._mark_doc(entry)
         self._publish_availability(entry)
@@ -267,19 +268,23 @@ class Bridge:
         for address, trait in entry.device.iter_traits():
             if trait.value is not None and trait.spec.readable:
                 topic = entry.trait_topics[address]
-                self._publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                self.publish(topic, to_payload(trait.spec, trait.value), retain=True)
                 entry.retained.add(topic)
         if force:
             entry.available = None
         self._publish_availability(entry)
         self._mark_doc(entry)
 
-    def _remove(self, entry: DeviceEntry) -> None:
-        """Forget a device and clear every retained topic published for it."""
+    def _clear_topics(self, entry: DeviceEntry) -> None:
+        """Clear every retained topic published for the device."""
         self._dirty_docs.discard(entry.device.id)
         for topic in entry.retained | self._device_topics(entry):
-            self._publish(topic, b"", retain=True)
+            self.publish(topic, b"", retain=True)
         entry.retained.clear()
+
+    def _remove(self, entry: DeviceEntry) -> None:
+        """Forget a device and clear every retained topic published for it."""
+        self._clear_topics(entry)
         del self.devices[entry.device.id]
         for name in [n for n, e in self._by_topic.items() if e is entry]:
             del self._by_topic[name]
@@ -290,7 +295,7 @@ class Bridge:
             return
         entry.available = available
         topic = self.topics.availability(entry.topic_name)
-        self._publish(topic, "online" if available else "offline", retain=True)
+        self.publish(topic, "online" if available else "offline", retain=True)
 
     def _mark_doc(self, entry: DeviceEntry) -> None:
         if not self.options.device_state_topic:
@@ -308,7 +313,44 @@ class Bridge:
             if entry is not None:
                 topic = self.topics.device(entry.topic_name)
                 document = json.dumps(payloads.device_state(entry.device), separators=(",", ":"))
-                self._publish(topic, document, retain=True)
+                self.publish(topic, document, retain=True)
+
+    def find_device(self, ref: str) -> DeviceEntry | None:
+        """A device by id, friendly name or topic level."""
+        entry = self.devices.get(ref) or self._by_topic.get(ref)
+        if entry is None:
+            entry = next((e for e in self.devices.values() if e.friendly_name == ref), None)
+        return entry
+
+    def describe(self, entry: DeviceEntry) -> dict[str, Any]:
+        """The device's ``bridge/devices`` entry."""
+        return payloads.device_info(entry.device, entry.friendly_name, entry.topic_name,
+                                    self.topics)
+
+    def rename(self, entry: DeviceEntry, name: str) -> None:
+        """Give a device a new friendly name: old retained topics cleared, new ones published.
+
+        Raises ValueError when the name is unusable or taken by another device.
+        """
+        level = device_level(name)
+        if level != name.strip():
+            raise ValueError(f"'{name}' cannot be a topic level (no + # / or control "
+                             f"characters, not 'bridge'); try '{level}'")
+        holder = self._by_topic.get(level)
+        if holder is not None and holder is not entry:
+            raise ValueError(f"'{name}' is already used by device {holder.device.id}")
+        old_name = entry.friendly_name
+        self._clear_topics(entry)
+        for key in [k for k, e in self._by_topic.items() if e is entry]:
+            del self._by_topic[key]
+        entry.friendly_name = name.strip()
+        entry.topic_name = level
+        entry.trait_topics = self._trait_topics(level, entry.device)
+        self._by_topic[level] = entry
+        self._by_topic.setdefault(device_level(entry.device.id), entry)
+        self._publish_device(entry, force=True)
+        self._event("device_renamed", entry, old_friendly_name=old_name)
+        self.publish_device_list()
 
     # ---- bridge topics --------------------------------------------------------------------
 
@@ -320,18 +362,18 @@ class Bridge:
             "backends": [backend.summary() for backend in self.backends.values()],
             "config": dict(self.options.info),
         }
-        self._publish(self.topics.bridge("info"), json.dumps(info), retain=True)
+        self.publish(self.topics.bridge("info"), json.dumps(info), retain=True)
 
     def publish_device_list(self) -> None:
         """Retained ``bridge/devices``: every device with its spec and topics."""
         listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics)
                    for e in self.devices.values()]
-        self._publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
+        self.publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
 
     def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:
         device = {"id": entry.device.id, "friendly_name": entry.friendly_name,
                   "name": entry.device.name, "backend": entry.backend.name}
-        self._publish(self.topics.bridge("event"),
+        self.publish(self.topics.bridge("event"),
                       json.dumps(payloads.event(kind, device=device, **fields)))
 
     def report(self, level: str, message: str, origin: Origin | None = None,
@@ -341,12 +383,12 @@ class Bridge:
             message, topic=origin.topic if origin else None)
         entry = payloads.log_entry(level, message, origin.topic if origin else None,
                                    origin.payload if origin else None, **extra)
-        self._publish(self.topics.bridge("log"), json.dumps(entry))
+        self.publish(self.topics.bridge("log"), json.dumps(entry))
 
     def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
         """Answer on the MQTT 5 response topic of a request, when it named one."""
         if origin.response_topic:
-            self._publish(origin.response_topic, json.dumps(body),
+            self.publish(origin.response_topic, json.dumps(body),
                           properties=response_properties(origin.correlation_data))
 
     # ---- commands from MQTT --------------------------------------------------------------
@@ -383,10 +425,10 @@ class Bridge:
             if entry.device.trait(*address[1:]) is None:
                 self._reject(origin, f"device '{command.device}' has no trait {address.path()}")
             else:
-                self._spawn(self._refresh(entry, [address], origin))
+                self._spawn(self._answer_get(entry, [address], origin))
         elif isinstance(command, DeviceGet):
             readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
-            self._spawn(self._refresh(entry, readable, origin))
+            self._spawn(self._answer_get(entry, readable, origin))
 
     def _reject(self, origin: Origin, reason: str) -> None:
         self.report("warning", f"rejected: {reason}", origin)
@@ -471,20 +513,34 @@ class Bridge:
                 body = payloads.response("ok")
             self.respond(origin, body)
 
-    async def _refresh(self, entry: DeviceEntry, addresses: list[TraitAddress],
-                       origin: Origin) -> None:
+    async def _answer_get(self, entry: DeviceEntry, addresses: list[TraitAddress],
+                          origin: Origin) -> None:
         try:
-            values = await entry.backend.read(addresses)
+            await self.refresh(entry, addresses)
         except BackendError as exc:
             self.report("error", f"re-read failed: {exc.message}", origin)
             self.respond(origin, payloads.response("error", error_code="hub_error",
                                                    error_message=exc.message))
             return
+        self.respond(origin, payloads.response("ok"))
+
+    async def refresh(self, entry: DeviceEntry, addresses: list[TraitAddress]) -> None:
+        """Re-read traits from the hub and republish them, changed or not."""
+        values = await entry.backend.read(addresses)
         for address, value in values.items():
             trait = entry.device.trait(*address[1:])
             if trait is not None and self.devices.get(address.device_id) is entry:
                 self._apply(entry, address, trait, value, None, force=True)
-        self.respond(origin, payloads.response("ok"))
+
+    async def resync(self, backend: Backend) -> int:
+        """Take a full snapshot of one backend now and reconcile; returns its device count."""
+        devices = await backend.snapshot()
+        self.handle_event(backend, Snapshot(tuple(devices)))
+        return sum(1 for e in self.devices.values() if e.backend is backend)
+
+    def pending_writes(self) -> int:
+        """Writes waiting in the coalescing windows."""
+        return sum(len(c) for c in self._coalescers.values())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

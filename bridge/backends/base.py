@@ -6,7 +6,7 @@ import abc
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from bridge.model import Event, TraitAddress, WriteFailure, WriteItem
+from bridge.model import Device, Event, TraitAddress, WriteFailure, WriteItem
 
 EventSink = Callable[[Event], None]
 """Called synchronously for every event, in order: the hot path has no await per message."""
@@ -58,6 +58,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
         """Re-read traits from the hub; returns the model values it reported."""
+
+    @abc.abstractmethod
+    async def snapshot(self) -> list[Device]:
+        """Every device with specs and current values, fetched now (for ``resync``)."""
 
     @abc.abstractmethod
     async def probe(self) -> int:

@@ -23,6 +23,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.studio_mgmt import (
+    automation_request,
+    automation_result,
+    history_request,
+    history_result,
+)
 from bridge.codec import from_wire, to_studio_wire
 from bridge.config import StudioBackendConfig
 from bridge.logsetup import get_logger
@@ -76,6 +82,7 @@ class StudioBackend(Backend):
         self.reconnect_max_delay = reconnect_max_delay
         self._ws: ClientConnection | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._pending_types: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._specs: dict[TraitAddress, TraitSpec] = {}
         self._sink: EventSink = lambda _event: None
@@ -151,8 +158,7 @@ class StudioBackend(Backend):
             try:
                 self._buffer = []
                 await self.call("SubscribeAllRequest", None)
-                devices = await self._fetch_devices(None)
-                self._specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
+                devices = await self.snapshot()
                 self.connected = True
                 self.detail = "connected"
                 log.info("studio hub connected", backend=self.name, devices=len(devices))
@@ -191,12 +197,25 @@ class StudioBackend(Backend):
                 if not future.done():
                     future.set_result(message)
             elif message.get("type") == "ErrorMessage":
-                log.warning("studio hub reported an error", backend=self.name,
-                            code=message.get("code"), message=str(message.get("message"))[:200])
+                self._fail_unattributed(message)
             elif self._buffer is not None:
                 self._buffer.append(message)
             else:
                 self._handle_push(message)
+
+    def _fail_unattributed(self, message: Mapping[str, Any]) -> None:
+        """An ErrorMessage without our msgId (the hub could not parse the request): fail the
+        request it names, or the only one pending, instead of letting it time out."""
+        text = str(message.get("message") or "hub error")
+        log.warning("studio hub reported an error", backend=self.name,
+                    code=message.get("code"), message=text[:200])
+        named = [m for m, t in self._pending_types.items() if f"'{t}'" in text]
+        if not named and len(self._pending) == 1:
+            named = list(self._pending)
+        for msg_id in named:
+            future = self._pending.pop(msg_id, None)
+            if future is not None and not future.done():
+                future.set_exception(BackendError(text[:300], message.get("code")))
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -211,6 +230,7 @@ class StudioBackend(Backend):
             envelope["data"] = data
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = future
+        self._pending_types[msg_id] = request_type
         try:
             await ws.send(json.dumps(envelope, separators=(",", ":")))
             async with asyncio.timeout(timeout or self.request_timeout):
@@ -223,6 +243,7 @@ class StudioBackend(Backend):
             raise BackendError("the hub connection closed") from None
         finally:
             self._pending.pop(msg_id, None)
+            self._pending_types.pop(msg_id, None)
         code = response.get("code", 0)
         if code not in (0, "0", None):
             raise BackendError(str(response.get("message") or "hub error"), code)
@@ -323,9 +344,20 @@ class StudioBackend(Backend):
                                              str(failed.get("message") or "refused by the hub")))
         return failures
 
+    async def snapshot(self) -> list[Device]:
+        """Every device, fetched now; the trait specs used for decoding are refreshed too."""
+        devices = await self._fetch_devices(None)
+        self._specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
+        return devices
+
     async def request(self, command: str, args: Mapping[str, Any]) -> Any:
-        """Pass a raw Data Export API request through (used by the management API)."""
-        return await self.call(command, dict(args) if args else None)
+        """History and script automations (validated arguments from the management API)."""
+        if command == "history":
+            wire = history_request(args)
+            data = await self.call(wire.type, wire.data)
+            return history_result(data, args["spec"], args["page"], args["page_size"])
+        wire = automation_request(command, args)
+        return automation_result(command, await self.call(wire.type, wire.data), args)
 
     # ---- pushes ---------------------------------------------------------------------------
 
