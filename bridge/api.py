@@ -220,7 +220,9 @@ class Api:
             body = payloads.response("error", error_code=error.code,
                                      error_message=error.message, transaction=transaction)
             self.bridge.report("warning", f"request {command} failed: {error.message}", origin)
-        self.bridge.publish(self.bridge.topics.response(command), payloads.dumps(body))
+        topic = self.bridge.topics.response(command)
+        if origin.response_topic != topic:  # mosquitto_rr -e names this very topic: send once
+            self.bridge.publish(topic, payloads.dumps(body))
         self.bridge.respond(origin, body)
 
     # ---- helpers for handlers -----------------------------------------------------------
