@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -226,3 +229,21 @@ async def test_mqtt311_clients_use_the_transaction(daemon: Daemon, probe: MqttPr
         assert response["status"] == "ok"
     finally:
         old.stop()
+
+
+def readme_rr_examples() -> list[list[str]]:
+    """The ``mosquitto_rr`` command lines of the README, as a shell would split them."""
+    text = (Path(__file__).parents[2] / "README.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line) for line in text.splitlines() if line.startswith("mosquitto_rr ")]
+
+
+async def test_readme_mosquitto_rr_examples_work(daemon: Daemon, probe: MqttProbe) -> None:
+    examples = readme_rr_examples()
+    assert len(examples) >= 3
+    for argv in examples:
+        command = [argv[0], "-p", str(probe.port), "-W", "10", *argv[1:]]
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 20)
+        assert process.returncode == 0, (argv, err)
+        assert json.loads(out)["status"] == "ok", (argv, out)
