@@ -167,11 +167,13 @@ def health(config: Config, timeout: float) -> int:
     return 1
 
 
-def demo_config(mqtt_url: str, hub_url: str, token: str) -> Config:
+def demo_config(mqtt_url: str, hub_url: str, token: str, builtin_broker: bool) -> Config:
     """The demo's config, built through the same validation as a user's file."""
     names = "\n".join(f"  {device_id}: {{name: {name}}}" for device_id, name in DEMO_NAMES.items())
+    version = "3.1.1" if builtin_broker else "5"  # amqtt speaks 3.1.1 only
     text = (
-        f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, client_id: aqara-mqtt-demo}}\n"
+        f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, client_id: aqara-mqtt-demo, "
+        f"version: '{version}'}}\n"
         f"backends:\n  - {{type: studio, name: demo, url: '{hub_url}', token: '{token}'}}\n"
         f"devices:\n{names}\n"
     )
@@ -193,12 +195,15 @@ async def demo(mqtt_url: str | None, port: int, rate: float) -> None:
         await broker.start()
         mqtt_url = broker.url
     try:
-        config = demo_config(mqtt_url, hub.url, token)
+        config = demo_config(mqtt_url, hub.url, token, builtin_broker=broker is not None)
         daemon = Daemon(config)
         hub.start_random_changes(rate, seed=None)
         runner = asyncio.create_task(run_until_signalled(daemon))
         await daemon.mqtt.wait_connected(timeout=30)
         print(demo_banner(config, hub.url, broker is not None), flush=True)
+        if broker is not None and broker.port != port:
+            print(f"(port {port} was taken, so the built-in broker listens on {broker.port})",
+                  flush=True)
         await runner
     finally:
         hub.stop_random_changes()

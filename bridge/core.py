@@ -545,7 +545,12 @@ class Bridge:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub call crashed", exc_info=task.exception())
 
     async def drain(self) -> None:
         """Wait for pending hub calls (used on shutdown)."""

@@ -34,6 +34,9 @@ INFLIGHT_WINDOW = 100
 """QoS>0 messages paho keeps in flight. paho rescans its whole in-flight table on every
 acknowledgement, so a huge window makes publishing quadratic; more are queued in paho meanwhile."""
 
+CONNACK_TIMEOUT = 10.0
+"""Seconds to wait for the broker's answer to CONNECT."""
+
 _UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
 _V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
 
@@ -284,12 +287,16 @@ class MqttLink:
             return f"cannot reach broker: {exc.strerror or exc}"
         self._attach(client)
         try:
-            async with asyncio.timeout(max(10, s.keepalive)):
+            async with asyncio.timeout(CONNACK_TIMEOUT):
                 code, text = await self._connack
         except TimeoutError:
-            return "no CONNACK from broker"
-        if code in (_UNSUPPORTED_PROTOCOL, _V311_REFUSED_PROTOCOL) and self.version == "5":
-            log.warning("broker does not speak MQTT 5; falling back to 3.1.1", broker=self._where())
+            code, text = -1, "no CONNACK from the broker"
+        refused_v5 = code in (_UNSUPPORTED_PROTOCOL, _V311_REFUSED_PROTOCOL) or code == -1
+        if refused_v5 and self.version == "5":
+            # Some brokers answer an MQTT 5 CONNECT with a refusal, others with silence or by
+            # hanging up (amqtt): either way, 3.1.1 is worth one try before backing off.
+            log.warning("broker did not accept MQTT 5; trying 3.1.1", broker=self._where(),
+                        reason=text)
             self.version = "3.1.1"
             return await self._connect_once()
         if code != 0:
