@@ -238,7 +238,7 @@ class StudioBackend(Backend):
         except TimeoutError:
             waited = timeout or self.request_timeout
             reason = f"the hub did not answer {request_type} within {waited:g} s"
-            raise BackendError(reason) from None
+            raise BackendError(reason, "timeout") from None
         except ConnectionClosed:
             raise BackendError("the hub connection closed") from None
         finally:
