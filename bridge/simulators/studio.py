@@ -19,8 +19,14 @@ INFERRED = our guess; see protocols.md for the sources):
   ``type``, unknown ``type``, missing/non-string ``msgId``, ``version`` != "v1") get
   ``ErrorMessage`` code 1000, msgId "UNKNOWN", message "Message parsing failed: <reason>" (seed
   doc 000). A well-formed request with bad ``data`` gets its own Response type with ``code`` 400,
-  a message naming the field and ``data: null`` (INFERRED; 400 from Aqara's agent skill). Over
-  HTTP every answer except 401 has HTTP status 200 (INFERRED).
+  a message naming the field and ``data: null`` (INFERRED; 400 from Aqara's agent skill). Other
+  whole-request refusals (2030, 1531, 1201 below) have the same shape. For the request types whose
+  ``data`` is required (QueryDeviceHistoryDataRequest, Create/UpdateScriptAutomationRequest,
+  GetScriptAutomationDetailsRequest, DeleteAutomationRequest) a missing ``data`` member is a
+  parse failure (ErrorMessage 1000 "Message parsing failed: Field 'data' is required for type
+  with serial name '<type>', but it was missing", INFERRED from the hub's kotlinx serializer);
+  ``"data": null`` or a wrong type is a 400. Over HTTP every answer except 401 has HTTP status
+  200 (INFERRED).
 * GetDeviceInfoRequest (DOC request; response list key INFERRED): ``data`` = ``{totalCount,
   pageNum, pageSize, data: [{deviceId, deviceName, deviceTypesList, createTime, state, model}]}``;
   ``state`` 1 online / 0 offline; filter = non-empty intersection with ``deviceTypesList`` (an
@@ -69,8 +75,54 @@ INFERRED = our guess; see protocols.md for the sources):
 * ``POST /open/api/v1/auth/refresh-token`` (path DOC; method, body and response INFERRED): with a
   valid Authorization → ``{"code":0,"message":"Success","data":{"token":"<new>",
   "expiresIn":604800}}``; the new token becomes valid and the old one stays valid.
-* Not implemented (answered as unknown type, ErrorMessage 1000): QueryDeviceHistoryDataRequest,
-  the automation requests.
+* History (the store is :mod:`bridge.simulators.studio_history`): every value change (physical
+  ``set_value``, random changes, ExecuteTraitRequest successes, automation writes,
+  ``set_online``'s Reachable) is recorded per trait with its ``time`` (ms), the newest 10,000
+  per trait; each trait's history starts with the value it had when the hub got it,
+  timestamped with the device's ``createTime`` (or the trait's ``time`` if earlier). Tests add
+  past samples with :meth:`StudioSimulator.record_history_at`.
+* QueryDeviceHistoryDataRequest (type name DOC seed 000 + 3P; payload INFERRED): ``data`` =
+  ``{deviceId, endpointId, functionCode, traitCode, startTime, endTime, pageNum?, pageSize?,
+  orderBy?}`` — times integer ms, both bounds inclusive, ``startTime`` > ``endTime`` is a 400;
+  ``pageNum`` integer >= 1 (default 1; < 1 is a 400, unlike GetDeviceInfoRequest);
+  ``pageSize`` integer in (0, 200] (default 100); ``orderBy`` "time asc" | "time desc" (default
+  desc). Response ``data`` = ``{totalCount, pageNum, pageSize, data: [{value, time}]}``
+  (``totalCount`` = samples in the time range). Unknown device → code 2030 "device not found:
+  <id>"; unknown or unreadable trait → code 1531 "trait not found: <fn>.<trait> on <id>
+  endpoint <ep>" (or "trait not readable: ..."; INFERRED codes, as for ExecuteTraitRequest).
+* QueryAutomationCapabilitiesRequest (DOC: ``data`` ``{}``) and
+  QueryDeviceSupportedScriptAutomationConfigRequest (DOC: ``data`` ``""``): either ``data`` form
+  (or none) is accepted by both. Response ``data`` (DOC field names; values INFERRED) =
+  ``{"devices": [{deviceId, deviceName, endpoints: [{endpointName, endpointId, properties:
+  [{functionCode, functionName, traitCode, traitName, valueType, semanticRole}]}]}]}``, devices
+  by createTime ascending (offline ones too). ``valueType`` "boolean" | "number" | "string" |
+  "enum" (OTHER traits are not listed); ``semanticRole`` ⊆ ["starter", "condition", "action"]:
+  starter = readable and subscribable, condition = readable, action = writable. Names are
+  derived from the codes ("CurrentLevel" → "Current Level"); ``endpointName`` = the endpoint's
+  first type, suffixed with the id when the device has several endpoints of that type.
+* CreateScriptAutomationRequest (type DOC; payload INFERRED): ``data`` = ``{"script": <the
+  script object of protocols.md §1.5>, "enabled"?: bool (default true)}``. The response type is
+  ``CreateScriptLinkageResponse`` (seed doc 000's table) with ``data`` ``{"automationId"}``; ids
+  look like ``"L.880000000000000001"`` (INFERRED; never reused). The automation's name is
+  ``script.metadata.name``.
+* UpdateScriptAutomationRequest (INFERRED): ``data`` = ``{automationId, script?, name?,
+  enabled?}`` with at least one of the last three; all checked before anything changes. A new
+  script renames the automation to its ``metadata.name`` unless ``name`` is given; ``name`` is
+  also written into the stored script's ``metadata.name``. Response ``data`` ``{automationId}``.
+* GetScriptAutomationListRequest (INFERRED): ``data`` ``{pageNum?, pageSize?}`` (absent, null or
+  ``""`` = defaults; same limits as history). Response ``data`` = ``{totalCount, pageNum,
+  pageSize, data: [{automationId, name, enabled, createTime, updateTime}]}`` in creation order.
+* GetScriptAutomationDetailsRequest (INFERRED): ``data`` ``{automationId}`` → ``{automationId,
+  name, enabled, createTime, updateTime, script}``.
+* DeleteAutomationRequest (INFERRED): ``data`` ``{"automationIds": [..]}`` (non-empty) or
+  ``{"automationId": ".."}`` (both together: the union) → ``{"deleted": [ids]}``. All or
+  nothing: any unknown id → code 1201 "automation not exist: <id>" (legacy Aqara linkage code).
+  Update and details answer unknown ids the same way.
+* Script validation and execution: see :mod:`bridge.simulators.studio_automations` (400 with
+  the JSON path, e.g. ``Invalid parameter: script.automations[0].actions[0].traitCode: trait not
+  found on lumi.x endpoint 2 (Output.OnOff)``). Rules fire on the edge of their starter's
+  comparator after the triggering change; their writes behave like ExecuteTraitRequest
+  successes (value, ``time``, history, pushes) and may cascade up to 8 levels deep.
 
 WebSocket permessage-deflate is disabled (throughput; the real hub's setting is unknown).
 """
@@ -85,7 +137,7 @@ import random
 import secrets
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -96,6 +148,19 @@ from bridge.simulators.sample_home import (
     now_ms,
     sample_home,
     synthetic_devices,
+)
+from bridge.simulators.studio_automations import (
+    Automation,
+    AutomationEngine,
+    RequestError,
+    capabilities,
+    check_value,
+)
+from bridge.simulators.studio_history import (
+    HistoryStore,
+    TraitSeries,
+    history_response,
+    parse_history_query,
 )
 
 __all__ = ["API_PATH", "REFRESH_PATH", "SUBPROTOCOL", "WS_PATH", "StudioSimulator", "serve"]
@@ -134,6 +199,16 @@ _SUBSCRIPTION_TYPES = frozenset(
         "UnsubscribeTraitValueRequest",
         "SubscribeAllRequest",
         "UnsubscribeAllRequest",
+    }
+)
+_RESPONSE_TYPES = {"CreateScriptAutomationRequest": "CreateScriptLinkageResponse"}
+_DATA_REQUIRED = frozenset(
+    {
+        "QueryDeviceHistoryDataRequest",
+        "CreateScriptAutomationRequest",
+        "UpdateScriptAutomationRequest",
+        "GetScriptAutomationDetailsRequest",
+        "DeleteAutomationRequest",
     }
 )
 _PUSH_HEAD = '{"type":"TraitValueUpdate","version":"v1","msgId":"push-'
@@ -194,15 +269,25 @@ class _BadData(Exception):
     """A well-formed request whose ``data`` is wrong: answered with code 400."""
 
 
-class _Rec:
-    """Index entry of one trait: its address, owner and pre-serialised address JSON."""
+def _plain(fn: Callable[[Any], Any]) -> Callable[[Any, _Conn | None], tuple[Any, _After]]:
+    """A handler from a ``data -> response data`` function (absent ``data`` passed as None)."""
 
-    __slots__ = ("_addr_json", "device", "key", "trait")
+    def handler(data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        return fn(None if data is _MISSING else data), []
+
+    return handler
+
+
+class _Rec:
+    """Index entry of one trait: address, owner, history series and pre-serialised address JSON."""
+
+    __slots__ = ("_addr_json", "device", "key", "series", "trait")
 
     def __init__(self, key: TraitKey, device: SimDevice, trait: SimTrait) -> None:
         self.key = key
         self.device = device
         self.trait = trait
+        self.series: TraitSeries | None = None  # the HistoryStore's, cached on first change
         self._addr_json: str | None = None
 
     @property
@@ -215,6 +300,23 @@ class _Rec:
                 + ',"functionCode":' + _dumps(key[2]) + ',"traitCode":' + _dumps(key[3])
             )  # fmt: skip
         return self._addr_json
+
+
+class _Catalog:
+    """The live devices as the automation validator sees them."""
+
+    __slots__ = ("_devices", "_index")
+
+    def __init__(self, devices: dict[str, SimDevice], index: dict[TraitKey, _Rec]) -> None:
+        self._devices = devices
+        self._index = index
+
+    def has_device(self, device_id: str) -> bool:
+        return device_id in self._devices
+
+    def trait(self, key: TraitKey) -> SimTrait | None:
+        rec = self._index.get(key)
+        return None if rec is None else rec.trait
 
 
 class _Conn:
@@ -254,6 +356,7 @@ class StudioSimulator:
     parsed request object (WS and HTTP), ``push_count`` counts push messages queued to
     connections (one per receiving connection) and ``change_count`` counts value changes.
     A connection whose outbound queue exceeds ``max_queue`` messages is dropped.
+    ``history_capacity`` bounds the samples kept per trait.
     """
 
     def __init__(
@@ -264,6 +367,7 @@ class StudioSimulator:
         port: int = 0,
         *,
         max_queue: int = 100_000,
+        history_capacity: int = 10_000,
     ) -> None:
         self.token = token
         self.host = host
@@ -287,6 +391,10 @@ class StudioSimulator:
         self._garbage_seq = 0
         self._random_task: asyncio.Task[None] | None = None
         self._random_pool: list[_Rec] | None = None
+        self._history = HistoryStore(history_capacity)
+        self._engine = AutomationEngine(_Catalog(self._devices, self._index))
+        self._watched = self._engine.watched
+        engine = self._engine
         self._handlers: dict[str, Callable[[Any, _Conn | None], tuple[Any, _After]]] = {
             "GetDeviceInfoRequest": self._h_device_info,
             "GetAllDeviceInfoRequest": self._h_all_device_info,
@@ -297,6 +405,14 @@ class StudioSimulator:
             "UnsubscribeTraitValueRequest": self._h_unsubscribe,
             "SubscribeAllRequest": self._h_subscribe_all,
             "UnsubscribeAllRequest": self._h_unsubscribe_all,
+            "QueryDeviceHistoryDataRequest": self._h_history,
+            "QueryAutomationCapabilitiesRequest": self._h_capabilities,
+            "QueryDeviceSupportedScriptAutomationConfigRequest": self._h_capabilities,
+            "CreateScriptAutomationRequest": _plain(engine.api_create),
+            "UpdateScriptAutomationRequest": _plain(engine.api_update),
+            "GetScriptAutomationListRequest": _plain(engine.api_list),
+            "GetScriptAutomationDetailsRequest": _plain(engine.api_details),
+            "DeleteAutomationRequest": _plain(engine.api_delete),
         }
         for dev in devices if devices is not None else []:
             if dev.device_id in self._devices:
@@ -396,7 +512,9 @@ class StudioSimulator:
         """Remove a device and push DEVICE_REMOVED; KeyError if unknown."""
         dev = self._devices.pop(device_id)
         for ep_id, fn_code, tr in dev.iter_traits():
-            self._index.pop((device_id, ep_id, fn_code, tr.code), None)
+            key = (device_id, ep_id, fn_code, tr.code)
+            self._index.pop(key, None)
+            self._history.drop(key)
         self._random_pool = None
         self._push_event("DEVICE_REMOVED", device_id)
 
@@ -426,6 +544,55 @@ class StudioSimulator:
     ) -> Any:
         """The current value of a trait; KeyError if unknown."""
         return self._index[(device_id, endpoint_id, function_code, trait_code)].trait.value
+
+    def record_history_at(
+        self,
+        device_id: str,
+        endpoint_id: int,
+        function_code: str,
+        trait_code: str,
+        value: Any,
+        time_ms: int,
+    ) -> None:
+        """Add a history sample at ``time_ms`` (e.g. in the past); KeyError if unknown.
+
+        Only the history changes: no current value, push or automation.
+        """
+        rec = self._index[(device_id, endpoint_id, function_code, trait_code)]
+        self._series(rec).add(time_ms, value)
+
+    def history(
+        self, device_id: str, endpoint_id: int, function_code: str, trait_code: str
+    ) -> list[tuple[int, Any]]:
+        """A trait's retained history as ``(time, value)``, oldest first; KeyError if unknown."""
+        return self._series(
+            self._index[(device_id, endpoint_id, function_code, trait_code)]
+        ).samples()
+
+    @property
+    def automations(self) -> Mapping[str, Automation]:
+        """The stored script automations by id, in creation order (read-only view)."""
+        return self._engine.automations
+
+    @property
+    def automation_engine(self) -> AutomationEngine:
+        """The automation engine (for tests that create automations without the API)."""
+        return self._engine
+
+    @property
+    def automation_runs(self) -> int:
+        """Automation rules executed so far (one per rule firing)."""
+        return self._engine.runs
+
+    @property
+    def automation_loops_stopped(self) -> int:
+        """Rule firings not executed because the cascade was deeper than 8 levels."""
+        return self._engine.loops_stopped
+
+    @property
+    def automation_write_failures(self) -> int:
+        """Automation writes refused at run time (target gone, offline, unwritable, illegal)."""
+        return self._engine.write_failures
 
     async def drop_connections(self) -> None:
         """Abort every WebSocket without a close frame; the server keeps accepting new ones."""
@@ -466,13 +633,61 @@ class StudioSimulator:
             self._index[key] = _Rec(key, dev, tr)
         self._random_pool = None
 
-    def _apply(self, rec: _Rec, value: Any) -> None:
+    def _apply(self, rec: _Rec, value: Any, cascade: bool = True) -> Any:
+        """Store a value (``time`` = now), record it in the history and push it; the old value.
+
+        With ``cascade`` (every change except an automation's own write, which the engine
+        cascades itself) the automations watching the trait run afterwards.
+        """
         trait = rec.trait
+        old = trait.value
+        t = now_ms()
+        series = rec.series
+        if series is None:
+            series = self._series(rec)
         trait.value = value
-        trait.time = now_ms()
+        trait.time = t
+        series.add(t, value)
         self.change_count += 1
         if trait.subscribable:
             self._push_trait(rec)
+        if cascade:
+            watched = self._watched
+            if watched and rec.key in watched:
+                self._engine.on_change(
+                    rec.key, old, value, self._read_value, self._automation_write
+                )
+        return old
+
+    def _series(self, rec: _Rec) -> TraitSeries:
+        """A trait's history (created on first use).
+
+        The seed sample is the value the trait had when the hub got it, timestamped with the
+        earlier of its ``time`` and the device's ``createTime`` (the hub has known the value
+        since the device joined), so samples injected "a minute ago" come after it.
+        """
+        series = rec.series
+        if series is None:
+            trait = rec.trait
+            seed_time = rec.device.create_time
+            if trait.time is not None:
+                seed_time = min(seed_time, trait.time)
+            series = rec.series = self._history.open(rec.key, seed_time, trait.value)
+        return series
+
+    def _read_value(self, key: TraitKey) -> Any:
+        rec = self._index.get(key)
+        return None if rec is None else rec.trait.value
+
+    def _automation_write(self, key: TraitKey, value: Any) -> tuple[Any, Any] | None:
+        """An automation's write, checked like an ExecuteTraitRequest item; (old, new) or None."""
+        rec = self._index.get(key)
+        if rec is None or not rec.trait.writable or not rec.device.online:
+            return None
+        legal, value = check_value(rec.trait, value)
+        if not legal:
+            return None
+        return self._apply(rec, value, False), value
 
     def _push_trait(self, rec: _Rec) -> None:
         all_subs = self._all_subs
@@ -702,7 +917,7 @@ class StudioSimulator:
         version = msg.get("version")
         if version != "v1":
             return self._error(f"unsupported version {version!r}, expected 'v1'"), []
-        response_type = rtype[: -len("Request")] + "Response"
+        response_type = _RESPONSE_TYPES.get(rtype) or rtype[: -len("Request")] + "Response"
         if conn is None and rtype in _SUBSCRIPTION_TYPES:
             return self._response(
                 response_type,
@@ -711,12 +926,22 @@ class StudioSimulator:
                 "subscriptions need the WebSocket channel",
                 None,
             ), []
+        data = msg.get("data", _MISSING)
+        if data is _MISSING and rtype in _DATA_REQUIRED:
+            return self._error(
+                f"Field 'data' is required for type with serial name '{rtype}', but it was missing"
+            ), []
         try:
-            data, after = handler(msg.get("data", _MISSING), conn)
+            data, after = handler(data, conn)
         except _BadData as exc:
             return self._response(
                 response_type, msg_id, CODE_BAD_PARAMETER, f"Invalid parameter: {exc}", None
             ), []
+        except RequestError as exc:
+            message = exc.message
+            if exc.code == CODE_BAD_PARAMETER:
+                message = f"Invalid parameter: {message}"
+            return self._response(response_type, msg_id, exc.code, message, None), []
         return self._response(response_type, msg_id, 0, "Success", data), after
 
     def _garbage_reply(self, msg: Any) -> bytes | bytearray:
@@ -923,34 +1148,6 @@ class StudioSimulator:
                 )
         return out, []
 
-    @staticmethod
-    def _check_value(tr: SimTrait, value: Any) -> tuple[bool, Any]:
-        """``(legal, normalised value)`` for a write of ``value`` to ``tr``."""
-        kind = tr.type
-        if kind == "BOOLEAN":
-            return isinstance(value, bool), value
-        if kind == "NUMBER":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return False, value
-            if not math.isfinite(value):
-                return False, value
-            if _is_integer_format(tr.format):
-                if not float(value).is_integer():
-                    return False, value
-                value = int(value)
-            if tr.min is not None and value < tr.min:
-                return False, value
-            if tr.max is not None and value > tr.max:
-                return False, value
-            return True, value
-        if kind == "ENUM":
-            if not isinstance(value, str):
-                return False, value
-            return tr.enums is None or any(value == v for _, v in tr.enums), value
-        if kind == "STRING":
-            return isinstance(value, str), value
-        return isinstance(value, dict | list), value
-
     def _h_execute(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
         if not isinstance(data, list):
             raise _BadData("data must be an array")
@@ -984,7 +1181,7 @@ class StudioSimulator:
             elif not dev.online:
                 code, message = CODE_DEVICE_OFFLINE, "device offline"
             else:
-                legal, value = self._check_value(rec.trait, item["value"])
+                legal, value = check_value(rec.trait, item["value"])
                 if legal:
                     changes.append((rec, value))
                     continue
@@ -995,6 +1192,28 @@ class StudioSimulator:
             return lambda: self._apply(rec, value)
 
         return failed, [apply(rec, value) for rec, value in changes]
+
+    def _h_history(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        try:
+            query = parse_history_query(data)
+        except ValueError as exc:
+            raise _BadData(str(exc)) from None
+        if query.device_id not in self._devices:
+            raise RequestError(CODE_DEVICE_NOT_FOUND, f"device not found: {query.device_id}")
+        rec = self._index.get(query.key)
+        if rec is None or not rec.trait.readable:
+            problem = "trait not found" if rec is None else "trait not readable"
+            raise RequestError(
+                CODE_TRAIT_NOT_FOUND,
+                f"{problem}: {query.function_code}.{query.trait_code} "
+                f"on {query.device_id} endpoint {query.endpoint_id}",
+            )
+        return history_response(query, self._series(rec)), []
+
+    def _h_capabilities(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        if not (data is _MISSING or data is None or data == "" or isinstance(data, dict)):
+            raise _BadData("data must be an object or an empty string")
+        return capabilities(self._sorted_devices()), []
 
     def _h_subscribe(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
         assert conn is not None
