@@ -7,12 +7,25 @@ import contextlib
 import secrets as _random
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 
+from bridge.announce import HomeAssistantDiscovery
 from bridge.api import Api
+from bridge.backends.aqara_cloud import AqaraCloudBackend
 from bridge.backends.base import Backend
 from bridge.backends.studio import StudioBackend
-from bridge.config import BackendConfig, Config, StudioBackendConfig
+from bridge.backends.tuya import TuyaBackend
+from bridge.config import (
+    AqaraCloudBackendConfig,
+    BackendConfig,
+    Config,
+    StudioBackendConfig,
+    TuyaBackendConfig,
+)
 from bridge.core import Bridge, CoreOptions
+from bridge.discovery import DiscoveryOptions
+from bridge.homie import DISCONNECTED, LOST, READY
+from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
 from bridge.mqtt import MqttLink, MqttSettings
 from bridge.secrets import register_secret
@@ -24,6 +37,10 @@ def make_backend(spec: BackendConfig) -> Backend:
     """The backend client for one ``backends:`` entry (one ``isinstance`` line per type)."""
     if isinstance(spec, StudioBackendConfig):
         return StudioBackend.from_config(spec)
+    if isinstance(spec, AqaraCloudBackendConfig):
+        return AqaraCloudBackend.from_config(spec)
+    if isinstance(spec, TuyaBackendConfig):
+        return TuyaBackend.from_config(spec)
     raise AssertionError(f"no backend for {spec!r}")  # config validation makes this unreachable
 
 
@@ -63,6 +80,35 @@ def core_options(config: Config) -> CoreOptions:
     )
 
 
+def make_discovery(config: Config, bridge: Bridge) -> HomeAssistantDiscovery:
+    """Home Assistant discovery from the ``homeassistant:`` section."""
+    ha = config.homeassistant
+    options = DiscoveryOptions(
+        prefix=ha.discovery_prefix,
+        device_based=ha.device_based,
+        base_topic=config.mqtt.base_topic,
+        qos=config.mqtt.qos,
+        device_state_topic=config.bridge.device_state_topic,
+    )
+    excluded = frozenset(i for i, d in config.devices.items() if not d.homeassistant)
+    return HomeAssistantDiscovery(options, bridge.topics, lambda: list(bridge.devices.values()),
+                                  excluded, ha.status_topic)
+
+
+def make_homie_keeper(config: Config, homie: HomieOutput) -> MqttLink:
+    """A second connection whose will turns the Homie root device ``lost``."""
+    settings = replace(mqtt_settings(config), will_topic=homie.root_state_topic,
+                       will_payload=LOST, stop_payload=DISCONNECTED)
+    settings = replace(settings, client_id=settings.client_id + "-homie")
+    keeper: MqttLink
+
+    def ready() -> None:
+        keeper.publish(homie.root_state_topic, READY, retain=True)
+
+    keeper = MqttLink(settings, [], lambda _message: None, ready)
+    return keeper
+
+
 class Daemon:
     """The running bridge: one MQTT link, one core, one task per backend."""
 
@@ -74,9 +120,20 @@ class Daemon:
             make_backend(b) for b in config.backends
         ]
         self.bridge = Bridge(self.backends, core_options(config))
+        subscriptions = self.bridge.topics.subscriptions()
+        if config.homeassistant.enabled:
+            discovery = make_discovery(config, self.bridge)
+            self.bridge.enable_discovery(discovery)
+            subscriptions += discovery.subscriptions
+        self.homie_keeper: MqttLink | None = None
+        if config.homie.enabled:
+            homie = HomieOutput(config.homie.root, lambda: list(self.bridge.devices.values()))
+            self.bridge.enable_homie(homie)
+            subscriptions += homie.subscriptions
+            self.homie_keeper = make_homie_keeper(config, homie)
         self.mqtt = MqttLink(
             mqtt_settings(config),
-            self.bridge.topics.subscriptions(),
+            subscriptions,
             self.bridge.handle_message,
             self.bridge.on_mqtt_connected,
         )
@@ -96,6 +153,8 @@ class Daemon:
         """Run until cancelled, then publish ``offline`` and close connections."""
         self._stop = asyncio.Event()
         tasks = [asyncio.create_task(self.mqtt.run(), name="mqtt")]
+        if self.homie_keeper is not None:
+            tasks.append(asyncio.create_task(self.homie_keeper.run(), name="homie"))
         tasks += [asyncio.create_task(b.run(self.bridge.sink_for(b)), name=f"backend:{b.name}")
                   for b in self.backends]
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
@@ -106,6 +165,8 @@ class Daemon:
                 task.result()  # a crashed component is a bug: surface it
         finally:
             await self.bridge.drain()
+            if self.homie_keeper is not None:
+                await self.homie_keeper.stop()
             await self.mqtt.stop()
             for task in [*tasks, stopper]:
                 task.cancel()

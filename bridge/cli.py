@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated sensor changes per second (default 0.5)")
 
     simulate = commands.add_parser("simulate", help="run a hub simulator on its own")
-    simulate.add_argument("kind", choices=["studio"], help="which hub to simulate")
+    simulate.add_argument("kind", choices=["studio", "aqara-cloud", "tuya"],
+                          help="which hub to simulate")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8080)
     simulate.add_argument("--token", default="demo-token")
@@ -93,6 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 asyncio.run(demo(args.mqtt, args.port, args.rate))
         elif args.command == "simulate":
             configure_logging("info", "console")
+            if args.kind == "tuya":
+                from bridge.simulators.tuya import serve as serve_tuya
+
+                secret = args.token if len(args.token) >= 24 else None  # else the default
+                with contextlib.suppress(KeyboardInterrupt):
+                    asyncio.run(serve_tuya(args.port, args.host, secret=secret,
+                                           devices=args.devices, rate=args.rate, seed=args.seed))
+                return 0
+            if args.kind == "aqara-cloud":
+                from bridge.simulators.aqara_cloud import serve as serve_aqara_cloud
+
+                with contextlib.suppress(KeyboardInterrupt):
+                    asyncio.run(serve_aqara_cloud(args.port, args.token, args.devices, args.rate,
+                                                  args.seed, args.host))
+                return 0
             from bridge.simulators.studio import serve
 
             with contextlib.suppress(KeyboardInterrupt):

@@ -37,6 +37,9 @@ from bridge.secrets import is_secret_key
 
 __all__ = [
     "SUPPORTED_BACKENDS",
+    "AqaraCallbackConfig",
+    "AqaraCloudBackendConfig",
+    "AqaraRateLimitConfig",
     "BackendConfig",
     "BridgeOptions",
     "Config",
@@ -47,6 +50,7 @@ __all__ = [
     "MqttConfig",
     "StudioBackendConfig",
     "TlsConfig",
+    "TuyaBackendConfig",
     "load_config",
     "parse_config",
     "strip_userinfo",
@@ -487,12 +491,305 @@ class StudioBackendConfig(_BackendBase):
         return out
 
 
+_AQARA_REGIONS: dict[str, str] = {
+    "cn": "open-cn.aqara.com",
+    "usa": "open-usa.aqara.com",
+    "eu": "open-ger.aqara.com",
+    "ru": "open-ru.aqara.com",
+    "kr": "open-kr.aqara.com",
+    "sg": "open-sg.aqara.com",
+}
+"""Aqara Open API hosts by region (protocols.md §2.1); the account's region is fixed."""
+_AQARA_REGION_ALIASES = {"us": "usa", "ger": "eu", "europe": "eu", "china": "cn",
+                         "russia": "ru", "korea": "kr", "singapore": "sg"}
+AQARA_API_PATH = "/v3.0/open/api"
+
+
+def _aqara_region(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        text = _AQARA_REGION_ALIASES.get(text, text)
+        if text in _AQARA_REGIONS:
+            return text
+    raise ValueError(f"must be cn, usa, eu, ru, kr or sg (got {value!r})")
+
+
+def _aqara_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _aqara_non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must be 0 or more (got {value:g})")
+    return value
+
+
+def _aqara_url(value: str) -> str:
+    """``http(s)://host[:port][/path]``; the path defaults to ``/v3.0/open/api``."""
+    value = value.strip()
+    if "://" not in value:
+        value = "https://" + value
+    parts = _split_url(value)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported scheme {scheme + '://'!r}; use https://host[:port]")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain a user name or password")
+    if not parts.hostname:
+        raise ValueError("has no host name; use https://host[:port]")
+    if parts.port == 0:
+        raise ValueError("port must be between 1 and 65535 (got 0)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    path = parts.path.rstrip("/") or AQARA_API_PATH
+    netloc = _host_text(parts.hostname) + (f":{parts.port}" if parts.port is not None else "")
+    return f"{scheme}://{netloc}{path}"
+
+
+def _aqara_optional_url(value: str | None) -> str | None:
+    return None if value is None else _aqara_url(value)
+
+
+def _aqara_listen(value: str) -> str:
+    """``host:port`` (``[v6]:port``); the host defaults to 0.0.0.0 when only ``:port`` is given."""
+    text = value.strip()
+    if text.isdigit():
+        text = f"0.0.0.0:{text}"
+    if text.startswith(":"):
+        text = "0.0.0.0" + text
+    try:
+        parts = urlsplit("//" + text)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"is not host:port ({exc})") from None
+    host = parts.hostname
+    if not host or port is None or parts.path or "@" in parts.netloc:
+        raise ValueError(f"must be host:port, e.g. 0.0.0.0:8089 (got {value!r})")
+    return f"{_host_text(host)}:{port}"
+
+
+def _aqara_path(value: str) -> str:
+    text = value.strip()
+    if not text.startswith("/"):
+        text = "/" + text
+    if any(c in text for c in "?# \t\n"):
+        raise ValueError(f"must be a plain URL path such as /aqara/push (got {value!r})")
+    return text
+
+
+class AqaraCallbackConfig(_Model):
+    """The HTTP receiver for the Aqara cloud's trait push (Console > Message push)."""
+
+    listen: Annotated[str, AfterValidator(_aqara_listen)] = "0.0.0.0:8089"
+    """Where the bridge listens, ``host:port``."""
+    path: Annotated[str, AfterValidator(_aqara_path)] = "/aqara/push"
+    """The URL path the cloud POSTs to (the console's push URL must end with it)."""
+
+    @property
+    def host(self) -> str:
+        """The listening host (without IPv6 brackets)."""
+        return urlsplit("//" + self.listen).hostname or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        return urlsplit("//" + self.listen).port or 8089
+
+
+class AqaraRateLimitConfig(_Model):
+    """The API call budget the bridge keeps to (free tier: 300 calls per 5 minutes)."""
+
+    calls: Annotated[int, BeforeValidator(_no_bool), AfterValidator(_at_least(1))] = 300
+    per_seconds: _PositiveFloat = 300.0
+
+
+class AqaraCloudBackendConfig(_BackendBase):
+    """An Aqara cloud account through the Aqara Open API v3 (intents, signed HTTPS calls)."""
+
+    type: Literal["aqara_cloud"]
+    name: Annotated[str, AfterValidator(_identifier)] = "aqara_cloud"
+    region: Annotated[
+        Literal["cn", "usa", "eu", "ru", "kr", "sg"] | None,
+        BeforeValidator(_aqara_region),
+    ] = None
+    """The account's region (cn, usa, eu, ru, kr, sg); or give ``url`` instead."""
+    url: Annotated[str | None, AfterValidator(_aqara_optional_url)] = None
+    """An explicit API URL (e.g. a simulator), instead of ``region``."""
+    app_id: Annotated[str, AfterValidator(_aqara_not_blank)]
+    key_id: Annotated[str, AfterValidator(_aqara_not_blank)]
+    app_key: SecretStr
+    access_token: SecretStr
+    refresh_token: SecretStr | None = None
+    account: str | None = None
+    """The Aqara account the tokens belong to (documentation only)."""
+    token_file: Path | None = None
+    """Where the bridge keeps the current token pair after a refresh (refresh tokens are
+    single-use). Relative paths are relative to the config file."""
+    callback: AqaraCallbackConfig | None = None
+    poll_interval: Annotated[
+        float, BeforeValidator(_no_bool), AfterValidator(_aqara_non_negative)
+    ] = 30.0
+    """Seconds between polls of every trait value; 0 = push only (needs ``callback``)."""
+    rate_limit: AqaraRateLimitConfig = AqaraRateLimitConfig()
+    request_timeout: _PositiveFloat = 10.0
+    reconnect_max_delay: _PositiveFloat = 60.0
+
+    @field_validator("app_key", "access_token", "refresh_token", mode="after")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("token_file", mode="after")
+    @classmethod
+    def _token_file_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser()
+        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return path
+
+    @model_validator(mode="after")
+    def _where_and_how(self) -> AqaraCloudBackendConfig:
+        if self.region is None and self.url is None:
+            raise _FieldError("give the account's region (cn, usa, eu, ru, kr, sg) or a url",
+                              "region")
+        if self.region is not None and self.url is not None:
+            raise _FieldError("give either region or url, not both", "url")
+        if self.poll_interval == 0 and self.callback is None:
+            raise _FieldError("0 (push only) needs a callback section; nothing would report "
+                              "changes", "poll_interval")
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """The API endpoint, ``https://<region host>/v3.0/open/api`` or the given ``url``."""
+        if self.url is not None:
+            return self.url
+        return f"https://{_AQARA_REGIONS[self.region or 'eu']}{AQARA_API_PATH}"
+
+    def summary(self) -> dict[str, Any]:
+        """Non-secret facts for ``bridge/info``."""
+        out = self.public_dict()
+        out["api_url"] = self.api_url
+        return out
+
+
+_TUYA_REGION_ALIASES = {"us-w": "us", "us-west": "us", "us-east": "us-e", "eu-west": "eu-w",
+                        "eu-c": "eu", "europe": "eu", "china": "cn", "india": "in"}
+_TUYA_REGIONS = ("cn", "us", "us-e", "eu", "eu-w", "in")
+
+
+def _tuya_region(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower().replace("_", "-")
+        text = _TUYA_REGION_ALIASES.get(text, text)
+        if text in _TUYA_REGIONS:
+            return text
+    raise ValueError(f"must be cn, us, us-e, eu, eu-w or in (got {value!r})")
+
+
+def _tuya_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _tuya_url(schemes: tuple[str, ...], trailing_slash: bool) -> Callable[[str | None], str | None]:
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if "://" not in text:
+            text = f"{schemes[1]}://{text}"
+        parts = _split_url(text)
+        scheme = parts.scheme.lower()
+        if scheme not in schemes:
+            raise ValueError(f"unsupported scheme {scheme + '://'!r}; use "
+                             + " or ".join(f"{s}://host[:port]" for s in schemes))
+        if "@" in parts.netloc:
+            raise ValueError("must not contain a user name or password")
+        if not parts.hostname:
+            raise ValueError("has no host name")
+        if parts.port == 0:
+            raise ValueError("port must be between 1 and 65535 (got 0)")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        netloc = _host_text(parts.hostname) + (f":{parts.port}" if parts.port is not None else "")
+        path = parts.path.rstrip("/")
+        return f"{scheme}://{netloc}{path}" + ("/" if trailing_slash else "")
+
+    return check
+
+
+class TuyaBackendConfig(_BackendBase):
+    """A Tuya cloud project (OpenAPI with HMAC-SHA256 signed requests and the message service)
+    bridging every home of one app user."""
+
+    type: Literal["tuya"]
+    name: Annotated[str, AfterValidator(_identifier)] = "tuya"
+    region: Annotated[
+        Literal["cn", "us", "us-e", "eu", "eu-w", "in"] | None, BeforeValidator(_tuya_region)
+    ] = None
+    """The project's data centre; or give ``url`` (and ``push_url``) instead."""
+    url: Annotated[str | None, AfterValidator(_tuya_url(("http", "https"), False))] = None
+    """An explicit OpenAPI base URL (e.g. the simulator), instead of ``region``."""
+    push_url: Annotated[str | None, AfterValidator(_tuya_url(("ws", "wss"), True))] = None
+    """The message service's base URL (default: the region's ``wss://mqe.…:8285/``)."""
+    client_id: Annotated[str, AfterValidator(_tuya_not_blank)]
+    """The cloud project's Access ID / Client ID."""
+    secret: SecretStr
+    """The cloud project's Access Secret / Client Secret."""
+    uid: Annotated[str, AfterValidator(_tuya_not_blank)]
+    """The app user whose homes are bridged (Cloud > Devices > Link App Account)."""
+    push: bool = True
+    """Take changes from the message service (polling runs only while it is down)."""
+    push_topic: Literal["event", "event-test"] = "event"
+    poll_interval: _PositiveFloat = 30.0
+    """Seconds between status polls while the message service is down (or ``push: false``)."""
+    request_timeout: _PositiveFloat = 10.0
+    reconnect_max_delay: _PositiveFloat = 60.0
+    rooms_in_topics: bool = False
+    """Name devices ``<room>_<device>`` in topics (unless ``devices:`` names them)."""
+
+    @field_validator("secret", mode="after")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _where(self) -> TuyaBackendConfig:
+        if self.region is None and self.url is None:
+            raise _FieldError("give the project's region (cn, us, us-e, eu, eu-w, in) or a url",
+                              "region")
+        if self.region is not None and self.url is not None:
+            raise _FieldError("give either region or url, not both", "url")
+        if self.push and self.region is None and self.push_url is None:
+            raise _FieldError("with an explicit url, give push_url too (or push: false)",
+                              "push_url")
+        if self.push and len(self.secret.get_secret_value()) < 24:
+            raise _FieldError("is too short for the message service (Tuya secrets have 32 "
+                              "characters)", "secret")
+        return self
+
+
 # Adding a backend: define its model (a _BackendBase with ``type: Literal["..."]``) and add it
 # to this union (one line); SUPPORTED_BACKENDS follows.
 AnyBackendConfig = (
     StudioBackendConfig
-    # | AqaraCloudBackendConfig
-    # | TuyaBackendConfig
+    | AqaraCloudBackendConfig
+    | TuyaBackendConfig
 )
 BackendConfig = Annotated[AnyBackendConfig, Field(discriminator="type")]
 """One entry of ``backends:``, chosen by its ``type``."""
@@ -508,6 +805,17 @@ class HomeAssistantConfig(_Model):
 
     enabled: bool = True
     discovery_prefix: Annotated[str, AfterValidator(_topic_prefix)] = "homeassistant"
+    device_based: bool = True
+    """One config message per device (Home Assistant 2024.11+); False: one per entity."""
+    status_topic: Annotated[str, AfterValidator(_topic_prefix)] = "homeassistant/status"
+    """Home Assistant's birth/will topic; ``online`` there makes the bridge re-announce."""
+
+
+class HomieConfig(_Model):
+    """Homie 5 convention output (for openHAB's native Homie support)."""
+
+    enabled: bool = False
+    root: Annotated[str, AfterValidator(_topic_prefix)] = "homie"
 
 
 def _friendly_name(value: str | None) -> str | None:
@@ -532,6 +840,8 @@ class DeviceOptions(_Model):
     """Friendly name used as the ``<device>`` topic level instead of the device ID."""
     exclude: bool = False
     """True: the bridge ignores this device (no topics, no writes)."""
+    homeassistant: bool = True
+    """False: no Home Assistant discovery for this device (its topics stay)."""
 
 
 class BridgeOptions(_Model):
@@ -581,6 +891,7 @@ class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     backends: list[BackendConfig]
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    homie: HomieConfig = HomieConfig()
     devices: dict[str, DeviceOptions] = Field(default_factory=dict)
     bridge: BridgeOptions = BridgeOptions()
     log: LogConfig = LogConfig()
@@ -675,6 +986,7 @@ class Config(_Model):
             },
             "backends": [backend.summary() for backend in self.backends],
             "homeassistant": self.homeassistant.public_dict(),
+            "homie": self.homie.public_dict(),
             "devices": {k: v.public_dict() for k, v in self.devices.items()},
             "bridge": self.bridge.public_dict(),
             "log": self.log.public_dict(),

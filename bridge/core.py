@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge import __version__, payloads
+from bridge.announce import HomeAssistantDiscovery
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
+from bridge.homie import homie_value, set_payload_text
+from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
 from bridge.model import (
     Availability,
@@ -50,11 +53,26 @@ from bridge.topics import (
 log = get_logger("bridge.core")
 
 
+SOURCE_PREFERENCE = ("studio", "aqara_cloud", "tuya")
+"""When two backends report the same device id, the earlier kind here is its source (local
+first): its state is published and writes go to it; the other backend's events are ignored."""
+
+
+def source_rank(backend: Backend) -> int:
+    """Position of the backend's kind in :data:`SOURCE_PREFERENCE` (unknown kinds last)."""
+    kind = backend.kind
+    return SOURCE_PREFERENCE.index(kind) if kind in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE)
+
+
 class Publisher(Protocol):
     """What the core needs from the MQTT side (``bridge.mqtt.MqttLink`` in production)."""
 
     def publish(self, topic: str, payload: str | bytes, retain: bool = False,
                 qos: int | None = None, properties: Any = None) -> None: ...
+
+    def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
+
+    def unsubscribe(self, filters: list[str]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +130,30 @@ class Bridge:
         self.started_at = time.time()
         self.events_handled = 0
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
+        self.discovery: HomeAssistantDiscovery | None = None
+        self.homie: HomieOutput | None = None
 
     # ---- wiring ---------------------------------------------------------------------------
 
     def attach(self, mqtt: Publisher) -> None:
         """Use this publisher for everything the bridge sends."""
         self._mqtt = mqtt
+        if self.discovery is not None:
+            self.discovery.attach(mqtt)
+        if self.homie is not None:
+            self.homie.attach(mqtt)
+
+    def enable_homie(self, homie: HomieOutput) -> None:
+        """Publish devices by the Homie convention too."""
+        self.homie = homie
+        if self._mqtt is not None:
+            homie.attach(self._mqtt)
+
+    def enable_discovery(self, discovery: HomeAssistantDiscovery) -> None:
+        """Announce devices to Home Assistant with ``discovery``."""
+        self.discovery = discovery
+        if self._mqtt is not None:
+            discovery.attach(self._mqtt)
 
     def sink_for(self, backend: Backend) -> EventSink:
         """The event callback to hand to ``backend.run``."""
@@ -135,8 +171,13 @@ class Bridge:
         self.publish_info()
         if self._snapshots_seen:
             self.publish_device_list()
+            self.publish_homes()
         for entry in self.devices.values():
             self._publish_device(entry, force=True)
+        if self.discovery is not None:
+            self.discovery.on_connected()
+        if self.homie is not None:
+            self.homie.on_connected()
 
     # ---- events from backends ------------------------------------------------------------
 
@@ -144,11 +185,11 @@ class Bridge:
         """Apply one backend event; synchronous, called in the order the hub sent them."""
         self.events_handled += 1
         if isinstance(event, TraitChanged):
-            self._on_trait_changed(event)
+            self._on_trait_changed(backend, event)
         elif isinstance(event, Snapshot):
             self._on_snapshot(backend, event.devices)
         elif isinstance(event, Availability):
-            entry = self.devices.get(event.device_id)
+            entry = self._owned(backend, event.device_id)
             if entry is not None:
                 entry.device.online = event.online
                 self._publish_availability(entry)
@@ -161,25 +202,34 @@ class Bridge:
                             self.devices[event.device.id])
                 self.publish_device_list()
         elif isinstance(event, DeviceRemoved):
-            entry = self.devices.get(event.device_id)
+            entry = self._owned(backend, event.device_id)
             if entry is not None:
                 self._remove(entry)
                 self._event("device_removed", entry)
                 self.publish_device_list()
         elif isinstance(event, DeviceRenamed):
-            entry = self.devices.get(event.device_id)
+            entry = self._owned(backend, event.device_id)
             if entry is not None:
                 old = entry.device.name
                 entry.device.name = event.name
                 self._event("device_renamed", entry, old_name=old)
+                self._announce(entry)
                 self.publish_device_list()
         elif isinstance(event, BackendStatus):
             self._on_backend_status(backend, event)
+        if isinstance(event, Snapshot | DeviceAdded | DeviceUpdated | DeviceRemoved) and \
+                callable(getattr(backend, "homes", None)):
+            self.publish_homes()
 
-    def _on_trait_changed(self, event: TraitChanged) -> None:
+    def _owned(self, backend: Backend, device_id: str) -> DeviceEntry | None:
+        """The device's entry when ``backend`` is its source (events from others are ignored)."""
+        entry = self.devices.get(device_id)
+        return entry if entry is not None and entry.backend is backend else None
+
+    def _on_trait_changed(self, backend: Backend, event: TraitChanged) -> None:
         address = event.address
         entry = self.devices.get(address.device_id)
-        if entry is None:
+        if entry is None or entry.backend is not backend:
             return
         trait = entry.device.trait(address.endpoint_id, address.function_code, address.trait_code)
         if trait is None:
@@ -198,6 +248,8 @@ class Bridge:
         self.publish(topic, to_payload(trait.spec, value), retain=True)
         entry.retained.add(topic)
         self._mark_doc(entry)
+        if self.homie is not None:
+            self.homie.value_changed(entry.device.id, address, homie_value(trait.spec, value))
 
     def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
         seen: set[str] = set()
@@ -223,13 +275,18 @@ class Bridge:
     # ---- device registry ------------------------------------------------------------------
 
     def _topic_name_for(self, device: Device) -> tuple[str, str]:
-        friendly = self.options.friendly_names.get(device.id, device.id)
-        name = device_level(friendly)
-        holder = self._by_topic.get(name)
-        if holder is not None and holder.device.id != device.id:
-            log.warning("topic name taken; using the device id", device=device.id, name=name)
-            name = device_level(device.id)
-        return friendly, name
+        friendly = self.options.friendly_names.get(device.id) or str(
+            device.extra.get("friendly_name") or device.id)  # e.g. Tuya's rooms_in_topics
+        wanted = device_level(friendly)
+        candidates = [wanted, device_level(device.id)]
+        candidates += [f"{wanted}_{n}" for n in range(2, len(self.devices) + 3)]
+        for name in candidates:
+            holder = self._by_topic.get(name)
+            if holder is None or holder.device.id == device.id:
+                if name != wanted:
+                    log.warning("topic name taken", device=device.id, wanted=wanted, using=name)
+                return friendly, name
+        raise AssertionError("unreachable: more candidates than devices")
 
     def _upsert(self, backend: Backend, device: Device) -> None:
         entry = self.devices.get(device.id)
@@ -240,7 +297,13 @@ class Bridge:
             self._by_topic[name] = entry
             self._by_topic.setdefault(device_level(device.id), entry)
             self._publish_device(entry, force=True)
+            self._announce(entry)
             return
+        if entry.backend is not backend:
+            if source_rank(backend) >= source_rank(entry.backend):
+                return  # the same device through a less preferred backend: published once
+            log.info("device now comes from a preferred backend", device=device.id,
+                     backend=backend.name, previous=entry.backend.name)
         old_device = entry.device
         entry.device = device
         entry.backend = backend
@@ -248,6 +311,7 @@ class Bridge:
         for topic in entry.retained - set(entry.trait_topics.values()) - self._device_topics(entry):
             self.publish(topic, b"", retain=True)  # a trait the device no longer has
             entry.retained.discard(topic)
+            self._mark_doc(entry)
         for address, trait in device.iter_traits():
             before = old_device.trait(*address[1:])
             changed = before is None or before.value != trait.value
@@ -257,6 +321,13 @@ class Bridge:
                 entry.retained.add(topic)
                 self._mark_doc(entry)
         self._publish_availability(entry)
+        self._announce(entry)
+
+    def _announce(self, entry: DeviceEntry) -> None:
+        if self.discovery is not None:
+            self.discovery.device_changed(entry)
+        if self.homie is not None:
+            self.homie.device_changed(entry)
 
     def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
         return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
@@ -286,6 +357,10 @@ class Bridge:
         """Forget a device and clear every retained topic published for it."""
         self._clear_topics(entry)
         del self.devices[entry.device.id]
+        if self.discovery is not None:
+            self.discovery.device_removed(entry.device.id)
+        if self.homie is not None:
+            self.homie.device_removed(entry.device.id)
         for name in [n for n, e in self._by_topic.items() if e is entry]:
             del self._by_topic[name]
 
@@ -349,6 +424,7 @@ class Bridge:
         self._by_topic[level] = entry
         self._by_topic.setdefault(device_level(entry.device.id), entry)
         self._publish_device(entry, force=True)
+        self._announce(entry)
         self._event("device_renamed", entry, old_friendly_name=old_name)
         self.publish_device_list()
 
@@ -363,6 +439,15 @@ class Bridge:
             "config": dict(self.options.info),
         }
         self.publish(self.topics.bridge("info"), json.dumps(info), retain=True)
+
+    def publish_homes(self) -> None:
+        """Retained ``bridge/homes``: homes, rooms and device ids of backends that have them."""
+        holders: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
+            (b.name, b.homes) for b in self.backends.values()  # type: ignore[attr-defined]
+            if callable(getattr(b, "homes", None))]
+        homes = [{**home, "backend": name} for name, listing in holders for home in listing()]
+        if holders:
+            self.publish(self.topics.bridge("homes"), json.dumps(homes), retain=True)
 
     def publish_device_list(self) -> None:
         """Retained ``bridge/devices``: every device with its spec and topics."""
@@ -397,6 +482,7 @@ class Bridge:
         """Dispatch one message received on the bridge's subscriptions."""
         command = self.topics.parse(message.topic)
         if command is None:
+            self._handle_foreign(message)
             return
         origin = Origin(message.topic, message.payload.decode("utf-8", "replace"),
                         message.response_topic, message.correlation_data)
@@ -430,12 +516,33 @@ class Bridge:
             readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
             self._spawn(self._answer_get(entry, readable, origin))
 
+    def _handle_foreign(self, message: IncomingMessage) -> None:
+        """Messages outside the base topic: discovery bookkeeping and Homie commands."""
+        if self.discovery is not None and self.discovery.handle(message.topic, message.payload):
+            return
+        if self.homie is None or message.retain:
+            return
+        target = self.homie.resolve(message.topic)
+        if target is None:
+            return
+        origin = Origin(message.topic, message.payload.decode("utf-8", "replace"),
+                        message.response_topic, message.correlation_data)
+        entry = self.devices.get(target[0])
+        if entry is not None:
+            try:
+                item = self._validate(entry, target[1], set_payload_text(message.payload))
+            except WriteRejected as exc:
+                self._reject(origin, exc.reason)
+                return
+            self._queue_writes(entry.backend, [item], origin)
+
     def _reject(self, origin: Origin, reason: str) -> None:
         self.report("warning", f"rejected: {reason}", origin)
         self.respond(origin, payloads.response("error", error_code="rejected",
                                                error_message=reason))
 
-    def _validate(self, entry: DeviceEntry, address: TraitAddress, raw: Any) -> WriteItem:
+    def _validate(self, entry: DeviceEntry, address: TraitAddress,
+                  raw: bytes | str) -> WriteItem:
         trait = entry.device.trait(*address[1:])
         where = address.path()
         if trait is None:
@@ -492,6 +599,10 @@ class Bridge:
             failures = await backend.write(items)
         except BackendError as exc:
             failures = [WriteFailure(item, exc.code, exc.message) for item in items]
+        except Exception as exc:  # a bug in a backend: still answer every write
+            log.exception("backend write crashed", backend=backend.name)
+            failures = [WriteFailure(item, "internal_error", f"internal error: {exc}")
+                        for item in items]
         failed = {failure.item.address: failure for failure in failures}
         answered: dict[Origin, list[str]] = {}
         for item, origins in batch:
@@ -517,10 +628,15 @@ class Bridge:
                           origin: Origin) -> None:
         try:
             await self.refresh(entry, addresses)
-        except BackendError as exc:
-            self.report("error", f"re-read failed: {exc.message}", origin)
-            self.respond(origin, payloads.response("error", error_code="hub_error",
-                                                   error_message=exc.message))
+        except Exception as exc:
+            if isinstance(exc, BackendError):
+                code, message = "hub_error", exc.message
+            else:  # a bug in a backend: still answer
+                log.exception("backend read crashed", backend=entry.backend.name)
+                code, message = "internal_error", f"internal error: {exc}"
+            self.report("error", f"re-read failed: {message}", origin)
+            self.respond(origin, payloads.response("error", error_code=code,
+                                                   error_message=message))
             return
         self.respond(origin, payloads.response("ok"))
 

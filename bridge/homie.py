@@ -217,7 +217,7 @@ def description(device: Device, parent: str | None = None) -> dict[str, Any]:
     """The ``$description`` document, with ``version`` a stable hash of the rest.
 
     ``parent`` (a Homie device id, e.g. the bridge's own device) makes this device a child:
-    ``root`` is set to it.
+    ``root`` and ``parent`` are set to it.
     """
     ids = layout(device)
     function_endpoints: dict[str, int] = {}
@@ -251,6 +251,7 @@ def description(device: Device, parent: str | None = None) -> dict[str, Any]:
                                 "nodes": nodes}
     if parent is not None:
         document["root"] = parent
+        document["parent"] = parent
     document["version"] = int(_digest(_dumps(document), 12), 16)
     return document
 

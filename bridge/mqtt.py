@@ -59,8 +59,11 @@ class MqttSettings:
     version: str = "5"
     keepalive: int = 60
     qos: int = 1
-    max_queued: int = 100_000
+    max_queued: int = 10_000
     reconnect_max_delay: float = 30.0
+    will_payload: str = "offline"
+    stop_payload: str = "offline"
+    """Published on the will topic by a clean :meth:`MqttLink.stop`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +223,11 @@ class MqttLink:
             await self._up.wait()
 
     async def stop(self) -> None:
-        """Publish ``offline`` on the state topic and disconnect cleanly."""
+        """Publish the stop payload (``offline``) on the will topic and disconnect cleanly."""
         self._stopping = True
         client = self._client
         if client is not None and self.connected:
-            info = client.publish(self.settings.will_topic, b"offline", 1, True)
+            info = client.publish(self.settings.will_topic, self.settings.stop_payload, 1, True)
             with contextlib.suppress(RuntimeError, ValueError):
                 # paho signals the PUBACK through a condition the event loop sets meanwhile
                 await asyncio.to_thread(info.wait_for_publish, 2)
@@ -255,7 +258,7 @@ class MqttLink:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             client.tls_set_context(context)
-        client.will_set(s.will_topic, b"offline", 1, True)
+        client.will_set(s.will_topic, s.will_payload, 1, True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -301,9 +304,12 @@ class MqttLink:
             return await self._connect_once()
         if code != 0:
             return f"broker refused the connection: {text}"
-        self._subscribe(client)
         self.connected = True
         self._up.set()
+        self.subscribe(self.subscriptions)
+        if self.parked:  # what waited during the outage goes first (nothing else flushes it)
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_parked)
         log.info("mqtt connected", broker=self._where(), protocol=self.version)
         self.on_connected()
         return None
@@ -338,18 +344,31 @@ class MqttLink:
         except Exception:  # a bug in a callback must not kill the loop's reader
             log.exception("error in mqtt network step")
 
-    def _subscribe(self, client: paho.Client) -> None:
+    def subscribe(self, filters: list[str], no_local: bool = True) -> None:
+        """Subscribe now (not restored after a reconnect: callers resubscribe in on_connected).
+
+        ``no_local=False`` receives our own publications too (MQTT 5; 3.1.1 always does)."""
+        client = self._client
+        if client is None or not self.connected or not filters:
+            return
         qos = self.settings.qos
         if self.version == "5":
-            options = SubscribeOptions(qos=qos, noLocal=True)
-            client.subscribe([(topic, options) for topic in self.subscriptions])
+            options = SubscribeOptions(qos=qos, noLocal=no_local)
+            client.subscribe([(topic, options) for topic in filters])
         else:
-            client.subscribe([(topic, qos) for topic in self.subscriptions])
+            client.subscribe([(topic, qos) for topic in filters])
+
+    def unsubscribe(self, filters: list[str]) -> None:
+        """Drop subscriptions made with :meth:`subscribe`."""
+        client = self._client
+        if client is not None and self.connected and filters:
+            client.unsubscribe(filters)
 
     def _teardown(self) -> None:
         client = self._client
         self.connected = False
         self._up.clear()
+        self._flush_scheduled = False
         if client is None:
             return
         sock = client.socket()

@@ -82,7 +82,22 @@ def parse_online(value: Any, default: bool = True) -> bool:
 
 
 def parse_device(obj: Mapping[str, Any], backend: str) -> Device:
-    """A Device with specs and current values from one device tree object."""
+    """A Device with specs and current values from one device tree object.
+
+    Raises SpecError, whatever is wrong with the shape of the tree.
+    """
+    try:
+        return _parse_device(obj, backend)
+    except SpecError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        device_id = obj.get("deviceId") if isinstance(obj, Mapping) else None
+        raise SpecError(f"device {device_id or '?'}: malformed description ({exc})") from None
+
+
+def _parse_device(obj: Mapping[str, Any], backend: str) -> Device:
+    if not isinstance(obj, Mapping):
+        raise SpecError("a device description is not an object")
     device_id = first(obj, "deviceId", "did", "subjectId")
     if not isinstance(device_id, str) or not device_id:
         raise SpecError("device without a deviceId")

@@ -440,7 +440,9 @@ def classify_error(exc: BaseException) -> tuple[str, bool]:
         return "connection lost", False
     if isinstance(exc, OSError | TimeoutError):
         return f"hub unreachable: {getattr(exc, 'strerror', None) or exc or 'timeout'}", False
-    raise exc
+    # anything else is a bug, but one hub answer must not take the daemon down: log, reconnect
+    log.error("unexpected error in the studio session", exc_info=exc)
+    return f"internal error: {type(exc).__name__}: {exc}", False
 
 
 def _address(item: Mapping[str, Any]) -> TraitAddress | None:

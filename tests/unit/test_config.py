@@ -30,6 +30,15 @@ BACKEND = "backends: [{type: studio, url: 192.168.1.10, token: tok-123456}]\n"
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 
 
+SUPPORTED = "(supported: studio, aqara_cloud, tuya)"
+
+
+def first_studio(config: Config) -> StudioBackendConfig:
+    """The first backend, which these tests configure as a Studio hub."""
+    backend = config.backends[0]
+    assert isinstance(backend, StudioBackendConfig)
+    return backend
+
 def load(text: str, env: dict[str, str] | None = None, base_dir: Path | None = None) -> Config:
     return parse_config(text, "config.yaml", env if env is not None else {}, base_dir=base_dir)
 
@@ -332,7 +341,7 @@ def test_tls_missing_relative_file_names_resolved_path(tmp_path: Path) -> None:
     ],
 )
 def test_studio_urls(url: str, ws: str, http: str) -> None:
-    studio = load(f"backends: [{{type: studio, url: '{url}', token: tok-123456}}]").backends[0]
+    studio = first_studio(load(f"backends: [{{type: studio, url: '{url}', token: tok-123456}}]"))
     assert (studio.ws_url, studio.http_url) == (ws, http)
 
 
@@ -386,10 +395,10 @@ def test_studio_url_errors(url: str, message: str) -> None:
             "{type: studio, url: h, token: t, tokn: x}",
             "backends[0].tokn: unknown key (did you mean 'token'?)",
         ),
-        ("{url: h, token: t}", "backends[0].type: field required (supported: studio)"),
+        ("{url: h, token: t}", f"backends[0].type: field required {SUPPORTED}"),
         (
-            "{type: tuya, client_id: x}",
-            "backends[0].type: 'tuya' is not supported by this version (supported: studio)",
+            "{type: zigbee, client_id: x}",
+            f"backends[0].type: 'zigbee' is not supported by this version {SUPPORTED}",
         ),
         ("studio", "backends[0]: must be a mapping (got 'studio')"),
     ],
@@ -399,30 +408,29 @@ def test_backend_errors(item: str, message: str) -> None:
 
 
 def test_unsupported_type_in_second_backend() -> None:
-    text = "backends:\n  - {type: studio, url: h, token: t}\n  - {type: tuya, secret: s}\n"
+    text = "backends:\n  - {type: studio, url: h, token: t}\n  - {type: hue, secret: s}\n"
     assert error(text) == (
-        "config.yaml: backends[1].type: 'tuya' is not supported by this version (supported: studio)"
+        "config.yaml: backends[1].type: 'hue' is not supported by this version "
+        "(supported: studio, aqara_cloud, tuya)"
     )
 
 
 def test_backend_type_spelling_is_normalised() -> None:
     config = load("backends: [{type: ' Studio ', url: h, token: tok-123456}]")
     assert config.backends[0].type == "studio"
-    assert error("backends: [{type: Aqara-Cloud}]") == (
-        "config.yaml: backends[0].type: 'aqara_cloud' is not supported by this version "
-        "(supported: studio)"
-    )
+    assert error("backends: [{type: Aqara-Cloud}]").startswith(
+        "config.yaml: backends[0].app_id: field required")  # recognised as aqara_cloud
 
 
 def test_supported_backends() -> None:
-    assert SUPPORTED_BACKENDS == ("studio",)
+    assert SUPPORTED_BACKENDS == ("studio", "aqara_cloud", "tuya")
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("mqtt: {}", "backends: field required"),
-        ("backends: []", "backends: at least one backend is required (supported: studio)"),
+        ("backends: []", f"backends: at least one backend is required {SUPPORTED}"),
         ("backends:", "backends: must be a list"),
         ("backends: {type: studio}", "backends: must be a list (got a mapping)"),
     ],
@@ -575,7 +583,7 @@ def test_unknown_top_level_key() -> None:
     assert error(BACKEND + "mqt: {}\n") == "config.yaml: mqt: unknown key (did you mean 'mqtt'?)"
     assert error(BACKEND + "zzz: 1\n") == (
         "config.yaml: zzz: unknown key "
-        "(allowed: mqtt, backends, homeassistant, devices, bridge, log)"
+        "(allowed: mqtt, backends, homeassistant, homie, devices, bridge, log)"
     )
 
 
@@ -695,7 +703,7 @@ def test_load_uses_os_environ_by_default(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("AQARA_TEST_TOKEN_X", TOKEN)
     path = tmp_path / "config.yaml"
     path.write_text("backends: [{type: studio, url: h, token: '${AQARA_TEST_TOKEN_X}'}]\n")
-    assert load_config(path).backends[0].token.get_secret_value() == TOKEN
+    assert first_studio(load_config(path)).token.get_secret_value() == TOKEN
 
 
 # ---- environment substitution -------------------------------------------------------------------
@@ -717,7 +725,7 @@ def test_env_substitution() -> None:
             "QOS": "2",
         },
     )
-    assert config.backends[0].token.get_secret_value() == TOKEN
+    assert first_studio(config).token.get_secret_value() == TOKEN
     assert config.mqtt.password is not None
     assert config.mqtt.password.get_secret_value() == PASSWORD
     assert (config.mqtt.host, config.mqtt.port, config.mqtt.qos) == ("b.lan", 1999, 2)
@@ -872,8 +880,12 @@ def test_summary_has_no_secrets_and_useful_facts() -> None:
             "http_url": "http://hub2:8080/open/api/v1",
         },
     ]
-    assert summary["homeassistant"] == {"enabled": True, "discovery_prefix": "homeassistant"}
-    assert summary["devices"] == {"lumi.1": {"name": "lamp", "exclude": False}}
+    assert summary["homeassistant"] == {"enabled": True, "discovery_prefix": "homeassistant",
+                                        "device_based": True,
+                                        "status_topic": "homeassistant/status"}
+    assert summary["homie"] == {"enabled": False, "root": "homie"}
+    assert summary["devices"] == {"lumi.1": {"name": "lamp", "exclude": False,
+                                             "homeassistant": True}}
     assert summary["bridge"] == {
         "write_window_ms": 50,
         "publish_unchanged": False,
@@ -929,7 +941,7 @@ def test_strip_userinfo() -> None:
 def test_example_config_loads() -> None:
     config = load_config(EXAMPLE, env={"AQARA_STUDIO_TOKEN": TOKEN, "MQTT_PASSWORD": PASSWORD})
     assert config.backends[0].name == "home"
-    assert config.backends[0].ws_url == "ws://192.168.1.10/open/ws"
+    assert first_studio(config).ws_url == "ws://192.168.1.10/open/ws"
     assert config.devices["lumi1.54ef448a0b73"].name == "kitchen_switch"
     assert config.mqtt.password is not None
     assert config.mqtt.password.get_secret_value() == PASSWORD

@@ -1,0 +1,900 @@
+"""Tuya cloud backend: signed OpenAPI calls, the message service for changes, polling as fallback.
+
+One session = a token, a snapshot and three tasks:
+
+* the **push** consumer (message service over WebSocket): each frame is decrypted
+  (:mod:`bridge.backends.tuya_sign`), mapped (:mod:`bridge.backends.tuya_model`) and acked; a
+  message redelivered after a lost ack is recognised by its id, and a status item older than one
+  already applied (its ``t``) is skipped, so a late redelivery never rolls a value back;
+* the **poll** loop: while the push channel is down (or ``push: false``) it lists the user's
+  devices with their status every ``poll_interval`` seconds (once at once when push drops) and
+  reports what changed; while push is up it sleeps;
+* the **token** keeper: refreshes the access token before it expires. A call answered ``1010``
+  (expired) refreshes and ``1011`` (invalid) logs in again, then the call is retried once; ``1013``
+  (clock skew) adopts the cloud's clock and retries once.
+
+Devices are those of every home of the configured ``uid``; ``Device.extra`` carries ``home``,
+``home_id``, ``room``, ``room_id``, ``category`` and ``product_id``. After a management command that
+changes homes, rooms or members (:mod:`bridge.backends.tuya_actions`) the structure is read again:
+devices whose home or room changed are re-announced (``DeviceUpdated``), new and gone devices are
+added/removed, and when no device changed a ``Snapshot`` announces the new :meth:`homes`.
+With ``rooms_in_topics`` every device gets the friendly name ``<room>_<device>`` (lower case,
+words joined by ``_``; ``<home>_<device>`` when it is in no room) through
+``extra["friendly_name"]``, which the core uses when the config's ``devices:`` section names no
+device; the topic is chosen when the device is first seen, so a device moved to another room keeps
+its topic until the bridge restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import random
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.tuya_actions import TUYA_COMMANDS, rest_call, validate
+from bridge.backends.tuya_model import (
+    ENDPOINT_ID,
+    DpSpec,
+    TuyaSpec,
+    build_device,
+    from_tuya,
+    function_for,
+    parse_spec,
+    status_map,
+    to_tuya,
+)
+from bridge.backends.tuya_sign import (
+    API_HOSTS,
+    PUSH_HOSTS,
+    SIGN_METHOD,
+    decode_push_frame,
+    pulsar_password,
+    sign_request,
+)
+from bridge.config import TuyaBackendConfig
+from bridge.logsetup import get_logger
+from bridge.model import (
+    Availability,
+    BackendStatus,
+    Device,
+    DeviceAdded,
+    DeviceRemoved,
+    DeviceRenamed,
+    DeviceUpdated,
+    Event,
+    Snapshot,
+    TraitAddress,
+    TraitChanged,
+    WriteFailure,
+    WriteItem,
+)
+from bridge.secrets import register_secret
+
+log = get_logger("bridge.tuya")
+
+CREDENTIAL_CODES = frozenset({1001, 1004, 1005})
+"""Codes meaning the project's credentials are wrong: retrying soon will not help."""
+TOKEN_CODES = frozenset({1010, 1011, 1012})
+SPEC_PATHS = (
+    "/v1.0/iot-03/devices/{id}/specification",
+    "/v1.0/devices/{id}/specifications",
+    "/v1.0/iot-03/devices/{id}/functions",
+)
+"""Where a device's DP description is asked for, in order, until one answers."""
+SEEN_MESSAGES = 4096
+"""Message ids remembered to recognise redeliveries."""
+
+
+class TuyaApiError(BackendError):
+    """The cloud answered ``success: false``: ``code`` and ``msg`` as Tuya sent them."""
+
+
+@dataclass(slots=True)
+class _Token:
+    access: str
+    refresh: str
+    expires_at: float
+    """``time.monotonic()`` when the access token expires."""
+    lifetime: float
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"\W+", "_", text.lower()).strip("_")
+
+
+class TuyaBackend(Backend):
+    """The devices of one Tuya app user's homes, through one cloud project."""
+
+    kind = "tuya"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_url: str,
+        client_id: str,
+        secret: str,
+        uid: str,
+        push_url: str | None = None,
+        push: bool = True,
+        push_topic: str = "event",
+        poll_interval: float = 30.0,
+        request_timeout: float = 10.0,
+        reconnect_max_delay: float = 60.0,
+        rooms_in_topics: bool = False,
+    ) -> None:
+        super().__init__(name)
+        self.api_url = api_url.rstrip("/")
+        self.push_url = push_url
+        self.client_id = client_id
+        self._secret = secret
+        self.uid = uid
+        self.push_enabled = push and push_url is not None
+        self.push_topic = push_topic
+        self.poll_interval = poll_interval
+        self.request_timeout = request_timeout
+        self.reconnect_max_delay = reconnect_max_delay
+        self.rooms_in_topics = rooms_in_topics
+        self.push_connected = False
+        self.push_detail = "disabled" if not self.push_enabled else "not started"
+        self.garbage_received = 0
+        self.polls = 0
+        self.push_messages = 0
+        self._http: aiohttp.ClientSession | None = None
+        self._token: _Token | None = None
+        self._token_lock = asyncio.Lock()
+        self._sync_lock = asyncio.Lock()
+        self._time_offset_ms = 0
+        self._sink: EventSink = lambda _event: None
+        self._spec_cache: dict[str, TuyaSpec] = {}
+        self._specs: dict[str, TuyaSpec] = {}
+        self._infos: dict[str, dict[str, Any]] = {}
+        self._values: dict[str, dict[str, Any]] = {}
+        self._extras: dict[str, dict[str, Any]] = {}
+        self._last_t: dict[tuple[str, str], int] = {}
+        self._homes: list[dict[str, Any]] = []
+        self._overlay: dict[str, dict[str, Any]] | None = None
+        """Values reported while a sync runs: they win over the sync's (older) listing."""
+        self._seen: deque[str] = deque(maxlen=SEEN_MESSAGES)
+        self._seen_set: set[str] = set()
+        self._push_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_config(cls, spec: TuyaBackendConfig) -> TuyaBackend:
+        """The backend for one ``type: tuya`` entry of the config."""
+        api_url = spec.url or API_HOSTS[spec.region or "eu"]
+        push_url = spec.push_url or (PUSH_HOSTS[spec.region] if spec.region else None)
+        return cls(spec.name, api_url=api_url, push_url=push_url, client_id=spec.client_id,
+                   secret=spec.secret.get_secret_value(), uid=spec.uid, push=spec.push,
+                   push_topic=spec.push_topic, poll_interval=spec.poll_interval,
+                   request_timeout=spec.request_timeout,
+                   reconnect_max_delay=spec.reconnect_max_delay,
+                   rooms_in_topics=spec.rooms_in_topics)
+
+    # ---- HTTP and signing -----------------------------------------------------------------
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        return self._http
+
+    async def _close_http(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def call(self, method: str, path: str, query: Mapping[str, str] | None = None,
+                   body: Any = None, *, auth: bool = True, retry: bool = True) -> Any:
+        """One signed OpenAPI call; returns ``result``; TuyaApiError when the cloud refuses."""
+        token = await self._access_token() if auth else ""
+        raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        t = str(int(time.time() * 1000) + self._time_offset_ms)
+        nonce = uuid.uuid4().hex
+        headers = {
+            "client_id": self.client_id,
+            "sign": sign_request(client_id=self.client_id, secret=self._secret, method=method,
+                                 path=path, query=query, body=raw, t=t, nonce=nonce,
+                                 access_token=token),
+            "t": t,
+            "sign_method": SIGN_METHOD,
+            "nonce": nonce,
+            "lang": "en",
+        }
+        if auth:
+            headers["access_token"] = token
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._client().request(
+                method, self.api_url + path, params=dict(query) if query else None,
+                data=raw if body is not None else None, headers=headers,
+            ) as response:
+                status = response.status
+                text = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.request_timeout:g} s"
+            raise BackendError(f"Tuya cloud unreachable: {reason}") from None
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict):
+            raise BackendError(f"Tuya cloud answered HTTP {status} without a JSON envelope")
+        if envelope.get("success") is True:
+            return envelope.get("result")
+        code = envelope.get("code")
+        msg = str(envelope.get("msg") or "request refused")
+        if retry and auth and code in (1010, 1011):
+            self._drop_token(token, expired=code == 1010)
+            return await self.call(method, path, query, body, auth=auth, retry=False)
+        if retry and code == 1013 and isinstance(envelope.get("t"), int):
+            self._time_offset_ms = envelope["t"] - int(time.time() * 1000)
+            log.warning("adopting the Tuya cloud's clock", backend=self.name,
+                        offset_ms=self._time_offset_ms)
+            return await self.call(method, path, query, body, auth=auth, retry=False)
+        raise TuyaApiError(msg, code if isinstance(code, int | str) else None)
+
+    # ---- tokens -----------------------------------------------------------------------------
+
+    async def _access_token(self) -> str:
+        async with self._token_lock:
+            token = self._token
+            if token is None:
+                token = await self._login()
+            elif token.expires_at - self._refresh_margin(token) <= time.monotonic():
+                token = await self._refresh(token)
+            return token.access
+
+    @staticmethod
+    def _refresh_margin(token: _Token) -> float:
+        return min(60.0, token.lifetime * 0.2)
+
+    def _store_token(self, result: Any) -> _Token:
+        if not isinstance(result, Mapping) or not isinstance(result.get("access_token"), str):
+            raise BackendError("the Tuya token answer has no access_token")
+        access = str(result["access_token"])
+        refresh = str(result.get("refresh_token") or "")
+        lifetime = result.get("expire_time")
+        seconds = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else 7200
+        register_secret(access)
+        register_secret(refresh)
+        self._token = _Token(access, refresh, time.monotonic() + seconds, seconds)
+        return self._token
+
+    async def _login(self) -> _Token:
+        result = await self.call("GET", "/v1.0/token", {"grant_type": "1"}, auth=False)
+        log.info("tuya token obtained", backend=self.name)
+        return self._store_token(result)
+
+    async def _refresh(self, token: _Token) -> _Token:
+        if token.refresh:
+            try:
+                result = await self.call("GET", f"/v1.0/token/{token.refresh}", auth=False)
+            except TuyaApiError as exc:
+                if exc.code in CREDENTIAL_CODES:
+                    raise
+                log.info("tuya token refresh refused; logging in again", backend=self.name,
+                         code=exc.code)
+            else:
+                log.info("tuya token refreshed", backend=self.name)
+                return self._store_token(result)
+        return await self._login()
+
+    def _drop_token(self, used: str, expired: bool) -> None:
+        token = self._token
+        if token is None or token.access != used:
+            return  # someone already replaced it
+        if expired:
+            token.expires_at = 0.0
+        else:
+            self._token = None
+
+    async def _token_keeper(self) -> None:
+        while True:
+            token = self._token
+            wait = 1.0
+            if token is not None:
+                wait = token.expires_at - self._refresh_margin(token) - time.monotonic()
+            await asyncio.sleep(max(wait, 0.05))
+            await self._access_token()
+
+    # ---- session loop -----------------------------------------------------------------------
+
+    async def run(self, sink: EventSink) -> None:
+        """Connect, snapshot, stream changes; reconnect with backoff until cancelled."""
+        self._sink = sink
+        delay = 1.0
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self._session()
+                    reason = "session ended"
+                except Exception as exc:
+                    reason, refused = classify_error(exc)
+                    if refused:
+                        delay = self.reconnect_max_delay
+                if self.connected or self.detail != reason:
+                    log.warning("tuya cloud disconnected", backend=self.name, reason=reason)
+                if self.connected and time.monotonic() - started > 1:
+                    delay = 1.0
+                self.connected = False
+                self.detail = reason
+                self._emit(BackendStatus(False, reason))
+                await asyncio.sleep(min(delay, self.reconnect_max_delay)
+                                    * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.reconnect_max_delay)
+        finally:
+            await self._close_http()
+
+    async def _session(self) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._access_token()
+            async with self._sync_lock:
+                devices = await self._sync()
+            self.connected = True
+            self.detail = "connected"
+            log.info("tuya cloud connected", backend=self.name, devices=len(devices),
+                     homes=len(self._homes))
+            self._emit(BackendStatus(True, "connected"))
+            self._emit(Snapshot(tuple(devices)))
+            tasks.append(asyncio.create_task(self._poll_loop(), name=f"{self.name}:poll"))
+            tasks.append(asyncio.create_task(self._token_keeper(), name=f"{self.name}:token"))
+            if self.push_enabled:
+                tasks.append(asyncio.create_task(self._push_loop(), name=f"{self.name}:push"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks + list(self._tasks):
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)  # a cancellation of ours still propagates
+                for task in tasks:
+                    if not task.cancelled():
+                        task.exception()  # retrieved: the first one was raised above
+            if self.push_enabled:
+                self.push_connected = False
+                self.push_detail = "not connected"
+
+    async def probe(self) -> int:
+        """Log in once and count the user's devices (for ``check``); raises on failure."""
+        try:
+            listing = await self.call("GET", f"/v1.0/users/{self.uid}/devices")
+        except Exception as exc:
+            reason, _ = classify_error(exc)
+            raise BackendError(reason) from None
+        finally:
+            await self._close_http()
+        return len(_device_list(listing))
+
+    # ---- snapshot and structure -------------------------------------------------------------
+
+    async def _optional(self, path: str) -> Any:
+        """A call whose failure only loses detail (INFERRED paths): None when refused."""
+        try:
+            return await self.call("GET", path)
+        except TuyaApiError as exc:
+            log.warning("tuya call refused; continuing without it", backend=self.name,
+                        path=path, code=exc.code, message=exc.message)
+            return None
+
+    async def _sync(self) -> list[Device]:
+        """Read homes, rooms, devices, specs and status; return the model devices.
+
+        The caller holds ``_sync_lock``.
+        """
+        self._overlay = {}
+        try:
+            return await self._sync_inner()
+        finally:
+            self._overlay = None
+
+    async def _sync_inner(self) -> list[Device]:
+        homes_raw = await self.call("GET", f"/v1.0/users/{self.uid}/homes")
+        homes: list[dict[str, Any]] = []
+        placement: dict[str, dict[str, Any]] = {}
+        home_infos: dict[str, dict[str, Any]] = {}
+        for home in homes_raw if isinstance(homes_raw, list) else []:
+            if not isinstance(home, Mapping) or home.get("home_id") is None:
+                continue
+            home_id = home["home_id"]
+            entry: dict[str, Any] = {
+                "home_id": home_id, "name": home.get("name"),
+                "geo_name": home.get("geo_name"), "lon": home.get("lon"),
+                "lat": home.get("lat"), "rooms": [], "device_ids": [],
+            }
+            rooms_raw = await self._optional(f"/v1.0/homes/{home_id}/rooms")
+            rooms = rooms_raw.get("rooms") if isinstance(rooms_raw, Mapping) else rooms_raw
+            for room in rooms if isinstance(rooms, list) else []:
+                if not isinstance(room, Mapping) or room.get("room_id") is None:
+                    continue
+                room_id = room["room_id"]
+                listed = await self._optional(f"/v1.0/homes/{home_id}/rooms/{room_id}/devices")
+                ids = [str(d["id"]) for d in _device_list(listed)]
+                entry["rooms"].append({"room_id": room_id, "name": room.get("name"),
+                                       "device_ids": ids})
+                for device_id in ids:
+                    placement[device_id] = {"home": entry["name"], "home_id": home_id,
+                                            "room": room.get("name"), "room_id": room_id}
+            for info in _device_list(await self.call("GET", f"/v1.0/homes/{home_id}/devices")):
+                device_id = str(info["id"])
+                entry["device_ids"].append(device_id)
+                home_infos.setdefault(device_id, dict(info))
+                placement.setdefault(device_id, {"home": entry["name"], "home_id": home_id,
+                                                 "room": None, "room_id": None})
+            homes.append(entry)
+        listing = await self.call("GET", f"/v1.0/users/{self.uid}/devices")
+        infos = {str(d["id"]): dict(d) for d in _device_list(listing)}
+        for device_id, info in home_infos.items():
+            infos.setdefault(device_id, info)
+        devices: list[Device] = []
+        specs: dict[str, TuyaSpec] = {}
+        for device_id, info in infos.items():
+            specs[device_id] = await self._spec(device_id, info)
+        self._homes = homes
+        self._infos = infos
+        self._specs = specs
+        self._values = {i: status_map(info.get("status")) for i, info in infos.items()}
+        for device_id, pushed in (self._overlay or {}).items():  # newer than the listing
+            if device_id in self._values:
+                self._values[device_id].update(pushed)
+        self._extras = {}
+        for device_id, info in infos.items():
+            self._extras[device_id] = self._extra(info, specs[device_id],
+                                                  placement.get(device_id))
+            devices.append(self._device(device_id))
+        return devices
+
+    def _extra(self, info: Mapping[str, Any], spec: TuyaSpec,
+               place: Mapping[str, Any] | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"home": None, "home_id": None, "room": None, "room_id": None}
+        extra.update(place or {})
+        extra["category"] = spec.category or info.get("category")
+        extra["product_id"] = info.get("product_id")
+        if self.rooms_in_topics:
+            prefix = extra["room"] or extra["home"]
+            name = str(info.get("name") or info.get("id"))
+            slug = _slug(f"{prefix} {name}") if prefix else _slug(name)
+            if slug and slug != "bridge":
+                extra["friendly_name"] = slug
+        return extra
+
+    async def _spec(self, device_id: str, info: Mapping[str, Any]) -> TuyaSpec:
+        key = str(info.get("product_id") or device_id)
+        cached = self._spec_cache.get(key)
+        if cached is not None:
+            return cached
+        spec: TuyaSpec | None = None
+        for template in SPEC_PATHS:
+            try:
+                result = await self.call("GET", template.format(id=device_id))
+            except TuyaApiError:
+                continue
+            spec = parse_spec(result)
+            if spec.dps:
+                break
+        if spec is None or not spec.dps:
+            spec = _guess_spec(info)
+            log.warning("no DP description for a device; values are read-only guesses",
+                        backend=self.name, device=device_id)
+        if not spec.category:
+            spec.category = str(info.get("category") or "")
+        self._spec_cache[key] = spec
+        return spec
+
+    def _device(self, device_id: str) -> Device:
+        """A fresh model device from the current state (never shared with the core)."""
+        device, bad = build_device(self._infos[device_id], self._specs[device_id], self.name,
+                                   self._values.get(device_id, {}),
+                                   self._extras.get(device_id))
+        for code in bad:
+            log.warning("tuya sent an unusable value", backend=self.name, device=device_id,
+                        code=code)
+        return device
+
+    async def snapshot(self) -> list[Device]:
+        """Every device, read now (homes, rooms, specs and status too)."""
+        async with self._sync_lock:
+            return await self._sync()
+
+    def homes(self) -> list[dict[str, Any]]:
+        """Homes of the user with their rooms and device ids (published on ``bridge/homes``)."""
+        return copy.deepcopy(self._homes)
+
+    async def resync(self) -> None:
+        """Read the structure and devices again and announce what changed."""
+        async with self._sync_lock:
+            before = {i: (dict(e), self._infos[i].get("name")) for i, e in self._extras.items()}
+            devices = await self._sync()
+            self._announce(before, devices)
+
+    def _announce(self, before: Mapping[str, tuple[dict[str, Any], Any]],
+                  devices: list[Device]) -> None:
+        announced = False
+        for device in devices:
+            old = before.get(device.id)
+            if old is None:
+                self._emit(DeviceAdded(device))
+                announced = True
+            elif old != (device.extra, self._infos[device.id].get("name")):
+                self._emit(DeviceUpdated(device))
+                announced = True
+        for device_id in before.keys() - {d.id for d in devices}:
+            self._last_t = {k: v for k, v in self._last_t.items() if k[0] != device_id}
+            self._emit(DeviceRemoved(device_id))
+            announced = True
+        if not announced:
+            self._emit(Snapshot(tuple(devices)))
+
+    # ---- values -----------------------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        self._sink(event)
+
+    def _address(self, device_id: str, spec: TuyaSpec, code: str) -> TraitAddress:
+        return TraitAddress(device_id, ENDPOINT_ID, function_for(code, spec.category), code)
+
+    def _apply(self, device_id: str, values: Mapping[str, Any],
+               stamps: Mapping[str, int] | None = None) -> None:
+        """Store reported raw values and emit a TraitChanged for each (stale pushes skipped)."""
+        spec = self._specs.get(device_id)
+        if spec is None:
+            return
+        current = self._values.setdefault(device_id, {})
+        for code, raw in values.items():
+            dp = spec.dps.get(code)
+            if dp is None or not dp.readable:
+                continue
+            stamp = (stamps or {}).get(code)
+            if stamp is not None:
+                last = self._last_t.get((device_id, code))
+                if last is not None and stamp < last:
+                    continue
+                self._last_t[(device_id, code)] = stamp
+            try:
+                value = from_tuya(dp, raw)
+            except ValueError as exc:
+                log.warning("tuya sent an unusable value", backend=self.name, device=device_id,
+                            code=code, reason=str(exc))
+                continue
+            current[code] = raw
+            if self._overlay is not None:
+                self._overlay.setdefault(device_id, {})[code] = raw
+            self._emit(TraitChanged(self._address(device_id, spec, code), value, stamp))
+
+    def _set_online(self, device_id: str, online: bool) -> None:
+        info = self._infos.get(device_id)
+        if info is None or info.get("online") is online:
+            return
+        info["online"] = online
+        self._emit(Availability(device_id, online))
+
+    async def _poll_once(self) -> None:
+        listing = _device_list(await self.call("GET", f"/v1.0/users/{self.uid}/devices"))
+        self.polls += 1
+        ids = {str(d["id"]) for d in listing}
+        if ids != set(self._infos):
+            await self.resync()
+            return
+        for info in listing:
+            device_id = str(info["id"])
+            fresh = status_map(info.get("status"))
+            known = self._values.get(device_id, {})
+            self._apply(device_id, {c: v for c, v in fresh.items() if known.get(c) != v})
+            online = info.get("online")
+            if isinstance(online, bool):
+                self._set_online(device_id, online)
+
+    def _push_ok(self) -> bool:
+        return self.push_enabled and self.push_connected
+
+    async def _poll_loop(self) -> None:
+        while True:
+            self._push_changed.clear()
+            if self._push_ok():
+                await self._push_changed.wait()
+                if not self._push_ok():
+                    await self._poll_once()  # catch up at once when push drops
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._push_changed.wait()
+            if not self._push_ok():
+                await self._poll_once()
+
+    async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
+        """Current values of these traits, fresh from ``/v1.0/devices/{id}/status``."""
+        wanted: dict[str, list[TraitAddress]] = {}
+        for address in addresses:
+            wanted.setdefault(address.device_id, []).append(address)
+        out: dict[TraitAddress, Any] = {}
+        for device_id, group in wanted.items():
+            spec = self._specs.get(device_id)
+            if spec is None:
+                continue
+            raw = status_map(await self.call("GET", f"/v1.0/devices/{device_id}/status"))
+            for address in group:
+                dp = spec.dps.get(address.trait_code)
+                if dp is None or address.trait_code not in raw:
+                    continue
+                try:
+                    out[address] = from_tuya(dp, raw[address.trait_code])
+                except ValueError:
+                    continue
+                self._values.setdefault(device_id, {})[dp.code] = raw[dp.code]
+        return out
+
+    async def _refresh_device(self, device_id: str) -> None:
+        """Read one device's status and report changes (after a write while push is down)."""
+        try:
+            raw = status_map(await self.call("GET", f"/v1.0/devices/{device_id}/status"))
+        except BackendError as exc:
+            log.warning("could not read a device after a write", backend=self.name,
+                        device=device_id, reason=exc.message)
+            return
+        known = self._values.get(device_id, {})
+        self._apply(device_id, {c: v for c, v in raw.items() if known.get(c) != v})
+
+    async def write(self, items: Sequence[WriteItem]) -> list[WriteFailure]:
+        """One ``commands`` call per device; a refused call fails all of that device's items."""
+        groups: dict[str, list[WriteItem]] = {}
+        for item in items:
+            groups.setdefault(item.address.device_id, []).append(item)
+        results = await asyncio.gather(*(self._write_device(d, g) for d, g in groups.items()))
+        return [failure for group in results for failure in group]
+
+    async def _write_device(self, device_id: str, items: list[WriteItem]) -> list[WriteFailure]:
+        spec = self._specs.get(device_id)
+        failures: list[WriteFailure] = []
+        commands: list[dict[str, Any]] = []
+        sent: list[WriteItem] = []
+        for item in items:
+            dp: DpSpec | None = spec.dps.get(item.address.trait_code) if spec else None
+            if dp is None or not dp.writable:
+                failures.append(WriteFailure(item, None, "not a writable DP of this device"))
+                continue
+            try:
+                commands.append({"code": dp.code, "value": to_tuya(dp, item.value)})
+            except ValueError as exc:
+                failures.append(WriteFailure(item, None, str(exc)))
+                continue
+            sent.append(item)
+        if not commands:
+            return failures
+        try:
+            await self.call("POST", f"/v1.0/devices/{device_id}/commands",
+                            body={"commands": commands})
+        except BackendError as exc:
+            return failures + [WriteFailure(item, exc.code, exc.message) for item in sent]
+        if not self._push_ok():
+            self._spawn(self._refresh_device(device_id))
+        return failures
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- management -------------------------------------------------------------------------
+
+    async def request(self, command: str, args: Mapping[str, Any]) -> Any:
+        """Run a ``tuya/...`` management command (see :data:`TUYA_COMMANDS`)."""
+        params = validate(command, args, {"uid": self.uid})
+        call = rest_call(command, params)
+        result = await self.call(call.method, call.path, call.query or None, call.body)
+        if TUYA_COMMANDS[command].mutates and self.connected:
+            try:
+                await self.resync()
+            except BackendError as exc:
+                log.warning("could not read the homes again after a change", backend=self.name,
+                            command=command, reason=exc.message)
+        return result
+
+    def summary(self) -> dict[str, Any]:
+        """Connection facts for ``bridge/info``; never secrets."""
+        out = super().summary()
+        out.update({
+            "api_url": self.api_url,
+            "uid": self.uid,
+            "push": ("connected" if self.push_connected else self.push_detail)
+            if self.push_enabled else "disabled",
+            "push_url": self.push_url if self.push_enabled else None,
+            "homes": len(self._homes),
+            "devices": len(self._infos),
+        })
+        return out
+
+    # ---- message service --------------------------------------------------------------------
+
+    def _push_endpoint(self) -> str:
+        base = self.push_url or ""
+        if not base.endswith("/"):
+            base += "/"
+        return (f"{base}ws/v2/consumer/persistent/{self.client_id}/out/{self.push_topic}/"
+                f"{self.client_id}-sub?ackTimeoutMillis=3000&subscriptionType=Failover")
+
+    def _set_push(self, connected: bool, detail: str) -> None:
+        changed = connected != self.push_connected or detail != self.push_detail
+        self.push_connected = connected
+        self.push_detail = detail
+        if changed:
+            if connected:
+                log.info("tuya message service connected", backend=self.name)
+            else:
+                log.warning("tuya message service down; polling", backend=self.name,
+                            reason=detail, poll_interval=self.poll_interval)
+            self._push_changed.set()
+            if self.connected:
+                self._emit(BackendStatus(True, self.detail))
+
+    async def _push_loop(self) -> None:
+        delay = 0.5
+        headers = {"username": self.client_id,
+                   "password": pulsar_password(self.client_id, self._secret)}
+        while True:
+            try:
+                async with connect(self._push_endpoint(), additional_headers=headers,
+                                   ping_interval=30, ping_timeout=30,
+                                   open_timeout=self.request_timeout, max_queue=None) as ws:
+                    self._set_push(True, "connected")
+                    delay = 0.5
+                    async for raw in ws:
+                        message_id = self._on_frame(raw)
+                        if message_id is not None:
+                            await ws.send(json.dumps({"messageId": message_id}))
+                reason = "closed by the message service"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = classify_push_error(exc)
+            self._set_push(False, reason)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.reconnect_max_delay)
+
+    def _on_frame(self, raw: str | bytes) -> str | None:
+        """Handle one frame; the message id to ack (garbage with an id is acked too)."""
+        try:
+            message_id, payload, data = decode_push_frame(self._secret, raw)
+        except ValueError as exc:
+            self.garbage_received += 1
+            log.warning("tuya message service sent an unusable frame", backend=self.name,
+                        reason=str(exc.args[0]))
+            return str(exc.args[1]) if len(exc.args) > 1 else None
+        if message_id in self._seen_set:
+            return message_id  # a redelivery of something already applied
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(message_id)
+        self._seen_set.add(message_id)
+        self.push_messages += 1
+        if not isinstance(data, Mapping):
+            return message_id
+        protocol = payload.get("protocol")
+        if protocol == 4 or "status" in data:
+            self._on_status(data)
+        elif protocol == 20 or "bizCode" in data:
+            self._on_biz(data)
+        return message_id
+
+    def _on_status(self, data: Mapping[str, Any]) -> None:
+        device_id = data.get("devId")
+        items = data.get("status")
+        if not isinstance(device_id, str) or not isinstance(items, list):
+            return
+        if device_id not in self._specs:
+            log.info("status of a device not known yet; reading the homes again",
+                     backend=self.name, device=device_id)
+            self._spawn(self._safe_resync())
+            return
+        values: dict[str, Any] = {}
+        stamps: dict[str, int] = {}
+        for item in items:
+            if isinstance(item, Mapping) and isinstance(item.get("code"), str):
+                values[item["code"]] = item.get("value")
+                stamp = item.get("t")
+                if isinstance(stamp, int) and not isinstance(stamp, bool):
+                    stamps[item["code"]] = stamp
+        self._apply(device_id, values, stamps)
+
+    def _on_biz(self, data: Mapping[str, Any]) -> None:
+        device_id = data.get("devId")
+        code = str(data.get("bizCode") or "")
+        biz = data.get("bizData")
+        if not isinstance(device_id, str):
+            return
+        if code in ("online", "offline"):
+            self._set_online(device_id, code == "online")
+        elif code == "nameUpdate" and isinstance(biz, Mapping) and isinstance(biz.get("name"),
+                                                                                str):
+            info = self._infos.get(device_id)
+            if info is not None:
+                info["name"] = biz["name"]
+                self._emit(DeviceRenamed(device_id, biz["name"]))
+        elif code in ("delete", "bindUser", "dpNameUpdate"):
+            self._spawn(self._safe_resync())
+
+    async def _safe_resync(self) -> None:
+        try:
+            await self.resync()
+        except BackendError as exc:
+            log.warning("could not read the homes again", backend=self.name, reason=exc.message)
+
+
+def _device_list(raw: Any) -> list[Mapping[str, Any]]:
+    """Device objects from a listing: a list, or ``{"devices": [...]}`` / ``{"list": [...]}``."""
+    if isinstance(raw, Mapping):
+        raw = raw.get("devices", raw.get("list"))
+    if not isinstance(raw, list):
+        return []
+    return [d for d in raw if isinstance(d, Mapping) and d.get("id") not in (None, "")]
+
+
+def _guess_spec(info: Mapping[str, Any]) -> TuyaSpec:
+    """Read-only DPs typed from the values seen, for a device whose spec nobody answers."""
+    spec = TuyaSpec(str(info.get("category") or ""))
+    for code, value in status_map(info.get("status")).items():
+        if isinstance(value, bool):
+            kind = "Boolean"
+        elif isinstance(value, int):
+            kind = "Integer"
+        elif isinstance(value, dict | list):
+            kind = "Json"
+        else:
+            kind = "String"
+        spec.dps[code] = DpSpec(code, kind, {}, readable=True, writable=False)
+    return spec
+
+
+def classify_error(exc: BaseException) -> tuple[str, bool]:
+    """A log-ready reason for a failed session, and whether the cloud refused the credentials."""
+    if isinstance(exc, TuyaApiError):
+        if exc.code in CREDENTIAL_CODES:
+            return (f"authentication failed: the Tuya cloud refused the project's credentials: "
+                    f"{exc.message} (code {exc.code}); check client_id and secret", True)
+        if exc.code == 1106:
+            return (f"permission denied (code 1106): {exc.message}; is the app account of uid "
+                    "linked to the cloud project?", True)
+        return f"Tuya cloud error: {exc.message} (code {exc.code})", False
+    if isinstance(exc, BackendError):
+        return exc.message, False
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        return f"Tuya cloud unreachable: {exc or type(exc).__name__}", False
+    raise exc
+
+
+def classify_push_error(exc: BaseException) -> str:
+    """Why the message-service connection failed, for ``bridge/info``."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return (f"message service refused the credentials (HTTP {status}); is the message "
+                    "service enabled for the project?")
+        return f"message service answered HTTP {status}"
+    if isinstance(exc, ConnectionClosed):
+        return "message service connection lost"
+    if isinstance(exc, InvalidHandshake | websockets.InvalidURI):
+        return f"message service protocol error: {exc}"
+    if isinstance(exc, OSError | TimeoutError):
+        return f"message service unreachable: {getattr(exc, 'strerror', None) or exc or 'timeout'}"
+    return f"message service error: {type(exc).__name__}: {exc}"

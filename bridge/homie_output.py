@@ -1,0 +1,159 @@
+"""Homie 5 output: every device under ``homie/5/<id>/…``, children of the bridge's root device.
+
+MQTT gives one will per connection and the bridge's is ``<base>/bridge/state``, so the Homie
+root device ``homie/5/aqara-mqtt/$state`` is kept by a second small connection whose will is
+``lost``; controllers treat the children of a lost root as lost. Each device goes through
+``init`` → description and values → ``ready``; a removed device has ``$state`` cleared first,
+then every other topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bridge.homie import (
+    HOMIE_VERSION,
+    INIT,
+    READY,
+    device_homie_id,
+    homie_messages,
+    layout,
+    parse_homie_set,
+    resolve_set,
+    set_subscription,
+    state_topic,
+)
+from bridge.model import TraitAddress
+
+if TYPE_CHECKING:
+    from bridge.core import DeviceEntry
+    from bridge.homie import Layout
+
+ROOT_ID = "aqara-mqtt"
+"""The Homie id of the bridge's own (root) device."""
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
+                qos: int | None = None, properties: Any = None) -> None: ...
+
+
+class HomieOutput:
+    """Keeps ``homie/5/…`` in step with the bridge's devices."""
+
+    def __init__(self, root: str, entries: Callable[[], Iterable[DeviceEntry]]) -> None:
+        self.root = root
+        self.entries = entries
+        self._mqtt: Publisher | None = None
+        self._topics: dict[str, dict[str, str]] = {}
+        """Device id → the retained messages (besides $state) published for it."""
+        self._layouts: dict[str, Layout] = {}
+        self._by_homie_id: dict[str, str] = {}
+        self._root_scheduled = False
+
+    def attach(self, mqtt: Publisher) -> None:
+        """Use this MQTT link."""
+        self._mqtt = mqtt
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """Where controllers send commands: ``homie/5/+/+/+/set``."""
+        return [set_subscription(self.root)]
+
+    @property
+    def root_state_topic(self) -> str:
+        """The root device's ``$state`` (the keeper connection's will: ``lost``)."""
+        return f"{self.root}/5/{ROOT_ID}/$state"  # ROOT_ID is already a Homie id
+
+    def root_messages(self) -> dict[str, str]:
+        """The root device: its description listing the children, and ``ready``."""
+        children = sorted(self._by_homie_id)
+        digest = hashlib.sha256("\n".join(children).encode()).hexdigest()
+        description = {"homie": HOMIE_VERSION, "name": "aqara-mqtt bridge",
+                       "version": int(digest[:12], 16), "children": children, "nodes": {}}
+        return {f"{self.root}/5/{ROOT_ID}/$description": json.dumps(description),
+                self.root_state_topic: READY}
+
+    def on_connected(self) -> None:
+        """Republish everything (the broker may have lost it)."""
+        self._topics.clear()
+        for entry in self.entries():
+            self.device_changed(entry)
+        self._publish_root()
+
+    def _publish_root(self) -> None:
+        """Publish the root device once this loop turn is over (children come in bursts)."""
+        if not self._root_scheduled:
+            self._root_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_root)
+
+    def _send_root(self) -> None:
+        self._root_scheduled = False
+        for topic, payload in self.root_messages().items():
+            self._send(topic, payload)
+
+    def device_changed(self, entry: DeviceEntry) -> None:
+        """(Re)announce a device whose description or name changed."""
+        device = entry.device
+        messages = homie_messages(device, root=self.root, parent=ROOT_ID)
+        known = self._topics.get(device.id)
+        if known is not None and known == messages:
+            return
+        new_device = device.id not in self._layouts
+        self._layouts[device.id] = layout(device)
+        self._by_homie_id[device_homie_id(device.id)] = device.id
+        state = state_topic(device.id, self.root)
+        self._send(state, INIT)
+        for topic in (known or {}).keys() - messages.keys():
+            self._send(topic, "")
+        for topic, payload in messages.items():
+            self._send(topic, payload)
+        self._send(state, READY)
+        self._topics[device.id] = messages
+        if new_device:
+            self._publish_root()
+
+    def value_changed(self, device_id: str, address: TraitAddress, payload: str | None) -> None:
+        """A trait's new value (hot path: one dict look-up and one publish)."""
+        known = self._layouts.get(device_id)
+        if known is None or payload is None:
+            return
+        node, prop = known.properties[address]
+        topic = f"{self.root}/5/{known.device_id}/{node}/{prop}"
+        self._send(topic, payload)
+        messages = self._topics.get(device_id)
+        if messages is not None:
+            messages[topic] = payload
+
+    def device_removed(self, device_id: str) -> None:
+        """Clear ``$state`` first, then every other topic of the device."""
+        messages = self._topics.pop(device_id, None)
+        self._layouts.pop(device_id, None)
+        self._by_homie_id.pop(device_homie_id(device_id), None)
+        self._send(state_topic(device_id, self.root), "")
+        for topic in messages or {}:
+            self._send(topic, "")
+        self._publish_root()
+
+    def resolve(self, topic: str) -> tuple[str, TraitAddress] | None:
+        """The device id and trait a Homie ``…/set`` topic addresses, if any."""
+        parsed = parse_homie_set(topic, self.root)
+        if parsed is None:
+            return None
+        homie_id, node, prop = parsed
+        device_id = self._by_homie_id.get(homie_id)
+        if device_id is None:
+            return None
+        for entry in self.entries():
+            if entry.device.id == device_id:
+                address = resolve_set(entry.device, node, prop)
+                return (device_id, address) if address is not None else None
+        return None
+
+    def _send(self, topic: str, payload: str) -> None:
+        if self._mqtt is not None:
+            self._mqtt.publish(topic, payload, True)

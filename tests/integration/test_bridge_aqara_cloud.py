@@ -1,0 +1,509 @@
+"""The bridge end to end with the Aqara cloud backend: simulator ⇄ daemon ⇄ real Mosquitto ⇄ probe.
+
+Every test runs :class:`bridge.app.Daemon` from a YAML config with ``type: aqara_cloud``; pushes
+travel over real HTTP from the simulator to the daemon's callback receiver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.app import Daemon
+from bridge.backends.aqara_cloud import AqaraCloudBackend
+from bridge.backends.aqara_sign import now_ms, push_sign
+from bridge.cli import check
+from bridge.config import Config, parse_config
+from bridge.simulators.aqara_cloud import AqaraCloudSimulator, relay_board, sample_account
+from bridge.simulators.sample_home import smart_plug
+from tests.integration.conftest import running
+from tests.mosquitto import Mosquitto, free_port
+from tests.mqtt_probe import MqttProbe, synced
+
+pytestmark = pytest.mark.integration
+
+PLUG = "lumi.158d0002c660dc"  # Kitchen Plug (off), friendly name kitchen_plug
+PLUG_ONOFF = "aqara/kitchen_plug/1/Output/OnOff"
+THERMOSTAT = "lumi1.54ef448cc210"
+OFFLINE = "lumi.158d00045a1b2c"
+MATTER_LAMP = "matt.2990fb3413ed884726370000"
+AIR = "lumi.158d0007aa01bc"
+
+
+class Cloud:
+    """The simulator plus the credentials and options a test's config is made of."""
+
+    def __init__(self, sim: AqaraCloudSimulator) -> None:
+        self.sim = sim
+        self.access, self.refresh = sim.issue_tokens()
+        self.callback_port = free_port()
+
+    @property
+    def callback_url(self) -> str:
+        return f"http://127.0.0.1:{self.callback_port}/aqara/push"
+
+    def config(self, mosquitto: Mosquitto, *, push: bool = True, poll: float = 0,
+               app_key: str | None = None, rate: str = "", token_file: Path | None = None,
+               window_ms: int = 150) -> Config:
+        lines = [
+            f"mqtt: {{url: \"{mosquitto.url}\", base_topic: aqara, keepalive: 10}}",
+            "backends:",
+            "  - type: aqara_cloud",
+            "    name: cloud",
+            f"    url: \"{self.sim.url}\"",
+            f"    app_id: {self.sim.app_id}",
+            f"    key_id: \"{self.sim.key_id}\"",
+            f"    app_key: \"{app_key or self.sim.app_key}\"",
+            f"    access_token: \"{self.access}\"",
+            f"    refresh_token: \"{self.refresh}\"",
+            f"    account: {self.sim.account}",
+            f"    poll_interval: {poll}",
+            "    request_timeout: 5",
+            "    reconnect_max_delay: 2",
+        ]
+        if push:
+            lines.append(f"    callback: {{listen: \"127.0.0.1:{self.callback_port}\", "
+                         "path: /aqara/push}")
+            self.sim.callback_url = self.callback_url
+        else:
+            self.sim.callback_url = None
+        if rate:
+            lines.append(f"    rate_limit: {rate}")
+        if token_file is not None:
+            lines.append(f"    token_file: \"{token_file}\"")
+        lines += ["devices:", f"  {PLUG}: {{name: kitchen_plug}}",
+                  f"bridge: {{write_window_ms: {window_ms}}}"]
+        return parse_config("\n".join(lines) + "\n", "test-config.yaml")
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[AqaraCloudSimulator]:
+    simulator = AqaraCloudSimulator(sample_account())
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+def cloud(sim: AqaraCloudSimulator) -> Cloud:
+    return Cloud(sim)
+
+
+async def started(probe: MqttProbe) -> None:
+    """Wait until the bridge is online and its first snapshot is published."""
+    await probe.value("aqara/bridge/state", "online")
+    await probe.wait_for(lambda: probe.last.get("aqara/bridge/devices"))
+
+
+def backend_of(daemon: Daemon) -> AqaraCloudBackend:
+    backend = daemon.backends[0]
+    assert isinstance(backend, AqaraCloudBackend)
+    return backend
+
+
+def writes(sim: AqaraCloudSimulator) -> list[dict[str, Any]]:
+    """The spec.write.trait calls the cloud answered (any code)."""
+    return sim.intents("spec.write.trait")
+
+
+async def test_snapshot_is_published_retained(mosquitto: Mosquitto, cloud: Cloud,
+                                              probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        devices = probe.last["aqara/bridge/devices"].json()
+        assert len(devices) == len(sample_account())
+        plug = next(d for d in devices if d["id"] == PLUG)
+        assert (plug["friendly_name"], plug["backend"], plug["name"]) == (
+            "kitchen_plug", "cloud", "Kitchen Plug / Kettle")
+        assert await probe.value(PLUG_ONOFF) == "false"
+        assert await probe.value("aqara/kitchen_plug/1/EnergyManagement/CumulativeEnergyConsumption"
+                                 ) == "41.7"
+        assert await probe.value(f"aqara/{MATTER_LAMP}/1/Output/OnOff") in ("true", "false")
+        assert await probe.value(f"aqara/{AIR}/1/AirQuality/PM2.5Density")
+        assert await probe.value(f"aqara/{THERMOSTAT}/1/Thermostat/HeaterCoolerMode")
+        assert await probe.value("aqara/kitchen_plug/availability") == "online"
+        assert await probe.value(f"aqara/{OFFLINE}/availability") == "offline"
+        document = json.loads(await probe.value("aqara/kitchen_plug"))
+        assert document["1"]["Output"]["OnOff"] is False
+        info = probe.last["aqara/bridge/info"].json()
+        (backend,) = info["backends"]
+        assert backend["connected"] is True
+        assert backend["type"] == "aqara_cloud"
+        assert backend["mode"] == "push"
+        assert backend["subscribed_traits"] > 100
+        # both spec paths were used, within their limits
+        spec_calls = cloud.sim.intents("spec.query.specdevice.config")
+        model_calls = cloud.sim.intents("spec.query.qlinkmodel.config")
+        assert spec_calls
+        assert model_calls
+        assert all(len(c["data"]["dids"]) <= 10 for c in spec_calls)
+        assert all(len(c["data"]["models"]) <= 5 for c in model_calls)
+        assert all(len(c["data"]["traits"]) <= 50 for c in cloud.sim.intents("spec.query.trait"))
+        assert all(c["code"] == 0 for c in cloud.sim.received)
+        late = await MqttProbe(probe.port, ["aqara/#"]).start()
+        try:
+            await synced(late)
+            assert late.last[PLUG_ONOFF].retain
+            assert late.last[PLUG_ONOFF].text == "false"
+        finally:
+            late.stop()
+        await synced(probe)
+    for message in probe.messages:
+        for secret in (cloud.sim.app_key, cloud.access, cloud.refresh):
+            assert secret.encode() not in message.payload, message.topic
+
+
+async def test_push_via_callback_reaches_the_topic(mosquitto: Mosquitto, cloud: Cloud,
+                                                   probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        calls = len(cloud.sim.received)
+        cloud.sim.set_value(PLUG, 1, "EnergyManagement", "CurrentPower", 1234.5)
+        await probe.value("aqara/kitchen_plug/1/EnergyManagement/CurrentPower", "1234.5")
+        cloud.sim.set_value(AIR, 1, "AirQuality", "PM2.5Density", 77)
+        await probe.value(f"aqara/{AIR}/1/AirQuality/PM2.5Density", "77")
+        assert len(cloud.sim.received) == calls  # pushes, no polling
+        assert backend_of(daemon).pushes_received >= 2
+        assert cloud.sim.push_failed == 0
+
+
+async def test_polling_mode_reaches_the_topic(mosquitto: Mosquitto, cloud: Cloud,
+                                              probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto, push=False, poll=0.3))) as daemon:
+        await started(probe)
+        assert cloud.sim.subscriptions == {}
+        cloud.sim.set_value(PLUG, 1, "EnergyManagement", "CurrentPower", 321.0)
+        await probe.value("aqara/kitchen_plug/1/EnergyManagement/CurrentPower", "321")
+        cloud.sim.set_online(PLUG, False)  # Reachable goes false: the device is offline
+        await probe.value("aqara/kitchen_plug/availability", "offline")
+        assert backend_of(daemon).polls >= 1
+        info = probe.last["aqara/bridge/info"].json()["backends"][0]
+        assert info["mode"] == "poll"
+
+
+async def test_set_round_trip_with_push(mosquitto: Mosquitto, cloud: Cloud,
+                                        probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        assert await probe.value(PLUG_ONOFF, "true") == "true"
+        assert cloud.sim.get_value(PLUG, 1, "Output", "OnOff") is True
+        (request,) = writes(cloud.sim)
+        assert request["data"] == {"traits": [{"deviceId": PLUG, "endpointId": 1,
+                                               "functionCode": "Output", "traitCode": "OnOff",
+                                               "value": "1"}]}
+        await probe.publish(f"aqara/{THERMOSTAT}/set", json.dumps(
+            {"1": {"Thermostat": {"SetTemperature": 22.5, "HeaterCoolerMode": "Heat"}}}))
+        await probe.value(f"aqara/{THERMOSTAT}/1/Thermostat/SetTemperature", "22.5")
+        await probe.value(f"aqara/{THERMOSTAT}/1/Thermostat/HeaterCoolerMode", "Heat")
+        values = [t["value"] for t in writes(cloud.sim)[1]["data"]["traits"]]
+        assert values == ["22.5", cloud.sim.get_value(THERMOSTAT, 1, "Thermostat",
+                                                      "HeaterCoolerMode")]
+        assert all(isinstance(v, str) for v in values)
+
+
+async def test_set_round_trip_in_polling_mode(mosquitto: Mosquitto, cloud: Cloud,
+                                              probe: MqttProbe) -> None:
+    """No push and a slow poll: the written trait is read back, state follows the hub."""
+    async with running(Daemon(cloud.config(mosquitto, push=False, poll=3600))):
+        await started(probe)
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        assert await probe.value(PLUG_ONOFF, "true") == "true"
+        assert writes(cloud.sim)[0]["data"]["traits"][0]["value"] == "1"
+
+
+async def test_hub_refusal_is_reported(mosquitto: Mosquitto, cloud: Cloud,
+                                       probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        # the bridge still believes the light is online; the cloud says 602 for the item
+        light = "lumi1.54ef44d1e6a0"
+        cloud.sim.set_online(light, False, notify=False)
+        start = len(probe.messages)
+        await probe.publish(f"aqara/{light}/1/Output/OnOff/set", "OFF")
+        entry = (await probe.next_on("aqara/bridge/log", start)).json()
+        assert "offline" in entry["message"]
+        assert "602" in entry["message"]
+
+
+async def test_writes_are_chunked_at_the_limits(mosquitto: Mosquitto, probe: MqttProbe) -> None:
+    """120 traits of 23 devices in one coalesced batch: 3 calls, ≤ 10 devices and ≤ 50 traits."""
+    boards = [relay_board(f"lumi.relay{i:02d}", f"Relay {i}", 10 if i == 22 else 5)
+              for i in range(23)]
+    sim = AqaraCloudSimulator(boards)
+    await sim.start()
+    cloud = Cloud(sim)
+    try:
+        async with running(Daemon(cloud.config(mosquitto, window_ms=2000))):
+            await started(probe)
+            for board in boards:
+                channels = {str(ep.endpoint_id): {"Output": {"OnOff": "ON"}}
+                            for ep in board.endpoints if ep.endpoint_id}
+                await probe.publish(f"aqara/{board.device_id}/set", json.dumps(channels))
+            for board in boards:
+                for ep in board.endpoints[1:]:
+                    await probe.value(f"aqara/{board.device_id}/{ep.endpoint_id}/Output/OnOff",
+                                      "true")
+        calls = writes(sim)
+        items = [t for c in calls for t in c["data"]["traits"]]
+        assert len(items) == 120
+        assert len(calls) == 3  # max(ceil(120 / 50), ceil(23 / 10))
+        for call in calls:
+            traits = call["data"]["traits"]
+            assert len(traits) <= 50
+            assert len({t["deviceId"] for t in traits}) <= 10
+        assert {t["value"] for t in items} == {"1"}
+        assert all(c["code"] == 0 for c in calls)
+    finally:
+        await sim.stop()
+
+
+async def test_expired_token_mid_run_loses_nothing(mosquitto: Mosquitto, cloud: Cloud,
+                                                   probe: MqttProbe, tmp_path: Path) -> None:
+    token_file = tmp_path / "aqara-tokens.json"
+    config = cloud.config(mosquitto, token_file=token_file, window_ms=0)
+    async with running(Daemon(config)) as daemon:
+        await started(probe)
+        cloud.sim.expire_tokens()
+        light = "lumi1.54ef44d1e6a0"
+        # three writes in three separate hub calls, all in flight when the token is refused
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        await probe.publish(f"aqara/{light}/1/LevelControl/CurrentLevel/set", "33")
+        await probe.publish(f"aqara/{THERMOSTAT}/1/Thermostat/SetTemperature/set", "19")
+        await probe.value(PLUG_ONOFF, "true")
+        await probe.value(f"aqara/{light}/1/LevelControl/CurrentLevel", "33")
+        await probe.value(f"aqara/{THERMOSTAT}/1/Thermostat/SetTemperature", "19")
+        assert len(cloud.sim.intents("config.auth.refreshToken")) == 1
+        def items(code: int) -> list[tuple[str, str]]:
+            return [(t["deviceId"], t["traitCode"]) for c in writes(cloud.sim)
+                    if c["code"] == code for t in c["data"]["traits"]]
+
+        assert sorted(items(0)) == sorted([(PLUG, "OnOff"), (light, "CurrentLevel"),
+                                           (THERMOSTAT, "SetTemperature")])
+        assert items(108)  # refused with the expired token, then sent again
+        assert set(items(108)) <= set(items(0))
+        assert {c["code"] for c in writes(cloud.sim)} == {0, 108}
+        backend = backend_of(daemon)
+        assert backend.access_token in cloud.sim.valid_access_tokens
+        assert cloud.refresh not in cloud.sim.valid_refresh_tokens  # the config's pair is used up
+        stored = json.loads(token_file.read_text())
+        assert stored["access_token"] == backend.access_token
+        assert stored["refresh_token"] == backend.refresh_token
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        # pushes keep working with the new token
+        cloud.sim.set_value(PLUG, 1, "EnergyManagement", "CurrentPower", 5.5)
+        await probe.value("aqara/kitchen_plug/1/EnergyManagement/CurrentPower", "5.5")
+    # a restart with the same (now stale) config picks the pair up from the token file
+    async with running(Daemon(config)) as daemon:
+        await probe.value("aqara/bridge/state", "online")
+        await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/info"))
+                             and m.json()["backends"][0]["connected"])
+        assert backend_of(daemon).renewals == 0
+    for message in probe.messages:
+        for secret in (stored["access_token"], stored["refresh_token"], cloud.refresh):
+            assert secret.encode() not in message.payload
+
+
+@pytest.fixture
+def broker_check_ok(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check`` without its broker probe: only the backend's part is under test here."""
+
+    async def reachable(_self: Any) -> None:
+        return None
+
+    monkeypatch.setattr("bridge.cli.MqttLink.probe", reachable)
+
+
+@pytest.mark.usefixtures("broker_check_ok")
+async def test_wrong_app_key_is_a_clear_error(mosquitto: Mosquitto, cloud: Cloud,
+                                              probe: MqttProbe,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = "definitely-not-the-app-key"
+    config = cloud.config(mosquitto, app_key=wrong)
+    async with running(Daemon(config)):
+        info = await probe.wait_for(
+            lambda: (m := probe.last.get("aqara/bridge/info"))
+            and "authentication failed" in m.json()["backends"][0]["detail"] and m)
+        backend = info.json()["backends"][0]
+        assert backend["connected"] is False
+        assert "app_key" in backend["detail"]
+        assert "106" in backend["detail"]
+    assert await check(config) == 1
+    out = capsys.readouterr().out
+    assert "backend cloud (aqara_cloud): FAILED: authentication failed" in out
+    assert "code 106" in out
+    assert wrong not in out
+    for message in probe.messages:
+        assert wrong.encode() not in message.payload
+
+
+@pytest.mark.usefixtures("broker_check_ok")
+async def test_check_reports_the_device_count(mosquitto: Mosquitto, cloud: Cloud,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert await check(cloud.config(mosquitto)) == 0
+    assert f"backend cloud (aqara_cloud): ok, {len(sample_account())} devices" in (
+        capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("style", ["http", "envelope"])
+async def test_rate_limit_hit_backs_off_and_loses_nothing(mosquitto: Mosquitto, cloud: Cloud,
+                                                          probe: MqttProbe, style: str) -> None:
+    """The cloud allows 4 calls a second; the bridge was told 1000: it gets refused and waits."""
+    cloud.sim.rate_calls, cloud.sim.rate_window = 4, 1.0
+    cloud.sim.rate_limit_style = style
+    config = cloud.config(mosquitto, rate="{calls: 1000, per_seconds: 1}")
+    async with running(Daemon(config)) as daemon:
+        await started(probe)
+        assert cloud.sim.rate_limited > 0
+        assert backend_of(daemon).rate_limited > 0
+        assert len(probe.last["aqara/bridge/devices"].json()) == len(sample_account())
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        await probe.value(PLUG_ONOFF, "true")
+        assert cloud.sim.get_value(PLUG, 1, "Output", "OnOff") is True
+
+
+async def test_client_limiter_stays_within_the_limit(mosquitto: Mosquitto, cloud: Cloud,
+                                                     probe: MqttProbe) -> None:
+    """Told the real limit (5 calls a second), the bridge is never refused."""
+    cloud.sim.rate_calls, cloud.sim.rate_window = 5, 1.0
+    config = cloud.config(mosquitto, rate="{calls: 5, per_seconds: 1}")
+    async with running(Daemon(config)):
+        await started(probe)
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        await probe.value(PLUG_ONOFF, "true")
+    assert len(cloud.sim.received) > 10
+    assert cloud.sim.rate_limited == 0
+
+
+async def test_device_lifecycle_events(mosquitto: Mosquitto, cloud: Cloud,
+                                       probe: MqttProbe) -> None:
+    new_id = "lumi.158d000abc0001"
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        start = len(probe.messages)
+        cloud.sim.add_device(smart_plug(new_id, "Garden Plug", create_time=1, on=True))
+        await probe.value(f"aqara/{new_id}/1/Output/OnOff", "true")
+        added = (await probe.next_on("aqara/bridge/event", start)).json()
+        assert (added["type"], added["device"]["id"]) == ("device_added", new_id)
+        cloud.sim.set_value(new_id, 1, "Output", "OnOff", False)  # subscribed on arrival
+        await probe.value(f"aqara/{new_id}/1/Output/OnOff", "false")
+        start = len(probe.messages)
+        cloud.sim.rename_device(new_id, "Garden Plug 2")
+        renamed = (await probe.next_on("aqara/bridge/event", start)).json()
+        assert renamed["type"] == "device_renamed"
+        cloud.sim.set_online(new_id, False)
+        await probe.value(f"aqara/{new_id}/availability", "offline")
+        start = len(probe.messages)
+        cloud.sim.remove_device(new_id)
+        await probe.value(f"aqara/{new_id}/1/Output/OnOff", "")
+        await probe.wait_for(lambda: any(
+            m.topic == "aqara/bridge/event" and m.json()["type"] == "device_removed"
+            for m in probe.messages[start:]))
+
+
+async def test_forged_pushes_are_rejected(mosquitto: Mosquitto, cloud: Cloud,
+                                          probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        body = json.dumps({"msgId": "x", "openId": cloud.sim.open_id, "msgType": "spec_report",
+                           "time": str(now_ms()), "data": [
+                               {"subjectId": PLUG, "codePath": "1.Output.OnOff", "value": "1",
+                                "time": str(now_ms()), "statusCode": 0}]})
+        stamp = str(now_ms())
+        async with aiohttp.ClientSession() as http:
+            forged = {"token": "guessed", "time": stamp, "nonce": "n1",
+                      "sign": push_sign(cloud.sim.app_id, cloud.sim.key_id, "not-the-key",
+                                        "guessed", "n1", stamp)}
+            async with http.post(cloud.callback_url, data=body, headers=forged) as response:
+                assert response.status == 401
+            async with http.post(cloud.callback_url, data=body) as response:
+                assert response.status == 401
+            genuine = {"token": "anything", "time": stamp, "nonce": "n2",
+                       "sign": push_sign(cloud.sim.app_id, cloud.sim.key_id, cloud.sim.app_key,
+                                         "anything", "n2", stamp)}
+            async with http.post(cloud.callback_url, data="not json", headers=genuine) as resp:
+                assert resp.status == 400
+            genuine["nonce"] = "n3"
+            genuine["sign"] = push_sign(cloud.sim.app_id, cloud.sim.key_id, cloud.sim.app_key,
+                                        "anything", "n3", stamp)
+            async with http.post(cloud.callback_url, data=body, headers=genuine) as response:
+                assert response.status == 200
+            async with http.post(cloud.callback_url, data=body, headers=genuine) as response:
+                assert response.status == 401  # a replayed nonce
+        await probe.value(PLUG_ONOFF, "true")  # only the genuine one
+        assert backend_of(daemon).pushes_rejected == 3
+
+
+async def test_garbage_from_the_cloud_is_survived(mosquitto: Mosquitto, cloud: Cloud,
+                                                  probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        cloud.sim.garbage = True
+        start = len(probe.messages)
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON", response_topic="aqara/_replies/g")
+        reply = (await probe.next_on("aqara/_replies/g", start)).json()
+        assert reply["status"] == "error"
+        assert "protocol error" in reply["error"]["message"]
+        cloud.sim.garbage = False
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        await probe.value(PLUG_ONOFF, "true", timeout=20)
+
+
+async def test_get_rereads_from_the_cloud(mosquitto: Mosquitto, cloud: Cloud,
+                                          probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        topic = "aqara/kitchen_plug/1/EnergyManagement/CurrentVoltage"
+        await probe.value(topic)
+        cloud.sim.set_value(PLUG, 1, "EnergyManagement", "CurrentVoltage", 239.0, push=False)
+        await probe.publish(f"{topic}/get", "")
+        assert await probe.value(topic, "239") == "239"
+
+
+async def test_cloud_unreachable_then_back(mosquitto: Mosquitto, probe: MqttProbe) -> None:
+    sim = AqaraCloudSimulator(sample_account(), port=free_port())
+    cloud = Cloud(sim)
+    config = cloud.config(mosquitto)
+    async with running(Daemon(config)):
+        await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/info"))
+                             and "unreachable" in m.json()["backends"][0]["detail"])
+        await sim.start()
+        try:
+            await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/info"))
+                                 and m.json()["backends"][0]["connected"], timeout=15)
+            await probe.value(PLUG_ONOFF, "false")
+        finally:
+            await sim.stop()
+
+
+async def test_stop_unsubscribes(mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        assert cloud.sim.subscriptions
+    assert cloud.sim.subscriptions == {}
+
+
+async def test_tokens_are_renewed_before_they_expire(mosquitto: Mosquitto, cloud: Cloud,
+                                                     probe: MqttProbe) -> None:
+    """Once the lifetime is known (``expiresIn`` of a renewal) the pair is renewed in time."""
+    cloud.sim.access_ttl = 2  # seconds, for every renewed token
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        cloud.sim.expire_tokens()
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")  # 108, renewal, retry
+        await probe.value(PLUG_ONOFF, "true")
+        await cloud.sim.wait_requests("config.auth.refreshToken", 2)  # in time, unasked
+        await cloud.sim.wait_requests("config.auth.refreshToken", 3)
+        backend = backend_of(daemon)
+        await probe.publish(f"{PLUG_ONOFF}/set", "OFF")
+        await probe.value(PLUG_ONOFF, "false")
+        assert backend.access_token in cloud.sim.valid_access_tokens
+        refused = [c for c in cloud.sim.received if c["code"] in (108, 109)]
+        assert len(refused) == 1  # only the one caused by expire_tokens()

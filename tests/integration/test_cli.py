@@ -1,0 +1,406 @@
+"""The command line as a user runs it: ``python -m bridge ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+
+from bridge import __version__
+from bridge.app import Daemon
+from bridge.simulators.studio import StudioSimulator
+from tests.integration.conftest import TOKEN, bridge_config, running
+from tests.mosquitto import Mosquitto, free_port
+from tests.mqtt_probe import MqttProbe
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "bridge"]
+WRONG_TOKEN = "definitely-not-the-token-0b7e"
+
+
+def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion (for commands that need nothing running in this process)."""
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+async def acli(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    """Run the CLI while this event loop keeps serving (simulators, daemons in this process)."""
+    process = await asyncio.create_subprocess_exec(
+        *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+class Running:
+    """A long-running CLI command: stdout read line by line with timeouts, always cleaned up."""
+
+    def __init__(self, process: asyncio.subprocess.Process, stderr: Path) -> None:
+        self.process = process
+        self.stderr_path = stderr
+        self.lines: list[str] = []
+
+    async def line_with(self, text: str, timeout: float = 30) -> str:
+        """The next stdout line containing ``text`` (earlier lines are kept in ``lines``)."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.process.stdout.readline()
+                if not raw:
+                    raise AssertionError(
+                        f"exited ({self.process.returncode}) before printing {text!r}; "
+                        f"stdout {self.lines}, stderr {self.stderr()[-2000:]}")
+                line = raw.decode().rstrip("\n")
+                self.lines.append(line)
+                if text in line:
+                    return line
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    async def interrupt(self, timeout: float = 15) -> int:
+        """Ctrl+C, and the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def started(*args: str) -> AsyncIterator[Running]:
+    with tempfile.TemporaryDirectory(prefix="cli-") as tmp:
+        stderr_path = Path(tmp) / "stderr"
+        with stderr_path.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                *CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+        running_cli = Running(process, stderr_path)
+        try:
+            yield running_cli
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def config_text(mqtt_url: str, hub_url: str, token: str = TOKEN, extra: str = "") -> str:
+    return (f'mqtt: {{url: "{mqtt_url}", base_topic: aqara, keepalive: 10}}\n'
+            f'backends:\n  - {{type: studio, name: home, url: "{hub_url}", token: "{token}", '
+            f"request_timeout: 5}}\n{extra}")
+
+
+# ---- --version and config errors ----------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"aqara-mqtt {__version__}"
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = cli()
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run"], ["check"], ["check", "--config-only"],
+                                     ["health"]])
+def test_missing_config_file(tmp_path: Path, command: list[str]) -> None:
+    missing = str(tmp_path / "missing.yaml")
+    result = cli(*command, "-c", missing)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines == [f"aqara-mqtt: {missing}: file not found"]
+
+
+BROKEN = {
+    "bad-yaml": ("mqtt: {url: [unclosed\n", "broken.yaml"),
+    "not-a-mapping": ("- just\n- a list\n", "mapping"),
+    "bad-values": ('mqtt: {url: "ftp://x", qos: 7}\nbackends: []\n', "more problems"),
+    "unknown-key": ("backends: []\nsurprise: 1\n", "surprise: unknown key"),
+    "empty": ("", "empty"),
+    "missing-env": ("backends:\n  - type: studio\n    url: ws://h\n"
+                    "    token: ${NO_SUCH_ENV_VAR_X1}\n", "${NO_SUCH_ENV_VAR_X1} is not set"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_config_is_one_line_and_no_traceback(tmp_path: Path, case: str) -> None:
+    text, expected = BROKEN[case]
+    path = write(tmp_path, "broken.yaml", text)
+    for command in (["run"], ["check", "--config-only"]):
+        result = cli(*command, "-c", path)
+        assert result.returncode == 2, result
+        assert result.stdout == ""
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("aqara-mqtt: ")
+        assert path in lines[0]
+        assert expected in lines[0], lines[0]
+
+
+def test_config_errors_never_show_secrets(tmp_path: Path) -> None:
+    password, token = "mqtt-pass-4bd1e", "studio-token-771a0"
+    path = write(tmp_path, "secret.yaml",
+                 f'mqtt: {{url: "mqtt://u:{password}@127.0.0.1:1", qos: 9}}\n'
+                 f"backends:\n  - {{type: studio, url: 12, token: {token}}}\n")
+    result = cli("run", "-c", path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert password not in result.stderr + result.stdout
+    assert token not in result.stderr + result.stdout
+
+
+def test_check_config_only_accepts_a_valid_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.yaml", config_text("mqtt://127.0.0.1:1", "ws://127.0.0.1:1"))
+    result = cli("check", "--config-only", "-c", path)
+    assert result.returncode == 0
+    assert result.stdout == "config: ok\n"
+    assert result.stderr == ""
+
+
+# ---- check against real services ---------------------------------------------------------------
+
+
+async def test_check_reaches_broker_and_hub(tmp_path: Path, mosquitto: Mosquitto,
+                                            hub: StudioSimulator) -> None:
+    path = write(tmp_path, "c.yaml", config_text(mosquitto.url, hub.url))
+    code, out, err = await acli("check", "-c", path)
+    assert "Traceback" not in err
+    assert out.splitlines() == ["config: ok", f"broker 127.0.0.1:{mosquitto.port}: ok",
+                                "backend home (studio): ok, 24 devices"]
+    assert code == 0
+
+
+async def test_check_with_a_wrong_token_names_authentication(
+        tmp_path: Path, mosquitto: Mosquitto, hub: StudioSimulator) -> None:
+    path = write(tmp_path, "c.yaml", config_text(mosquitto.url, hub.url, token=WRONG_TOKEN))
+    code, out, err = await acli("check", "-c", path)
+    assert f"broker 127.0.0.1:{mosquitto.port}: ok" in out.splitlines()
+    (failed,) = [line for line in out.splitlines() if "FAILED" in line]
+    assert failed.startswith("backend home (studio): FAILED: ")
+    assert "authentication" in failed
+    assert code == 1
+    assert WRONG_TOKEN not in out + err
+
+
+async def test_check_reports_every_unreachable_part_without_secrets(
+        tmp_path: Path, hub: StudioSimulator) -> None:
+    closed = free_port()
+    path = write(tmp_path, "c.yaml", config_text(f"mqtt://127.0.0.1:{closed}", hub.url,
+                                                 token=WRONG_TOKEN))
+    code, out, err = await acli("check", "-c", path)
+    assert code == 1
+    assert "Traceback" not in err
+    lines = out.splitlines()
+    assert lines[0] == "config: ok"
+    assert lines[1].startswith(f"broker 127.0.0.1:{closed}: FAILED: cannot reach broker")
+    assert lines[2].startswith("backend home (studio): FAILED: authentication failed")
+    assert len(lines) == 3
+    assert WRONG_TOKEN not in out + err
+    assert hub.received == []  # the hub refused the token at the WebSocket upgrade
+
+
+async def test_check_reports_an_unreachable_hub(tmp_path: Path) -> None:
+    closed_broker, closed_hub = free_port(), free_port()
+    path = write(tmp_path, "c.yaml", config_text(f"mqtt://127.0.0.1:{closed_broker}",
+                                                 f"ws://127.0.0.1:{closed_hub}"))
+    code, out, err = await acli("check", "-c", path)
+    assert code == 1
+    assert "Traceback" not in err
+    (hub_line,) = [line for line in out.splitlines() if line.startswith("backend home")]
+    assert "FAILED: hub unreachable" in hub_line
+
+
+# ---- health ------------------------------------------------------------------------------------
+
+
+async def test_health_without_a_bridge(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, "ws://127.0.0.1:1"))
+    code, out, err = await acli("health", "-c", path, "--timeout", "1")
+    assert (code, out.strip()) == (1, "unhealthy: aqara/bridge/state is not set")
+    assert "Traceback" not in err
+
+
+async def test_health_follows_the_bridge_state(tmp_path: Path, mosquitto: Mosquitto,
+                                               hub: StudioSimulator) -> None:
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, hub.url))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub))):
+            await probe.value("aqara/bridge/state", "online")
+            code, out, _ = await acli("health", "-c", path, "--timeout", "10")
+            assert (code, out.strip()) == (0, "healthy: bridge online")
+        await probe.value("aqara/bridge/state", "offline")
+    finally:
+        probe.stop()
+    code, out, _ = await acli("health", "-c", path, "--timeout", "10")
+    assert (code, out.strip()) == (1, "unhealthy: aqara/bridge/state is offline")
+
+
+async def test_health_without_a_broker(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.yaml", config_text(f"mqtt://127.0.0.1:{free_port()}",
+                                                 "ws://127.0.0.1:1"))
+    code, out, err = await acli("health", "-c", path, "--timeout", "1")
+    assert code == 1
+    assert out.startswith("unhealthy: cannot reach the broker")
+    assert "Traceback" not in err
+
+
+# ---- demo ----------------------------------------------------------------------------------------
+
+DINING = "aqara/dining_light/1/Output/OnOff"
+
+
+async def test_demo_runs_and_can_be_controlled() -> None:
+    port = free_port()
+    async with started("demo", "--port", str(port)) as demo:
+        await demo.line_with("Press Ctrl+C to stop.", timeout=60)
+        banner = "\n".join(demo.lines)
+        assert "aqara-mqtt demo is running" in banner
+        assert f"mqtt://127.0.0.1:{port}" in banner
+        assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'aqara/#' -v" in banner
+        assert (f"mosquitto_pub -h 127.0.0.1 -p {port} -t '{DINING}/set' -m OFF") in banner
+        assert "was taken" not in banner
+
+        client = await MqttProbe(port, ["aqara/#"], protocol=paho.MQTTv311).start()
+        try:
+            state = await client.value(DINING)
+            assert state in ("true", "false")
+            late = await MqttProbe(port, [DINING], protocol=paho.MQTTv311).start()
+            try:
+                assert await late.value(DINING) == state
+                assert late.last[DINING].retain
+            finally:
+                late.stop()
+            devices = await client.wait_for(lambda: client.last.get("aqara/bridge/devices"))
+            assert "dining_light" in {d["friendly_name"] for d in devices.json()}
+            flipped = "false" if state == "true" else "true"
+            await client.publish(f"{DINING}/set", "OFF" if state == "true" else "ON")
+            assert await client.value(DINING, flipped) == flipped
+            await client.wait_for(
+                lambda: (m := client.last.get("aqara/dining_light"))
+                and m.json()["1"]["Output"]["OnOff"] is (flipped == "true"))
+            # a rejected write is explained on bridge/log
+            start = len(client.messages)
+            await client.publish(f"{DINING}/set", "banana")
+            entry = (await client.next_on("aqara/bridge/log", start)).json()
+            assert "banana" in entry["message"]
+        finally:
+            client.stop()
+        assert await demo.interrupt() == 0
+        assert "Traceback" not in demo.stderr()
+
+
+@contextlib.contextmanager
+def port_taken(port: int) -> Iterator[None]:
+    """Make sure something listens on ``port`` (ours, unless someone else already does)."""
+    sock = socket.socket()
+    try:
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            pass  # already taken by someone else: just as good
+        yield
+    finally:
+        sock.close()
+
+
+async def test_demo_picks_another_port_when_the_default_is_taken() -> None:
+    with port_taken(1883):
+        async with started("demo") as demo:
+            line = await demo.line_with("was taken", timeout=60)
+            match = re.search(r"port 1883 was taken, so the built-in broker listens on (\d+)",
+                              line)
+            assert match is not None, line
+            port = int(match.group(1))
+            assert port != 1883
+            banner = "\n".join(demo.lines)
+            assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'aqara/#' -v" in banner
+            client = await MqttProbe(port, ["aqara/bridge/state"],
+                                     protocol=paho.MQTTv311).start()
+            try:
+                assert await client.value("aqara/bridge/state") == "online"
+            finally:
+                client.stop()
+            assert await demo.interrupt() == 0
+
+
+# ---- simulate ------------------------------------------------------------------------------------
+
+
+async def test_simulate_studio_serves_the_token() -> None:
+    port = free_port()
+    token = "sim-token-3c9d"
+    async with started("simulate", "studio", "--port", str(port), "--token", token) as sim:
+        line = await sim.line_with("Aqara Studio simulator", timeout=30)
+        assert f"ws://127.0.0.1:{port}/open/ws" in line
+        url = f"ws://127.0.0.1:{port}/open/ws"
+        async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                           open_timeout=10) as ws:
+            await ws.send(json.dumps({"type": "GetAllDeviceInfoRequest", "version": "v1",
+                                      "msgId": "t-1"}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply["msgId"] == "t-1"
+        assert reply.get("code", 0) in (0, "0")
+        assert len(reply["data"]) == 24
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with connect(url, additional_headers={"Authorization": "Bearer wrong"},
+                               open_timeout=10):
+                pass
+        assert refused.value.response.status_code == 401
+        assert await sim.interrupt() == 0
+        assert "Traceback" not in sim.stderr()
+
+
+async def test_simulate_studio_synthetic_devices() -> None:
+    port = free_port()
+    async with started("simulate", "studio", "--port", str(port), "--token", "t",
+                       "--devices", "5") as sim:
+        line = await sim.line_with("Aqara Studio simulator", timeout=30)
+        assert "(5 devices" in line
+        async with connect(f"ws://127.0.0.1:{port}/open/ws",
+                           additional_headers={"Authorization": "Bearer t"},
+                           open_timeout=10) as ws:
+            await ws.send(json.dumps({"type": "GetAllDeviceInfoRequest", "version": "v1",
+                                      "msgId": "n"}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert len(reply["data"]) == 5
+
+
+def test_console_script_is_the_same_program() -> None:
+    script = Path(sys.executable).parent / "aqara-mqtt"
+    if not script.exists():
+        pytest.skip("the aqara-mqtt console script is not installed in this environment")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"aqara-mqtt {__version__}"
