@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
@@ -491,6 +491,60 @@ class StudioBackendConfig(_BackendBase):
         return out
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _region(regions: Iterable[str], aliases: Mapping[str, str]) -> Callable[[Any], Any]:
+    """A validator taking a region name (any case, ``_`` for ``-``, aliases) or None."""
+    names = tuple(regions)
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip().lower().replace("_", "-")
+            text = aliases.get(text, text)
+            if text in names:
+                return text
+        raise ValueError(f"must be {', '.join(names[:-1])} or {names[-1]} (got {value!r})")
+
+    return check
+
+
+def _http_url(schemes: tuple[str, str], default_path: str = "",
+              trailing_slash: bool = False) -> Callable[[str | None], str | None]:
+    """A validator for ``scheme://host[:port][/path]`` (``schemes[1]`` when none is given);
+    no credentials, query or fragment; an empty path becomes ``default_path``."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if "://" not in text:
+            text = f"{schemes[1]}://{text}"
+        parts = _split_url(text)
+        scheme = parts.scheme.lower()
+        if scheme not in schemes:
+            raise ValueError(f"unsupported scheme {scheme + '://'!r}; use "
+                             + " or ".join(f"{s}://host[:port]" for s in schemes))
+        if "@" in parts.netloc:
+            raise ValueError("must not contain a user name or password")
+        if not parts.hostname:
+            raise ValueError(f"has no host name; use {schemes[1]}://host[:port]")
+        if parts.port == 0:
+            raise ValueError("port must be between 1 and 65535 (got 0)")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        netloc = _host_text(parts.hostname) + (f":{parts.port}" if parts.port is not None else "")
+        path = parts.path.rstrip("/") or default_path
+        return f"{scheme}://{netloc}{path}" + ("/" if trailing_slash else "")
+
+    return check
+
+
 _AQARA_REGIONS: dict[str, str] = {
     "cn": "open-cn.aqara.com",
     "usa": "open-usa.aqara.com",
@@ -505,53 +559,10 @@ _AQARA_REGION_ALIASES = {"us": "usa", "ger": "eu", "europe": "eu", "china": "cn"
 AQARA_API_PATH = "/v3.0/open/api"
 
 
-def _aqara_region(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        text = _AQARA_REGION_ALIASES.get(text, text)
-        if text in _AQARA_REGIONS:
-            return text
-    raise ValueError(f"must be cn, usa, eu, ru, kr or sg (got {value!r})")
-
-
-def _aqara_not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()
-
-
 def _aqara_non_negative(value: float) -> float:
     if value < 0:
         raise ValueError(f"must be 0 or more (got {value:g})")
     return value
-
-
-def _aqara_url(value: str) -> str:
-    """``http(s)://host[:port][/path]``; the path defaults to ``/v3.0/open/api``."""
-    value = value.strip()
-    if "://" not in value:
-        value = "https://" + value
-    parts = _split_url(value)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported scheme {scheme + '://'!r}; use https://host[:port]")
-    if "@" in parts.netloc:
-        raise ValueError("must not contain a user name or password")
-    if not parts.hostname:
-        raise ValueError("has no host name; use https://host[:port]")
-    if parts.port == 0:
-        raise ValueError("port must be between 1 and 65535 (got 0)")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    path = parts.path.rstrip("/") or AQARA_API_PATH
-    netloc = _host_text(parts.hostname) + (f":{parts.port}" if parts.port is not None else "")
-    return f"{scheme}://{netloc}{path}"
-
-
-def _aqara_optional_url(value: str | None) -> str | None:
-    return None if value is None else _aqara_url(value)
 
 
 def _aqara_listen(value: str) -> str:
@@ -614,13 +625,13 @@ class AqaraCloudBackendConfig(_BackendBase):
     name: Annotated[str, AfterValidator(_identifier)] = "aqara_cloud"
     region: Annotated[
         Literal["cn", "usa", "eu", "ru", "kr", "sg"] | None,
-        BeforeValidator(_aqara_region),
+        BeforeValidator(_region(_AQARA_REGIONS, _AQARA_REGION_ALIASES)),
     ] = None
     """The account's region (cn, usa, eu, ru, kr, sg); or give ``url`` instead."""
-    url: Annotated[str | None, AfterValidator(_aqara_optional_url)] = None
+    url: Annotated[str | None, AfterValidator(_http_url(('http', 'https'), AQARA_API_PATH))] = None
     """An explicit API URL (e.g. a simulator), instead of ``region``."""
-    app_id: Annotated[str, AfterValidator(_aqara_not_blank)]
-    key_id: Annotated[str, AfterValidator(_aqara_not_blank)]
+    app_id: Annotated[str, AfterValidator(_not_blank)]
+    key_id: Annotated[str, AfterValidator(_not_blank)]
     app_key: SecretStr
     access_token: SecretStr
     refresh_token: SecretStr | None = None
@@ -687,50 +698,6 @@ _TUYA_REGION_ALIASES = {"us-w": "us", "us-west": "us", "us-east": "us-e", "eu-we
 _TUYA_REGIONS = ("cn", "us", "us-e", "eu", "eu-w", "in")
 
 
-def _tuya_region(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip().lower().replace("_", "-")
-        text = _TUYA_REGION_ALIASES.get(text, text)
-        if text in _TUYA_REGIONS:
-            return text
-    raise ValueError(f"must be cn, us, us-e, eu, eu-w or in (got {value!r})")
-
-
-def _tuya_not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()
-
-
-def _tuya_url(schemes: tuple[str, ...], trailing_slash: bool) -> Callable[[str | None], str | None]:
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        text = value.strip()
-        if "://" not in text:
-            text = f"{schemes[1]}://{text}"
-        parts = _split_url(text)
-        scheme = parts.scheme.lower()
-        if scheme not in schemes:
-            raise ValueError(f"unsupported scheme {scheme + '://'!r}; use "
-                             + " or ".join(f"{s}://host[:port]" for s in schemes))
-        if "@" in parts.netloc:
-            raise ValueError("must not contain a user name or password")
-        if not parts.hostname:
-            raise ValueError("has no host name")
-        if parts.port == 0:
-            raise ValueError("port must be between 1 and 65535 (got 0)")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query or fragment")
-        netloc = _host_text(parts.hostname) + (f":{parts.port}" if parts.port is not None else "")
-        path = parts.path.rstrip("/")
-        return f"{scheme}://{netloc}{path}" + ("/" if trailing_slash else "")
-
-    return check
-
-
 class TuyaBackendConfig(_BackendBase):
     """A Tuya cloud project (OpenAPI with HMAC-SHA256 signed requests and the message service)
     bridging every home of one app user."""
@@ -738,18 +705,21 @@ class TuyaBackendConfig(_BackendBase):
     type: Literal["tuya"]
     name: Annotated[str, AfterValidator(_identifier)] = "tuya"
     region: Annotated[
-        Literal["cn", "us", "us-e", "eu", "eu-w", "in"] | None, BeforeValidator(_tuya_region)
+        Literal["cn", "us", "us-e", "eu", "eu-w", "in"] | None,
+        BeforeValidator(_region(_TUYA_REGIONS, _TUYA_REGION_ALIASES)),
     ] = None
     """The project's data centre; or give ``url`` (and ``push_url``) instead."""
-    url: Annotated[str | None, AfterValidator(_tuya_url(("http", "https"), False))] = None
+    url: Annotated[str | None, AfterValidator(_http_url(("http", "https")))] = None
     """An explicit OpenAPI base URL (e.g. the simulator), instead of ``region``."""
-    push_url: Annotated[str | None, AfterValidator(_tuya_url(("ws", "wss"), True))] = None
+    push_url: Annotated[
+        str | None, AfterValidator(_http_url(("ws", "wss"), trailing_slash=True))
+    ] = None
     """The message service's base URL (default: the region's ``wss://mqe.…:8285/``)."""
-    client_id: Annotated[str, AfterValidator(_tuya_not_blank)]
+    client_id: Annotated[str, AfterValidator(_not_blank)]
     """The cloud project's Access ID / Client ID."""
     secret: SecretStr
     """The cloud project's Access Secret / Client Secret."""
-    uid: Annotated[str, AfterValidator(_tuya_not_blank)]
+    uid: Annotated[str, AfterValidator(_not_blank)]
     """The app user whose homes are bridged (Cloud > Devices > Link App Account)."""
     push: bool = True
     """Take changes from the message service (polling runs only while it is down)."""

@@ -96,7 +96,6 @@ import random
 import re
 import secrets
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +104,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge.simulators.aqara_wire import endpoints_tree
 from bridge.simulators.sample_home import (
     SimDevice,
     SimEndpoint,
@@ -160,20 +160,6 @@ TraitKey = tuple[str, int, str, str]
 _After = list[Callable[[], None]]
 _VALIDITY = re.compile(r"^(\d+)([hdy])$")
 _VALIDITY_RANGE = {"h": (1, 24, 3600), "d": (1, 30, 86400), "y": (1, 10, 365 * 86400)}
-_FUNCTION_IDS = {
-    "BasicInformation": 128,
-    "Descriptor": 29,
-    "PowerSource": 47,
-    "Output": 6,
-    "LevelControl": 8,
-    "ColorControl": 768,
-    "EnergyManagement": 144,
-    "OccupancySensing": 1030,
-    "BooleanState": 69,
-    "WindowCovering": 258,
-    "Thermostat": 513,
-    "DoorLock": 257,
-}
 
 
 # ---- the sample account ---------------------------------------------------------------------
@@ -241,16 +227,6 @@ def _sign(app_id: str, key_id: str, app_key: str, nonce: str, stamp: str, token:
         parts.insert(0, f"Accesstoken={token}")
     text = ("&".join(parts) + app_key).lower().encode()
     return hashlib.md5(text, usedforsecurity=False).hexdigest()
-
-
-def _function_id(code: str) -> int:
-    return _FUNCTION_IDS.get(code) or 2048 + zlib.crc32(code.encode()) % 2048
-
-
-def _trait_id(function_id: int, code: str) -> int:
-    if function_id == 128 and code == "Reachable":
-        return 32901  # as in seed document 001
-    return function_id * 256 + zlib.crc32(code.encode()) % 256
 
 
 def _number_text(value: float) -> str:
@@ -935,53 +911,8 @@ class AqaraCloudSimulator:
 
     # ---- spec output --------------------------------------------------------------------------
 
-    @staticmethod
-    def _attribute(tr: SimTrait) -> dict[str, Any]:
-        attr: dict[str, Any] = {
-            "readable": tr.readable,
-            "writable": tr.writable,
-            "subscribable": tr.subscribable,
-            "type": tr.type,
-            "format": tr.format,
-        }
-        if tr.unit is not None:
-            attr["unit"] = tr.unit
-        for name in ("min", "max", "step"):
-            number = getattr(tr, name)
-            if number is not None:
-                attr[name] = number
-        if tr.enums is not None:
-            attr["enums"] = [{"key": k, "value": v} for k, v in tr.enums]
-        if tr.default is not None:
-            attr["defaultValue"] = tr.default
-        return attr
-
     def _spec(self, dev: SimDevice, values: bool) -> dict[str, Any]:
-        endpoints = []
-        for ep in dev.endpoints:
-            functions = []
-            for fn in ep.functions:
-                fid = _function_id(fn.code)
-                traits = []
-                for tr in fn.traits:
-                    entry: dict[str, Any] = {
-                        "traitId": _trait_id(fid, tr.code),
-                        "traitCode": tr.code,
-                        "attribute": self._attribute(tr),
-                    }
-                    if values and tr.readable:
-                        entry["value"] = wire_value(tr)
-                        if tr.time is not None:
-                            entry["time"] = tr.time
-                    traits.append(entry)
-                functions.append({"functionId": fid, "functionCode": fn.code, "traits": traits})
-            endpoints.append(
-                {
-                    "endpointId": ep.endpoint_id,
-                    "endpointTypes": list(ep.types),
-                    "functions": functions,
-                }
-            )
+        endpoints = endpoints_tree(dev, wire_value if values else None)
         spec: dict[str, Any] = {
             "types": list(dev.types),
             "endpoints": endpoints,

@@ -135,13 +135,13 @@ import json
 import math
 import random
 import secrets
-import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bridge.simulators.aqara_wire import endpoints_tree
 from bridge.simulators.sample_home import (
     SimDevice,
     SimTrait,
@@ -213,24 +213,6 @@ _DATA_REQUIRED = frozenset(
 )
 _PUSH_HEAD = '{"type":"TraitValueUpdate","version":"v1","msgId":"push-'
 _RANDOM_TICK_S = 0.01
-_FUNCTION_IDS = {
-    "BasicInformation": 128,
-    "Descriptor": 29,
-    "PowerSource": 47,
-    "Output": 6,
-    "LevelControl": 8,
-    "ColorControl": 768,
-    "EnergyManagement": 144,
-    "OccupancySensing": 1030,
-    "IlluminanceMeasurement": 1024,
-    "TemperatureMeasurement": 1026,
-    "PressureMeasurement": 1027,
-    "RelativeHumidityMeasurement": 1029,
-    "BooleanState": 69,
-    "WindowCovering": 258,
-    "Thermostat": 513,
-    "DoorLock": 257,
-}
 
 
 def _dumps(obj: Any) -> str:
@@ -249,16 +231,6 @@ def _value_json(value: Any) -> str:
     if kind is float:
         return repr(value) if math.isfinite(value) else "null"
     return _dumps(value)
-
-
-def _function_id(code: str) -> int:
-    return _FUNCTION_IDS.get(code) or 2048 + zlib.crc32(code.encode()) % 2048
-
-
-def _trait_id(function_id: int, code: str) -> int:
-    if function_id == 128 and code == "Reachable":
-        return 32901  # as in seed document 001
-    return function_id * 256 + zlib.crc32(code.encode()) % 256
 
 
 def _is_integer_format(fmt: str) -> bool:
@@ -1017,62 +989,14 @@ class StudioSimulator:
             self._devices.values(), key=lambda d: (d.create_time, d.device_id), reverse=descending
         )
 
-    @staticmethod
-    def _attribute(tr: SimTrait) -> dict[str, Any]:
-        attr: dict[str, Any] = {
-            "readable": tr.readable,
-            "writable": tr.writable,
-            "subscribable": tr.subscribable,
-            "type": tr.type,
-            "format": tr.format,
-        }
-        if tr.unit is not None:
-            attr["unit"] = tr.unit
-        if tr.min is not None:
-            attr["min"] = tr.min
-        if tr.max is not None:
-            attr["max"] = tr.max
-        if tr.step is not None:
-            attr["step"] = tr.step
-        if tr.enums is not None:
-            attr["enums"] = [{"key": k, "value": v} for k, v in tr.enums]
-        if tr.default is not None:
-            attr["defaultValue"] = tr.default
-        return attr
-
     def _device_spec(self, dev: SimDevice) -> dict[str, Any]:
-        endpoints = []
-        for ep in dev.endpoints:
-            functions = []
-            for fn in ep.functions:
-                fid = _function_id(fn.code)
-                traits = []
-                for tr in fn.traits:
-                    entry: dict[str, Any] = {
-                        "traitId": _trait_id(fid, tr.code),
-                        "traitCode": tr.code,
-                        "attribute": self._attribute(tr),
-                    }
-                    if tr.readable:
-                        entry["value"] = tr.value
-                    if tr.time is not None:
-                        entry["time"] = tr.time
-                    traits.append(entry)
-                functions.append({"functionId": fid, "functionCode": fn.code, "traits": traits})
-            endpoints.append(
-                {
-                    "endpointId": ep.endpoint_id,
-                    "endpointTypes": list(ep.types),
-                    "functions": functions,
-                }
-            )
         return {
             "deviceId": dev.device_id,
             "name": dev.name,
             "model": dev.model,
             "deviceTypesList": list(dev.types),
             "state": 1 if dev.online else 0,
-            "endpoints": endpoints,
+            "endpoints": endpoints_tree(dev, lambda tr: tr.value),
         }
 
     # -- handlers: (data, conn) -> (response data, after-callbacks)
