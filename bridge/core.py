@@ -217,8 +217,8 @@ class Bridge:
                 self.publish_device_list()
         elif isinstance(event, BackendStatus):
             self._on_backend_status(backend, event)
-        if isinstance(event, Snapshot | DeviceAdded | DeviceUpdated | DeviceRemoved) and \
-                callable(getattr(backend, "homes", None)):
+        if isinstance(event, Snapshot | DeviceAdded | DeviceUpdated | DeviceRemoved) and (
+                backend.homes() is not None):
             self.publish_homes()
 
     def _owned(self, backend: Backend, device_id: str) -> DeviceEntry | None:
@@ -442,11 +442,10 @@ class Bridge:
 
     def publish_homes(self) -> None:
         """Retained ``bridge/homes``: homes, rooms and device ids of backends that have them."""
-        holders: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
-            (b.name, b.homes) for b in self.backends.values()  # type: ignore[attr-defined]
-            if callable(getattr(b, "homes", None))]
-        homes = [{**home, "backend": name} for name, listing in holders for home in listing()]
-        if holders:
+        listings = [(b.name, homes) for b in self.backends.values()
+                    if (homes := b.homes()) is not None]
+        if listings:
+            homes = [{**home, "backend": name} for name, listing in listings for home in listing]
             self.publish(self.topics.bridge("homes"), json.dumps(homes), retain=True)
 
     def publish_device_list(self) -> None:

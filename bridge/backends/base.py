@@ -76,6 +76,11 @@ class Backend(abc.ABC):
         """
         raise BackendError(f"command {command!r} is not supported by the {self.kind} backend")
 
+    def homes(self) -> list[dict[str, Any]] | None:
+        """Homes with their rooms and device ids, for backends that organise devices so
+        (published on ``bridge/homes``); None for the others."""
+        return None
+
     def summary(self) -> dict[str, Any]:
         """Connection facts for ``bridge/info``; never secrets."""
         return {"name": self.name, "type": self.kind, "connected": self.connected,

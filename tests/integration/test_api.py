@@ -232,8 +232,10 @@ async def test_mqtt311_clients_use_the_transaction(daemon: Daemon, probe: MqttPr
 
 
 def readme_rr_examples() -> list[list[str]]:
-    """The ``mosquitto_rr`` command lines of the README, as a shell would split them."""
-    text = (Path(__file__).parents[2] / "README.md").read_text().replace("\\\n", " ")
+    """The ``mosquitto_rr`` lines of the README's Management API section, split like a shell."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Management API", 1)[1].split("\n## ", 1)[0]
+    text = section.replace("\\\n", " ")
     return [shlex.split(line) for line in text.splitlines() if line.startswith("mosquitto_rr ")]
 
 
