@@ -249,3 +249,12 @@ async def test_readme_mosquitto_rr_examples_work(daemon: Daemon, probe: MqttProb
         out, err = await asyncio.wait_for(process.communicate(), 20)
         assert process.returncode == 0, (argv, err)
         assert json.loads(out)["status"] == "ok", (argv, out)
+
+
+async def test_argument_free_commands_refuse_arguments(daemon: Daemon, probe: MqttProbe) -> None:
+    for command in ("restart", "health_check"):
+        error(await call(probe, command, {"now": True}), "now", "unknown field")
+    assert not daemon.restart_requested  # a refused restart does not restart
+    failure = error(await call(probe, "automation/capabilities", {"backend": "elsewhere"}),
+                    "elsewhere")
+    assert failure["code"] == "unknown_backend"
