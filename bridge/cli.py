@@ -190,6 +190,8 @@ def demo_config(mqtt_url: str, hub_url: str, token: str, builtin_broker: bool) -
     text = (
         f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, client_id: aqara-mqtt-demo, "
         f"version: '{version}'}}\n"
+        # no Home Assistant is listening to a throw-away demo broker
+        f"homeassistant: {{enabled: {'false' if builtin_broker else 'true'}}}\n"
         f"backends:\n  - {{type: studio, name: demo, url: '{hub_url}', token: '{token}'}}\n"
         f"devices:\n{names}\n"
     )
