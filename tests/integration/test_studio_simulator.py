@@ -11,12 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import websockets
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.simulators.sample_home import sample_home, synthetic_devices, thermostat
 from bridge.simulators.studio import UNAUTHORIZED_BODY, StudioSimulator, serve
+from tests import studio_client
+from tests.studio_client import NO_DATA, TIMEOUT, Client
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,6 @@ THERMO = "lumi1.54ef448cc210"
 OFFLINE = "lumi.158d00045a1b2c"
 LOCK = "aqara.lock.7f3e9a01c2"
 HUB = "lumi1.54ef44100000"
-TIMEOUT = 3.0
-_NO_DATA: Any = object()
 
 
 @pytest.fixture
@@ -41,52 +39,9 @@ async def sim() -> AsyncIterator[StudioSimulator]:
         await s.stop()
 
 
-class Client:
-    """A minimal Studio client: requests correlated by msgId, everything else kept as pushes."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.pushes: list[dict[str, Any]] = []
-        self._seq = 0
-
-    async def recv_json(self) -> Any:
-        async with asyncio.timeout(TIMEOUT):
-            raw = await self.ws.recv()
-        return json.loads(raw)
-
-    async def send_raw(self, text: str) -> Any:
-        await self.ws.send(text)
-        return await self.recv_json()
-
-    async def request(self, rtype: str, data: Any = _NO_DATA) -> dict[str, Any]:
-        self._seq += 1
-        msg_id = f"t-{self._seq}"
-        msg: dict[str, Any] = {"type": rtype, "version": "v1", "msgId": msg_id}
-        if data is not _NO_DATA:
-            msg["data"] = data
-        await self.ws.send(json.dumps(msg))
-        while True:
-            reply = await self.recv_json()
-            if reply.get("msgId") == msg_id:
-                assert reply["type"] == rtype.replace("Request", "Response")
-                return dict(reply)
-            self.pushes.append(reply)
-
-    async def push(self) -> dict[str, Any]:
-        if self.pushes:
-            return self.pushes.pop(0)
-        msg = await self.recv_json()
-        assert msg["type"] in ("TraitValueUpdate", "objectEvent"), msg
-        return dict(msg)
-
-
-@contextlib.asynccontextmanager
-async def connect(
-    sim: StudioSimulator, auth: str | None = f"Bearer {TOKEN}", **kwargs: Any
-) -> AsyncIterator[Client]:
-    headers = {"Authorization": auth} if auth is not None else {}
-    async with websockets.connect(sim.ws_endpoint, additional_headers=headers, **kwargs) as ws:
-        yield Client(ws)
+def connect(sim: StudioSimulator, auth: str | None = f"Bearer {TOKEN}",
+            **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Client]:
+    return studio_client.connect(sim, auth, **kwargs)
 
 
 async def http_post(
@@ -101,9 +56,9 @@ async def http_post(
         return resp.status, await resp.read()
 
 
-def req(rtype: str, data: Any = _NO_DATA, msg_id: str = "h-1") -> dict[str, Any]:
+def req(rtype: str, data: Any = NO_DATA, msg_id: str = "h-1") -> dict[str, Any]:
     msg: dict[str, Any] = {"type": rtype, "version": "v1", "msgId": msg_id}
-    if data is not _NO_DATA:
+    if data is not NO_DATA:
         msg["data"] = data
     return msg
 
@@ -257,7 +212,7 @@ BAD_DATA = [
         "traitCodes",
     ),
     ("ExecuteTraitRequest", [], "data"),
-    ("ExecuteTraitRequest", _NO_DATA, "data"),
+    ("ExecuteTraitRequest", NO_DATA, "data"),
     (
         "ExecuteTraitRequest",
         [
@@ -340,7 +295,7 @@ async def test_get_device_info_paging_and_ordering(sim: StudioSimulator) -> None
         assert lights["totalCount"] == 3
         assert {e["deviceId"] for e in lights["data"]} == {LIGHT, "lumi1.54ef44d1f3b8", LOCK}
 
-        none = (await client.request("GetDeviceInfoRequest", _NO_DATA))["data"]
+        none = (await client.request("GetDeviceInfoRequest", NO_DATA))["data"]
         assert none["totalCount"] == 24
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -10,11 +9,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import websockets
-from websockets.asyncio.client import ClientConnection
 
 from bridge.simulators.sample_home import now_ms, sample_home
 from bridge.simulators.studio import StudioSimulator
+from tests import studio_client
+from tests.studio_client import NO_DATA, Client
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +22,7 @@ SWITCH = "lumi1.54ef448a0b73"  # double rocker, eps 2 and 3 Output.OnOff (writab
 LIGHT = "lumi1.54ef44d1e6a0"  # ep 1 Output.OnOff (on), LevelControl.CurrentLevel 80
 THERMO = "lumi1.54ef448cc210"  # ep 1 Thermostat.* and TemperatureMeasurement.CurrentTemperature
 LOCK = "aqara.lock.7f3e9a01c2"
-TIMEOUT = 3.0
 T0 = 1_700_000_000_000
-_NO_DATA: Any = object()
 
 Key = tuple[str, int, str, str]
 S2: Key = (SWITCH, 2, "Output", "OnOff")
@@ -46,63 +43,8 @@ async def sim() -> AsyncIterator[StudioSimulator]:
         await s.stop()
 
 
-class Client:
-    """Requests correlated by msgId; everything else is kept as a push."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.pushes: list[dict[str, Any]] = []
-        self._seq = 0
-
-    async def recv_json(self) -> Any:
-        async with asyncio.timeout(TIMEOUT):
-            raw = await self.ws.recv()
-        return json.loads(raw)
-
-    async def send_raw(self, text: str) -> Any:
-        await self.ws.send(text)
-        return await self.recv_json()
-
-    async def request(
-        self, rtype: str, data: Any = _NO_DATA, response_type: str | None = None
-    ) -> dict[str, Any]:
-        self._seq += 1
-        msg_id = f"m-{self._seq}"
-        msg: dict[str, Any] = {"type": rtype, "version": "v1", "msgId": msg_id}
-        if data is not _NO_DATA:
-            msg["data"] = data
-        await self.ws.send(json.dumps(msg))
-        while True:
-            reply = await self.recv_json()
-            if reply.get("msgId") == msg_id:
-                assert reply["type"] == (response_type or rtype.replace("Request", "Response"))
-                assert set(reply) == {"type", "version", "msgId", "code", "message", "data"}
-                return dict(reply)
-            self.pushes.append(reply)
-
-    async def ok(self, rtype: str, data: Any = _NO_DATA, response_type: str | None = None) -> Any:
-        reply = await self.request(rtype, data, response_type)
-        assert (reply["code"], reply["message"]) == (0, "Success"), reply
-        return reply["data"]
-
-    async def push(self) -> dict[str, Any]:
-        if self.pushes:
-            return self.pushes.pop(0)
-        msg = await self.recv_json()
-        assert msg["type"] in ("TraitValueUpdate", "objectEvent"), msg
-        return dict(msg)
-
-    async def no_more_pushes(self) -> None:
-        """Everything pushed so far arrives before the answer to a request made now."""
-        await self.ok("GetDeviceInfoRequest", {"pageSize": 1})
-        assert self.pushes == []
-
-
-@contextlib.asynccontextmanager
-async def connect(sim: StudioSimulator) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with websockets.connect(sim.ws_endpoint, additional_headers=headers) as ws:
-        yield Client(ws)
+def connect(sim: StudioSimulator) -> contextlib.AbstractAsyncContextManager[Client]:
+    return studio_client.connect(sim, f"Bearer {TOKEN}")
 
 
 async def http_request(sim: StudioSimulator, rtype: str, data: Any) -> dict[str, Any]:
@@ -341,7 +283,7 @@ async def test_history_unknown_device_trait_and_missing_data(sim: StudioSimulato
     ("rtype", "data"),
     [
         ("QueryAutomationCapabilitiesRequest", {}),
-        ("QueryAutomationCapabilitiesRequest", _NO_DATA),
+        ("QueryAutomationCapabilitiesRequest", NO_DATA),
         ("QueryDeviceSupportedScriptAutomationConfigRequest", ""),
         ("QueryDeviceSupportedScriptAutomationConfigRequest", {}),
     ],
