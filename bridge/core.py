@@ -190,7 +190,7 @@ class Bridge:
             self._on_snapshot(backend, event.devices)
         elif isinstance(event, Availability):
             entry = self._owned(backend, event.device_id)
-            if entry is not None:
+            if entry is not None and entry.device.online != event.online:
                 entry.device.online = event.online
                 self._publish_availability(entry)
                 self._event("device_availability", entry, online=event.online)
