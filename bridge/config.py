@@ -545,6 +545,14 @@ def _http_url(schemes: tuple[str, str], default_path: str = "",
     return check
 
 
+def _region_or_url(region: str | None, url: str | None, wanted: str) -> None:
+    """Exactly one of ``region`` and ``url`` must be given."""
+    if region is None and url is None:
+        raise _FieldError(f"give {wanted} or a url", "region")
+    if region is not None and url is not None:
+        raise _FieldError("give either region or url, not both", "url")
+
+
 _AQARA_REGIONS: dict[str, str] = {
     "cn": "open-cn.aqara.com",
     "usa": "open-usa.aqara.com",
@@ -669,11 +677,7 @@ class AqaraCloudBackendConfig(_BackendBase):
 
     @model_validator(mode="after")
     def _where_and_how(self) -> AqaraCloudBackendConfig:
-        if self.region is None and self.url is None:
-            raise _FieldError("give the account's region (cn, usa, eu, ru, kr, sg) or a url",
-                              "region")
-        if self.region is not None and self.url is not None:
-            raise _FieldError("give either region or url, not both", "url")
+        _region_or_url(self.region, self.url, "the account's region (cn, usa, eu, ru, kr, sg)")
         if self.poll_interval == 0 and self.callback is None:
             raise _FieldError("0 (push only) needs a callback section; nothing would report "
                               "changes", "poll_interval")
@@ -740,11 +744,7 @@ class TuyaBackendConfig(_BackendBase):
 
     @model_validator(mode="after")
     def _where(self) -> TuyaBackendConfig:
-        if self.region is None and self.url is None:
-            raise _FieldError("give the project's region (cn, us, us-e, eu, eu-w, in) or a url",
-                              "region")
-        if self.region is not None and self.url is not None:
-            raise _FieldError("give either region or url, not both", "url")
+        _region_or_url(self.region, self.url, "the project's region (cn, us, us-e, eu, eu-w, in)")
         if self.push and self.region is None and self.push_url is None:
             raise _FieldError("with an explicit url, give push_url too (or push: false)",
                               "push_url")
