@@ -116,6 +116,7 @@ from bridge.simulators.sample_home import (
     sample_home,
     synthetic_devices,
 )
+from bridge.simulators.serving import serve_forever
 
 __all__ = [
     "API_PATH",
@@ -1163,20 +1164,14 @@ async def serve(
     """
     devs = sample_account() if devices is None else synthetic_devices(devices, seed or 0)
     sim = AqaraCloudSimulator(devs, host=host, port=port)
-    await sim.start()
-    try:
-        access, refresh = sim.issue_tokens(access_token=token or None)
-        print(
-            f"Aqara cloud simulator: {sim.url} ({len(devs)} devices, {rate:g} changes/s)\n"
-            f"  - {{type: aqara_cloud, url: '{sim.url}', app_id: {sim.app_id}, "
-            f"key_id: {sim.key_id}, app_key: {sim.app_key}, access_token: {access}, "
-            f"refresh_token: {refresh}, account: {sim.account}}}",
-            flush=True,
+
+    def banner(started: AqaraCloudSimulator) -> str:
+        access, refresh = started.issue_tokens(access_token=token or None)
+        return (
+            f"Aqara cloud simulator: {started.url} ({len(devs)} devices, {rate:g} changes/s)\n"
+            f"  - {{type: aqara_cloud, url: '{started.url}', app_id: {started.app_id}, "
+            f"key_id: {started.key_id}, app_key: {started.app_key}, access_token: {access}, "
+            f"refresh_token: {refresh}, account: {started.account}}}"
         )
-        if rate > 0:
-            sim.start_random_changes(rate, seed)
-        if on_ready is not None:
-            on_ready(sim)
-        await asyncio.Event().wait()
-    finally:
-        await sim.stop()
+
+    await serve_forever(sim, banner, rate, seed, on_ready)

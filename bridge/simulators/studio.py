@@ -149,6 +149,7 @@ from bridge.simulators.sample_home import (
     sample_home,
     synthetic_devices,
 )
+from bridge.simulators.serving import serve_forever
 from bridge.simulators.studio_automations import (
     Automation,
     AutomationEngine,
@@ -1270,17 +1271,9 @@ async def serve(
     """
     devs = sample_home() if devices is None else synthetic_devices(devices, seed or 0)
     sim = StudioSimulator(token, devs, host=host, port=port)
-    await sim.start()
-    try:
-        print(
-            f"Aqara Studio simulator: {sim.ws_endpoint} and {sim.api_endpoint} "
-            f"({len(devs)} devices, {rate:g} changes/s)",
-            flush=True,
-        )
-        if rate > 0:
-            sim.start_random_changes(rate, seed)
-        if on_ready is not None:
-            on_ready(sim)
-        await asyncio.Event().wait()
-    finally:
-        await sim.stop()
+
+    def banner(started: StudioSimulator) -> str:
+        return (f"Aqara Studio simulator: {started.ws_endpoint} and {started.api_endpoint} "
+                f"({len(devs)} devices, {rate:g} changes/s)")
+
+    await serve_forever(sim, banner, rate, seed, on_ready)

@@ -104,6 +104,7 @@ from bridge.backends.tuya_sign import (
     sign,
     string_to_sign,
 )
+from bridge.simulators.serving import serve_forever
 from bridge.simulators.tuya_home import (
     SimDp,
     SimHome,
@@ -1219,22 +1220,16 @@ async def serve(
     for device in synthetic_plugs(devices or 0):
         world.devices[device.id] = device
     simulator = TuyaSimulator(client_id, secret or DEFAULT_SECRET, world, host=host, port=port)
-    await simulator.start()
-    simulator.start_random_changes(rate, seed)
-    print(
-        f"Tuya cloud simulator on {simulator.url} ({len(world.devices)} devices)\n"
-        "backend config:\n"
-        f"  - {{type: tuya, name: tuya, url: '{simulator.url}', "
-        f"push_url: '{simulator.push_url}', client_id: '{client_id}', "
-        f"secret: '<the secret>', uid: '{next(iter(world.users))}'}}\n"
-        + (
-            f"  (secret: the default simulator secret, {DEFAULT_SECRET})\n"
-            if secret is None
-            else ""
-        ),
-        flush=True,
-    )
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await simulator.stop()
+
+    def banner(started: TuyaSimulator) -> str:
+        return (
+            f"Tuya cloud simulator on {started.url} ({len(world.devices)} devices)\n"
+            "backend config:\n"
+            f"  - {{type: tuya, name: tuya, url: '{started.url}', "
+            f"push_url: '{started.push_url}', client_id: '{client_id}', "
+            f"secret: '<the secret>', uid: '{next(iter(world.users))}'}}\n"
+            + (f"  (secret: the default simulator secret, {DEFAULT_SECRET})\n"
+               if secret is None else "")
+        )
+
+    await serve_forever(simulator, banner, rate, seed)
