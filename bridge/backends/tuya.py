@@ -592,6 +592,8 @@ class TuyaBackend(Backend):
 
     async def _poll_once(self) -> None:
         listing = _device_list(await self.call("GET", f"/v1.0/users/{self.uid}/devices"))
+        if self._push_ok():
+            return  # push came back meanwhile: it is newer than this answer, which could roll back
         self.polls += 1
         ids = {str(d["id"]) for d in listing}
         if ids != set(self._infos):
