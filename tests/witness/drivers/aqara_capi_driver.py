@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from _driver import serve
+from aqara_capi.client.auth import AccessTokenModel
 from aqara_capi.client.client import CloudApiClient
 from aqara_capi.consts import Locality
 
@@ -23,13 +24,26 @@ def init(req: dict[str, Any]) -> None:
     state["client"] = client
 
 
-def auth(req: dict[str, Any]) -> Any:
+def auth_code(req: dict[str, Any]) -> Any:
+    """``get_auth_code``: the code, parsed by its ``GetAuthModel``."""
+    res = state["client"].get_auth_code(req["account"], 0, "1h")
+    return {**_answer(res), "auth_code": res.data.auth_code}
+
+
+def get_token(req: dict[str, Any]) -> Any:
+    """``get_access_token`` as a user calls it."""
+    return _answer(state["client"].get_access_token(req["auth_code"], req["account"], 0))
+
+
+def token_model(req: dict[str, Any]) -> Any:
+    """``config.auth.getToken`` parsed by its ``AccessTokenModel`` (what get_access_token means
+    to do), with the tokens it got set as get_access_token would."""
     client = state["client"]
-    client.set_tokens("", "")
-    code = client.get_auth_code(req["account"], 0, "1h")
-    if code.code.value != 0:
-        return {"step": "getAuthCode", **_answer(code)}
-    return _answer(client.get_access_token(code.data.auth_code, req["account"], 0))
+    res = client._request("config.auth.getToken", {
+        "authCode": req["auth_code"], "account": req["account"], "accountType": 0},
+        model=AccessTokenModel)
+    client.set_tokens(res.data.access_token, res.data.refresh_token)
+    return {**_answer(res), "model": res.data.dict()}
 
 
 def devices(_req: dict[str, Any]) -> list[str]:
@@ -53,5 +67,6 @@ def tokens(_req: dict[str, Any]) -> Any:
     return {"access": client._access_token, "refresh": client._refresh_token}
 
 
-serve({"init": init, "auth": auth, "devices": devices, "sub_info": sub_info,
+serve({"init": init, "auth_code": auth_code, "get_token": get_token,
+       "token_model": token_model, "devices": devices, "sub_info": sub_info,
        "rename": rename, "request": request, "tokens": tokens})
