@@ -291,7 +291,9 @@ async def test_expired_token_mid_run_loses_nothing(mosquitto: Mosquitto, cloud: 
                                            (THERMOSTAT, "SetTemperature")])
         assert items(108)  # refused with the expired token, then sent again
         assert set(items(108)) <= set(items(0))
-        assert {c["code"] for c in writes(cloud.sim)} == {0, 108}
+        # a write sent with the old token just after the renewal meets 2004 (a replaced token):
+        # it is retried with the new one, without a second renewal
+        assert {c["code"] for c in writes(cloud.sim)} - {2004} == {0, 108}
         backend = backend_of(daemon)
         assert backend.access_token in cloud.sim.valid_access_tokens
         assert cloud.refresh not in cloud.sim.valid_refresh_tokens  # the config's pair is used up
