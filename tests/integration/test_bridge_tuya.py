@@ -284,6 +284,19 @@ async def test_token_expiry_mid_run(daemon: Daemon, sim: TuyaSimulator,
     assert backend_info(probe)["connected"] is True
 
 
+async def test_concurrent_calls_refused_together_share_one_renewal(
+        daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    sim.revoke_tokens()
+    await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "ON")
+    await probe.publish(f"{THERMO_TOPIC}/climate/temp_set/set", "22")
+    await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "true")
+    await probe.value(f"{THERMO_TOPIC}/climate/temp_set", "22")
+    assert sim.stats["tokens_issued"] == 2  # the start's token and exactly one renewal
+    codes = [r["code"] for r in sim.requests_to("device.commands")]
+    assert codes.count(0) == 2  # each write once with the new token (once refused, if sent
+    assert set(codes) <= {0, 1010}  # before the renewal)
+
+
 async def test_token_is_refreshed_before_it_expires(mosquitto: Mosquitto,
                                                     probe: MqttProbe) -> None:
     simulator = TuyaSimulator(token_lifetime=2)
