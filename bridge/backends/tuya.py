@@ -91,7 +91,8 @@ log = get_logger("bridge.tuya")
 
 CREDENTIAL_CODES = frozenset({1001, 1004, 1005})
 """Codes meaning the project's credentials are wrong: retrying soon will not help."""
-TOKEN_CODES = frozenset({1010, 1011, 1012})
+TOKEN_CODES = frozenset({1010, 1011})
+"""The access token is refused (1010 "token invalid": expired or unknown; 1011): renew once."""
 SPEC_PATHS = (
     "/v1.0/iot-03/devices/{id}/specification",
     "/v1.0/devices/{id}/specifications",
@@ -249,7 +250,7 @@ class TuyaBackend(Backend):
             return envelope.get("result")
         code = envelope.get("code")
         msg = str(envelope.get("msg") or "request refused")
-        if retry and auth and code in (1010, 1011):
+        if retry and auth and code in TOKEN_CODES:
             self._drop_token(token)
             return await self.call(method, path, query, body, auth=auth, retry=False)
         if retry and code == 1013 and isinstance(envelope.get("t"), int):

@@ -508,7 +508,7 @@ class TuyaSimulator:
             self._access[token] = 0.0
 
     def revoke_tokens(self) -> None:
-        """Every access and refresh token becomes unknown (1011 / 1012)."""
+        """Every access and refresh token becomes unknown (1010 / 1012)."""
         self._access.clear()
         self._refresh.clear()
 
