@@ -698,8 +698,9 @@ class AqaraCloudBackendConfig(_BackendBase):
 
 
 _TUYA_REGION_ALIASES = {"us-w": "us", "us-west": "us", "us-east": "us-e", "eu-west": "eu-w",
-                        "eu-c": "eu", "europe": "eu", "china": "cn", "india": "in"}
-_TUYA_REGIONS = ("cn", "us", "us-e", "eu", "eu-w", "in")
+                        "eu-c": "eu", "europe": "eu", "china": "cn", "india": "in",
+                        "singapore": "sg"}
+_TUYA_REGIONS = ("cn", "us", "us-e", "eu", "eu-w", "in", "sg")
 
 
 class TuyaBackendConfig(_BackendBase):
@@ -709,7 +710,7 @@ class TuyaBackendConfig(_BackendBase):
     type: Literal["tuya"]
     name: Annotated[str, AfterValidator(_identifier)] = "tuya"
     region: Annotated[
-        Literal["cn", "us", "us-e", "eu", "eu-w", "in"] | None,
+        Literal["cn", "us", "us-e", "eu", "eu-w", "in", "sg"] | None,
         BeforeValidator(_region(_TUYA_REGIONS, _TUYA_REGION_ALIASES)),
     ] = None
     """The project's data centre; or give ``url`` (and ``push_url``) instead."""

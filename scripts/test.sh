@@ -16,6 +16,11 @@ echo "== installing Python dependencies into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 
+echo "== installing the vendors' SDKs (test witnesses) into .venv-sdk"
+[ -x .venv-sdk/bin/python ] || python3 -m venv .venv-sdk
+.venv-sdk/bin/python -m pip install -q --disable-pip-version-check -r tests/witness/requirements.txt
+.venv-sdk/bin/python -m pip install -q --disable-pip-version-check --no-deps aqara-msg-push==1.0.2
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

@@ -9,11 +9,15 @@
   rate-limit answer (HTTP 429, with or without ``Retry-After``, or envelope code 429 or 104
   "Server busy") pauses every call for ``Retry-After`` (else 1, 2, 4 ... seconds up to the window)
   and retries the same call: nothing is lost.
-* Tokens: an expired or refused access token (codes 108-111) triggers one single-flight
-  ``config.auth.refreshToken`` and the failed call (a write too) is retried once with the new
-  token; when the lifetime is known (``expiresIn`` of a refresh) the pair is renewed before it
-  expires. Refresh tokens are single-use, so the new pair is written to ``token_file`` when one
-  is configured (and read back at start, unless the config's pair changed since).
+* Tokens: an expired or refused access token (the codes of Aqara's table that both Aqara SDKs
+  carry: 108 token expired, 109 token absent, 804 token failed, 2004 access token incorrect, 2005
+  access token expired) triggers one single-flight ``config.auth.refreshToken`` and the failed
+  call (a write too) is retried once with the new token; when the lifetime is known
+  (``expiresIn`` of a refresh) the pair is renewed before it expires. A refused refresh token
+  (2006 incorrect, 2007 expired) cannot heal by itself: the backend then stays in the one state
+  "authentication failed: get a new refresh token" and calls the cloud no more until restarted.
+  Refresh tokens are single-use, so the new pair is written to ``token_file`` when one is
+  configured (and read back at start, unless the config's pair changed since).
 * Snapshot after every (re)connect: ``query.device.info`` (paged), specs by id for Matter
   devices (``spec.query.specdevice.config``, 10 ids per call) and by model for the others
   (``spec.query.qlinkmodel.config``, 5 models per call, cached per model), the push subscription
@@ -22,7 +26,10 @@
   meanwhile are buffered and replayed after the snapshot.
 * Changes: the HTTP callback receiver (aiohttp, ``callback.listen`` + ``callback.path``) takes
   trait pushes (``data[]`` items with ``subjectId`` and ``codePath``, values as strings or typed)
-  and event messages (``eventType``: bind/unbind/online/offline/name change); a push is accepted
+  and event messages (``eventType``: bind/unbind/online/offline/name change, in the documented
+  schema of Aqara's push messages and the older variants: a rename's ``deviceName`` or ``name``;
+  a gateway unbound or offline takes its ``subDids`` and the devices listed under it with it, at
+  once); a push is accepted
   when its ``sign`` header verifies (INFERRED algorithm, see aqara_sign) or its ``token`` header
   is one of this run's access tokens (DOC: the header carries the account's access token). Polls
   of ``spec.query.trait`` every ``poll_interval`` seconds catch anything else; the device list is
@@ -94,13 +101,22 @@ MAX_WRITE_TRAITS = 50
 SUBSCRIBE_DEVICES = 10
 PAGE_SIZE = 50
 RATE_CODES = frozenset({429, 104})
-TOKEN_CODES = frozenset({108, 109, 110, 111})
+TOKEN_CODES = frozenset({108, 109, 804, 2004, 2005})
+"""Access token expired, absent, failed, incorrect, expired (Aqara's code table): renew once."""
+REFRESH_CODES = frozenset({2006, 2007})
+"""Refresh token incorrect / expired: only a new token pair from the user helps."""
 MAX_RATE_RETRIES = 12
 DEVICE_REFRESH_S = 600.0
 READBACK_DELAY_S = 1.0
 _WRITE_CODE_TEXT = {
     602: "the device is offline",
     603: "the device is not in this account",
+    717: "the device is not in this account",
+    1003: "no such trait",
+    1004: "the value was not accepted",
+    1007: "the trait is not writable",
+    1008: "no such trait",
+    # the legacy SDK's property codes, still tolerated
     1530: "the trait is not writable",
     1531: "no such trait",
     1532: "the value was not accepted",
@@ -113,6 +129,13 @@ _ONLINE_EVENTS = {"gateway_online": True, "subdevice_online": True,
 
 class AuthFailed(BackendError):
     """The cloud refuses our credentials; retrying soon will not help."""
+
+
+class RefreshTokenDead(AuthFailed):
+    """The refresh token is refused or missing: nothing but a new token pair helps."""
+
+
+DEAD_REFRESH = "authentication failed: get a new refresh token"
 
 
 @dataclass
@@ -316,6 +339,7 @@ class AqaraCloudBackend(Backend):
         self._poll_warned = False
         self._wake = asyncio.Event()
         self._broken: AuthFailed | None = None
+        self._dead: RefreshTokenDead | None = None
         # counters for bridge/info and tests
         self.calls_sent = 0
         self.rate_limited = 0
@@ -431,8 +455,8 @@ class AqaraCloudBackend(Backend):
                 return  # somebody else renewed it meanwhile
             refresh = self._tokens.refresh
             if refresh is None:
-                raise AuthFailed("authentication failed: the access token expired or was refused "
-                                 "and no refresh_token is configured; get a new token pair")
+                raise RefreshTokenDead(f"{DEAD_REFRESH} (the access token expired or was refused "
+                                       "and no refresh_token is configured)")
             if not self._may_refresh:
                 raise AuthFailed("the access token expired or was refused; `aqara-mqtt run` "
                                  "renews it by itself, but not `check` without token_file "
@@ -442,11 +466,11 @@ class AqaraCloudBackend(Backend):
             except AuthFailed:
                 raise
             except BackendError as exc:
-                if exc.code in TOKEN_CODES or exc.code == 302:
-                    raise AuthFailed(
-                        f"authentication failed: the Aqara cloud refused the refresh token "
-                        f"({exc.message}, code {exc.code}); get a new token pair "
-                        "(config.auth.getToken) and put it in the config", exc.code) from None
+                if exc.code in REFRESH_CODES or exc.code in TOKEN_CODES or exc.code == 302:
+                    raise RefreshTokenDead(
+                        f"{DEAD_REFRESH} (the Aqara cloud refused it: {exc.message}, code "
+                        f"{exc.code}); get a new token pair (config.auth.getToken) and put it in "
+                        "the config", exc.code) from None
                 raise
             if not isinstance(result, Mapping) or not isinstance(result.get("accessToken"), str):
                 raise BackendError("protocol error: config.auth.refreshToken gave no accessToken")
@@ -498,10 +522,14 @@ class AqaraCloudBackend(Backend):
         A refused credential (:class:`AuthFailed`) also ends the running session, whichever
         call ran into it, so ``bridge/info`` says what is wrong.
         """
+        if self._dead is not None:
+            raise self._dead  # nothing but a new token pair helps: do not spend calls
         try:
             return await self._call(intent, data, background)
         except AuthFailed as exc:
             self._broken = exc
+            if isinstance(exc, RefreshTokenDead):
+                self._dead = exc
             self._wake.set()
             raise
 
@@ -634,6 +662,12 @@ class AqaraCloudBackend(Backend):
             self.connected = False
             self.detail = reason
             self._emit(BackendStatus(False, reason))
+            if self._dead is not None:
+                log.error("aqara cloud stopped: it needs a new token pair in the config",
+                          backend=self.name)
+                # Reconnecting cannot help and would spend the account's call budget: stay
+                # in this state until the daemon is stopped.
+                await asyncio.get_running_loop().create_future()
             await asyncio.sleep(min(delay, self.reconnect_max_delay) * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.reconnect_max_delay)
 
@@ -1128,20 +1162,47 @@ class AqaraCloudBackend(Backend):
         if not isinstance(device_id, str):
             return
         if kind in _REMOVED_EVENTS:
-            if device_id in self._infos:
-                self._forget(device_id)
+            # an unbound gateway takes its sub-devices with it
+            for gone in [device_id, *self._sub_devices(device_id, body)]:
+                if gone in self._infos:
+                    self._forget(gone)
         elif kind in _ONLINE_EVENTS:
             online = _ONLINE_EVENTS[kind]
-            if device_id in self._infos and self._online.get(device_id) is not online:
-                self._online[device_id] = online
-                self._emit(Availability(device_id, online))
+            self._set_online(device_id, online)
+            if not online:  # an offline gateway cannot reach its sub-devices either
+                for sub in self._sub_devices(device_id, body):
+                    self._set_online(sub, False)
+            elif kind == "gateway_online" and self._sub_devices(device_id, body):
+                # each sub-device's own state is in the device list, not in this message
+                self._spawn(self._safe_refresh_devices())
         elif kind == "dev_name_change":
-            name = first(body, "name", "deviceName")
+            name = first(body, "deviceName", "name")
             if isinstance(name, str) and device_id in self._infos:
                 self._infos[device_id] = {**self._infos[device_id], "deviceName": name}
                 self._emit(DeviceRenamed(device_id, name))
         elif kind in _ADDED_EVENTS and device_id not in self._infos:
             self._spawn(self._add_by_id(device_id))
+
+    def _sub_devices(self, gateway: str, body: Mapping[str, Any]) -> list[str]:
+        """The gateway's sub-devices: the message's ``subDids`` (documented schema) plus those
+        the device list says hang off it (older messages carry no ``subDids``)."""
+        listed = body.get("subDids")
+        subs = [d for d in listed if isinstance(d, str)] if isinstance(listed, list) else []
+        subs += [d for d, info in self._infos.items()
+                 if info.get("parentDid") == gateway and d not in subs and d != gateway]
+        return subs
+
+    def _set_online(self, device_id: str, online: bool) -> None:
+        if device_id in self._infos and self._online.get(device_id) is not online:
+            self._online[device_id] = online
+            self._emit(Availability(device_id, online))
+
+    async def _safe_refresh_devices(self) -> None:
+        try:
+            await self._refresh_devices()
+        except BackendError as exc:
+            log.warning("could not re-read the device list", backend=self.name,
+                        reason=exc.message)
 
     async def _add_by_id(self, device_id: str) -> None:
         try:

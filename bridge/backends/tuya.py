@@ -10,8 +10,10 @@ One session = a token, a snapshot and three tasks:
   devices with their status every ``poll_interval`` seconds (once at once when push drops) and
   reports what changed; while push is up it sleeps;
 * the **token** keeper: refreshes the access token before it expires. A call answered ``1010``
-  (expired) refreshes and ``1011`` (invalid) logs in again, then the call is retried once; ``1013``
-  (clock skew) adopts the cloud's clock and retries once.
+  (Tuya's answer to an expired *and* to an unknown token, "token invalid", which both Tuya SDKs
+  renew on) or ``1011`` gets exactly one renewal, a new token (``grant_type=1``, which works
+  whatever happened to the old pair), shared by every call that was refused with the same token;
+  then the call is retried once. ``1013`` (clock skew) adopts the cloud's clock and retries once.
 
 Devices are those of every home of the configured ``uid``; ``Device.extra`` carries ``home``,
 ``home_id``, ``room``, ``room_id``, ``category`` and ``product_id``. After a management command that
@@ -89,7 +91,8 @@ log = get_logger("bridge.tuya")
 
 CREDENTIAL_CODES = frozenset({1001, 1004, 1005})
 """Codes meaning the project's credentials are wrong: retrying soon will not help."""
-TOKEN_CODES = frozenset({1010, 1011, 1012})
+TOKEN_CODES = frozenset({1010, 1011})
+"""The access token is refused (1010 "token invalid": expired or unknown; 1011): renew once."""
 SPEC_PATHS = (
     "/v1.0/iot-03/devices/{id}/specification",
     "/v1.0/devices/{id}/specifications",
@@ -98,6 +101,10 @@ SPEC_PATHS = (
 """Where a device's DP description is asked for, in order, until one answers."""
 SEEN_MESSAGES = 4096
 """Message ids remembered to recognise redeliveries."""
+PAGE_SIZE = 100
+"""Devices asked for per page of the user's device list."""
+MAX_PAGES = 100
+"""A bound on the pages of one listing (10,000 devices), against a cloud that never ends it."""
 
 
 class TuyaApiError(BackendError):
@@ -243,8 +250,8 @@ class TuyaBackend(Backend):
             return envelope.get("result")
         code = envelope.get("code")
         msg = str(envelope.get("msg") or "request refused")
-        if retry and auth and code in (1010, 1011):
-            self._drop_token(token, expired=code == 1010)
+        if retry and auth and code in TOKEN_CODES:
+            self._drop_token(token)
             return await self.call(method, path, query, body, auth=auth, retry=False)
         if retry and code == 1013 and isinstance(envelope.get("t"), int):
             self._time_offset_ms = envelope["t"] - int(time.time() * 1000)
@@ -299,13 +306,9 @@ class TuyaBackend(Backend):
                 return self._store_token(result)
         return await self._login()
 
-    def _drop_token(self, used: str, expired: bool) -> None:
+    def _drop_token(self, used: str) -> None:
         token = self._token
-        if token is None or token.access != used:
-            return  # someone already replaced it
-        if expired:
-            token.expires_at = 0.0
-        else:
+        if token is not None and token.access == used:  # else someone already replaced it
             self._token = None
 
     async def _token_keeper(self) -> None:
@@ -380,13 +383,13 @@ class TuyaBackend(Backend):
     async def probe(self) -> int:
         """Log in once and count the user's devices (for ``check``); raises on failure."""
         try:
-            listing = await self.call("GET", f"/v1.0/users/{self.uid}/devices")
+            listing = await self._user_devices()
         except Exception as exc:
             reason, _ = classify_error(exc)
             raise BackendError(reason) from None
         finally:
             await self._close_http()
-        return len(_device_list(listing))
+        return len(listing)
 
     # ---- snapshot and structure -------------------------------------------------------------
 
@@ -398,6 +401,24 @@ class TuyaBackend(Backend):
             log.warning("tuya call refused; continuing without it", backend=self.name,
                         path=path, code=exc.code, message=exc.message)
             return None
+
+    async def _user_devices(self) -> list[Mapping[str, Any]]:
+        """Every device of the user: ``GET /v1.0/users/{uid}/devices`` page by page, the next
+        page asked for with ``last_id`` = the last device id of the page before. INFERRED: the
+        cloud may cap a page below ``page_size``, so only an empty page, ``has_more: false`` or
+        a page with nothing new (a cloud that ignores ``last_id``) ends the listing."""
+        devices: dict[str, Mapping[str, Any]] = {}
+        query = {"page_size": str(PAGE_SIZE)}
+        for _ in range(MAX_PAGES):
+            raw = await self.call("GET", f"/v1.0/users/{self.uid}/devices", query)
+            page = _device_list(raw)
+            fresh = [d for d in page if str(d["id"]) not in devices]
+            devices.update((str(d["id"]), d) for d in fresh)
+            more = raw.get("has_more") if isinstance(raw, Mapping) else None
+            if not fresh or more is False:
+                break
+            query = {"page_size": str(PAGE_SIZE), "last_id": str(page[-1]["id"])}
+        return list(devices.values())
 
     async def _sync(self) -> list[Device]:
         """Read homes, rooms, devices, specs and status; return the model devices.
@@ -444,8 +465,7 @@ class TuyaBackend(Backend):
                 placement.setdefault(device_id, {"home": entry["name"], "home_id": home_id,
                                                  "room": None, "room_id": None})
             homes.append(entry)
-        listing = await self.call("GET", f"/v1.0/users/{self.uid}/devices")
-        infos = {str(d["id"]): dict(d) for d in _device_list(listing)}
+        infos = {str(d["id"]): dict(d) for d in await self._user_devices()}
         for device_id, info in home_infos.items():
             infos.setdefault(device_id, info)
         devices: list[Device] = []
@@ -591,7 +611,7 @@ class TuyaBackend(Backend):
         self._emit(Availability(device_id, online))
 
     async def _poll_once(self) -> None:
-        listing = _device_list(await self.call("GET", f"/v1.0/users/{self.uid}/devices"))
+        listing = await self._user_devices()
         if self._push_ok():
             return  # push came back meanwhile: it is newer than this answer, which could roll back
         self.polls += 1

@@ -178,8 +178,12 @@ def _schemas() -> dict[str, Schema]:
         Schema("tuya/room/devices/remove", "home.roomDeleteDevices", "DELETE",
                "/v1.0/homes/{home_id}/rooms/{room_id}/devices",
                "Remove devices from a room (they stay in the home).",
-               (HOME_ID, ROOM_ID, DEVICE_IDS), query=("device_ids",), mutates=True,
-               result="true", source="SEED 002; DELETE with ?device_ids=a,b INFERRED"),
+               (HOME_ID, ROOM_ID, DEVICE_IDS), body=("device_ids",), mutates=True,
+               result="true",
+               # DOC "Delete Devices from Room" (developer.tuya.com/en/docs/cloud/d3e25dfd74):
+               # DELETE with the JSON body {"device_ids": [...]}; a list, as its request example
+               # shows, INFERRED over the table's "IDs separated by commas".
+               source="SEED 002; DOC: DELETE with a JSON body {\"device_ids\": [...]}"),
         Schema("tuya/member/add", "home.addMember", "POST", "/v1.0/homes/{home_id}/members",
                "Add a member to a home by account.",
                (HOME_ID,

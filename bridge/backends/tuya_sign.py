@@ -16,8 +16,11 @@ builds it). The old algorithm (:func:`legacy_sign`) is kept for reference and te
 
 Message service (protocols.md §3.6, 3P tuya-connector-python ``openpulsar.py``): the WebSocket
 consumer authenticates with ``username = access_id`` and :func:`pulsar_password`; each frame's
-``payload`` is base64 JSON whose ``data`` is base64(AES-128-ECB(key = secret[8:24], PKCS7)).
-AES comes from ``cryptography``; nothing here is a hand-written cipher.
+``payload`` is base64 JSON whose ``data`` is base64(AES-128-ECB(key = secret[8:24], PKCS7)), or,
+when the frame's ``properties`` carry ``"em": "aes_gcm"`` (newer projects; Tuya's Pulsar SDKs
+``tuya-pulsar-sdk-python`` ``message_util.py`` and ``tuya-pulsar-sdk-java``
+``AESGCMDecryptor``), base64(12-byte nonce + AES-128-GCM ciphertext + 16-byte tag), same key, no
+associated data. AES comes from ``cryptography``; nothing here is a hand-written cipher.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "API_HOSTS",
@@ -39,6 +44,8 @@ __all__ = [
     "SIGN_METHOD",
     "aes_ecb_decrypt",
     "aes_ecb_encrypt",
+    "aes_gcm_decrypt",
+    "aes_gcm_encrypt",
     "aes_key",
     "canonical_url",
     "content_sha256",
@@ -62,8 +69,10 @@ API_HOSTS: dict[str, str] = {
     "eu": "https://openapi.tuyaeu.com",
     "eu-w": "https://openapi-weaz.tuyaeu.com",
     "in": "https://openapi.tuyain.com",
+    "sg": "https://openapi-sg.iotbing.com",
 }
-"""OpenAPI hosts per data-centre region (3P: tuya-connector-python ``tuya_enums.py``, tinytuya)."""
+"""OpenAPI hosts per data-centre region (3P: tuya-connector-python ``tuya_enums.py``, tinytuya;
+Singapore from tinytuya's ``Cloud.setregion``)."""
 
 PUSH_HOSTS: dict[str, str] = {
     "cn": "wss://mqe.tuyacn.com:8285/",
@@ -72,9 +81,11 @@ PUSH_HOSTS: dict[str, str] = {
     "eu": "wss://mqe.tuyaeu.com:8285/",
     "eu-w": "wss://mqe.tuyaeu.com:8285/",
     "in": "wss://mqe.tuyain.com:8285/",
+    "sg": "wss://mqe-sg.iotbing.com:8285/",
 }
 """Message-service endpoints (3P: tuya-connector-python; the ``-e``/``-w`` regions share the
-main region's endpoint there, INFERRED)."""
+main region's endpoint there, INFERRED; Singapore's from several third-party clients, not from a
+Tuya SDK)."""
 
 
 # ---- request signing ----------------------------------------------------------------------------
@@ -186,17 +197,43 @@ def aes_ecb_decrypt(key: bytes, ciphertext: bytes) -> bytes:
     return unpadder.update(padded) + unpadder.finalize()
 
 
+GCM_NONCE = 12
+GCM_TAG = 16
+
+
+def aes_gcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
+    """``nonce + ciphertext + tag``: the layout of an ``"em": "aes_gcm"`` message's data."""
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, None)
+
+
+def aes_gcm_decrypt(key: bytes, blob: bytes) -> bytes:
+    """Inverse of :func:`aes_gcm_encrypt`; ValueError when too short or not authentic."""
+    if len(blob) < GCM_NONCE + GCM_TAG:
+        raise ValueError("ciphertext shorter than a GCM nonce and tag")
+    try:
+        return AESGCM(key).decrypt(blob[:GCM_NONCE], blob[GCM_NONCE:], None)
+    except InvalidTag:
+        raise ValueError("GCM tag mismatch") from None
+
+
 def encode_push_frame(secret: str, message_id: str, data: Mapping[str, Any], *,
                       protocol: int, t: int, sign_value: str = "",
-                      extra: Mapping[str, Any] | None = None) -> str:
-    """A consumer frame ``{"messageId", "payload": base64(JSON)}`` carrying ``data`` encrypted.
+                      extra: Mapping[str, Any] | None = None,
+                      gcm_nonce: bytes | None = None) -> str:
+    """A consumer frame ``{"messageId", "payload": base64(JSON)}`` carrying ``data`` encrypted:
+    AES-ECB, or AES-GCM with this nonce and ``"em": "aes_gcm"`` in the frame's ``properties``.
 
-    Used by the simulator and by tests; ``extra`` adds frame fields (``publishTime``, ...).
+    For tests; ``extra`` adds frame fields (``publishTime``, ...).
     """
     clear = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    encrypted = base64.b64encode(aes_ecb_encrypt(aes_key(secret), clear)).decode("ascii")
+    key = aes_key(secret)
+    sealed = (aes_ecb_encrypt(key, clear) if gcm_nonce is None
+              else aes_gcm_encrypt(key, gcm_nonce, clear))
+    encrypted = base64.b64encode(sealed).decode("ascii")
     payload = {"protocol": protocol, "pv": "2.0", "t": t, "sign": sign_value, "data": encrypted}
     frame: dict[str, Any] = {"messageId": message_id}
+    if gcm_nonce is not None:
+        frame["properties"] = {"em": "aes_gcm"}
     frame["payload"] = base64.b64encode(
         json.dumps(payload, separators=(",", ":")).encode("utf-8")).decode("ascii")
     if extra:
@@ -231,8 +268,13 @@ def decode_push_frame(secret: str, raw: str | bytes
             ciphertext = base64.b64decode(encrypted, validate=True)
         except ValueError:
             raise ValueError("payload data is not base64") from None
+        properties = frame.get("properties")
+        mode = properties.get("em") if isinstance(properties, dict) else None
+        if mode not in (None, "", "aes_ecb", "aes_gcm"):
+            raise ValueError(f"unknown message encryption {str(mode)[:20]!r}")
+        decrypt = aes_gcm_decrypt if mode == "aes_gcm" else aes_ecb_decrypt
         try:
-            clear = aes_ecb_decrypt(aes_key(secret), ciphertext)
+            clear = decrypt(aes_key(secret), ciphertext)
         except ValueError:
             raise ValueError("payload data does not decrypt with this secret") from None
         try:

@@ -10,18 +10,22 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
 
 * Transport (DOC/3P): ``POST /v3.0/open/api``, body ``{"intent": ..., "data": ...}``; every
   answer is the envelope ``{"code", "message", "msgDetails": null, "requestId": "", "result"}``
-  (DOC) with HTTP status 200, except rate limiting (below). A body that is not a JSON object, or
-  lacks a string ``intent``, gives 302; an unknown intent 301 "Request path error" (INFERRED).
+  (DOC) with HTTP status 200, except rate limiting (below). Every code comes from Aqara's code
+  table as both Aqara SDKs (aqara-capi, aqara-iot-py-sdk) carry it; which code a situation gets
+  is INFERRED where the table alone does not say. A body that is not a JSON object, or lacks a
+  string ``intent``, gives 302 "Params error"; an unknown intent 306 "Request path not open".
 * Headers and signature (3P): ``Appid``, ``Keyid``, ``Nonce``, ``Time``, ``Sign`` and, except on
-  ``config.auth.*``, ``Accesstoken``. Checked in this order (all codes from the legacy SDK table,
-  their use here INFERRED): a missing header → 302 ``"Param not valid: header <Name> is
-  missing"``; an unknown Appid or a Keyid that is not the app's → 106 "Invalid sign"; ``Time`` not
-  an integer → 302; ``Time`` more than 5 minutes from the simulator's clock → 105 "Data package
-  has expired"; ``Sign`` != lower-hex MD5(lower("Accesstoken=<t>&Appid=<a>&Keyid=<k>&Nonce=<n>
-  &Time=<ms>" + AppKey)) recomputed from the *received* header values (the ``Accesstoken`` part
-  dropped when the header is absent) → 106 "Invalid sign"; then, except on auth intents, an
-  unknown (or replaced) access token → 109 "invalid token", an expired one → 108 "token
-  expired". Nonces are not checked for reuse.
+  ``config.auth.*``, ``Accesstoken`` (header names case-insensitive). Checked in this order: a
+  missing header → 305 "Header Params error" (a missing ``Accesstoken``: 109 "Token is
+  absence"); an unknown Appid or a Keyid that is not the app's → 106 "Invalid sign"; ``Time``
+  not an integer → 305; ``Time`` more than 5 minutes from the simulator's clock → 105 "Data
+  package has expired"; ``Sign`` != lower-hex MD5(lower("Accesstoken=<t>&Appid=<a>&Keyid=<k>
+  &Nonce=<n>&Time=<ms>" + AppKey)) recomputed from the *received* header values (the
+  ``Accesstoken`` part dropped when the header is absent) → 106 "Invalid sign"; then, except on
+  auth intents, an unknown (or replaced) access token → 2004 "AccessToken incorrect", an
+  expired one → 2005 "AccessToken expired" (both selectable: :attr:`unknown_token_code`,
+  :attr:`expired_token_code`, e.g. the table's 108 "Token has expired" or 804 "Token failed").
+  Nonces are not checked for reuse.
 * Rate limit (INFERRED shape; 300 calls per 5 minutes = the free tier per 3P notes): a sliding
   window of :attr:`rate_calls` calls per :attr:`rate_window` seconds per Appid, counting every
   call that is not itself rate-limited. Variant ``rate_limit_style="http"`` (default): HTTP 429,
@@ -35,7 +39,8 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
   in :attr:`auth_codes`. ``config.auth.getToken`` ``{authCode, account, accountType}`` →
   ``{accessToken, refreshToken, openId, expiresIn}``; a wrong code → 302.
   ``config.auth.refreshToken`` ``{refreshToken}`` → a new pair; the old access token and the old
-  refresh token stop working (single use); an unknown/used/expired refresh token → 110 (INFERRED).
+  refresh token stop working (single use); an unknown or used refresh token → 2006
+  "RefreshToken incorrect", an expired one → 2007 "RefreshToken expired".
   Refresh tokens live ``access lifetime + 30 days`` (DOC) unless :attr:`refresh_ttl` is set.
   :attr:`access_ttl` (seconds) overrides the requested validity (short lifetimes for tests).
 * ``query.device.info`` (3P): ``{dids?, positionId?, pageNum = 1, pageSize = 30}``, ``pageSize``
@@ -57,9 +62,10 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
 * ``spec.write.trait`` (SEED): ``{traits: [{deviceId, endpointId, functionCode, traitCode,
   value}]}``; with more than 10 distinct devices only the first 50 items are processed and the
   rest are ignored (absent from the result). ``result.data`` = one ``{functionCode, endpointId,
-  deviceId, value, traitCode, code}`` per processed item, ``code`` 0 or (INFERRED, legacy codes):
-  603 device not in this account, 1531 no such trait, 1530 trait not writable, 602 device
-  offline, 1532 value illegal. Values are the cloud's strings (``"1"``/``"0"``, decimal numbers,
+  deviceId, value, traitCode, code}`` per processed item, ``code`` 0 or (codes of the table, their
+  use INFERRED): 603 "Device permission denied" (not in this account), 1008 "Resource attr not
+  exist", 1007 "Resource write not support", 602 "Device is offline", 1004 "Resource value
+  illegal". Values are the cloud's strings (``"1"``/``"0"``, decimal numbers,
   the enum value, JSON text for objects); typed JSON values are accepted too. Accepted items
   change the device state after the answer is sent (and push).
 * ``spec.config.trait.subscribe`` (DOC): ``{traits: [{subjectId, codePaths: ["2.Output.OnOff",
@@ -76,12 +82,17 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
   with ``token`` as the access token (INFERRED). Any 2xx answer counts as delivered; otherwise the
   message is retried :attr:`push_retries` times after :attr:`push_retry_delay` seconds, then
   dropped and counted in :attr:`push_failed`.
-* Event messages (DOC event names; body INFERRED): ``{"msgId", "openId", "eventType", "time",
-  "data": {"did", "model", ...}}`` with ``eventType`` ``subdevice_bind`` (add_device),
-  ``gateway_unbind``/``unbind_sub_gw`` (remove_device), ``dev_name_change`` (``name``),
-  ``subdevice_online``/``subdevice_offline``, sent to the same URL whether or not traits are
-  subscribed.
-* Not implemented (301): positions, scenes, automations, the legacy resource intents,
+* Event messages (DOC event names; bodies in the schema of Aqara's own ``aqara-msg-push``
+  package): ``{"msgId", "openId", "eventType", "time", "data": {..., "time"}}``, sent to the same
+  URL whether or not traits are subscribed. ``data`` per event: ``gateway_bind`` ``{did, model,
+  subDids}``; ``subdevice_bind`` ``{did, model, parentDid, positionId}``; ``gateway_unbind``
+  ``{did, subDids, cause: 3}`` (the sub-devices are unbound with the gateway);
+  ``unbind_sub_gw`` ``{did, parentDid, cause: 12}``; ``gateway_online``/``gateway_offline``
+  ``{did, subDids}`` (the sub-devices' ``state`` follows the gateway); ``subdevice_online``
+  ``{did, cause: 11}``; ``subdevice_offline`` ``{did, cause: 12}``; ``dev_name_change`` ``{did,
+  deviceName, model, parentDid, positionId}``. Every non-gateway, non-Matter device hangs off the
+  account's first gateway (``parentDid``).
+* Not implemented (306): positions, scenes, automations, the legacy resource intents,
   ``query.push.errorMsg``.
 """
 
@@ -136,16 +147,31 @@ CODE_BUSY = 104
 CODE_PACKAGE_EXPIRED = 105
 CODE_INVALID_SIGN = 106
 CODE_TOKEN_EXPIRED = 108
-CODE_TOKEN_INVALID = 109
-CODE_REFRESH_INVALID = 110
-CODE_PATH = 301
+CODE_TOKEN_ABSENT = 109
 CODE_PARAMS = 302
+CODE_HEADER = 305
+CODE_PATH_NOT_OPEN = 306
 CODE_RATE_LIMITED = 429
 CODE_OFFLINE = 602
 CODE_NOT_YOURS = 603
-CODE_NOT_WRITABLE = 1530
-CODE_NO_TRAIT = 1531
-CODE_VALUE_ILLEGAL = 1532
+CODE_TOKEN_FAILED = 804
+CODE_VALUE_ILLEGAL = 1004
+CODE_NOT_WRITABLE = 1007
+CODE_NO_TRAIT = 1008
+CODE_ACCESS_INCORRECT = 2004
+CODE_ACCESS_EXPIRED = 2005
+CODE_REFRESH_INCORRECT = 2006
+CODE_REFRESH_EXPIRED = 2007
+MESSAGES = {
+    CODE_TOKEN_EXPIRED: "Token has expired",
+    CODE_TOKEN_ABSENT: "Token is absence",
+    CODE_TOKEN_FAILED: "Token failed",
+    CODE_ACCESS_INCORRECT: "AccessToken incorrect",
+    CODE_ACCESS_EXPIRED: "AccessToken expired",
+    CODE_REFRESH_INCORRECT: "RefreshToken incorrect",
+    CODE_REFRESH_EXPIRED: "RefreshToken expired",
+}
+"""The texts of Aqara's code table (as both Aqara SDKs carry it) for the token codes."""
 
 MAX_SPEC_DIDS = 10
 MAX_MODELS = 5
@@ -156,6 +182,7 @@ MAX_PAGE_SIZE = 100
 MAX_SKEW_MS = 5 * 60 * 1000
 AUTH_CODE_TTL_S = 600
 REFRESH_EXTRA_S = 30 * 86400
+POSITION_ID = "real1.home"
 
 TraitKey = tuple[str, int, str, str]
 _After = list[Callable[[], None]]
@@ -215,6 +242,10 @@ def relay_board(
 
 
 # ---- helpers --------------------------------------------------------------------------------
+
+
+def _is_gateway(dev: SimDevice) -> bool:
+    return "gateway" in dev.model
 
 
 def _dumps(obj: Any) -> str:
@@ -377,6 +408,10 @@ class AqaraCloudSimulator:
         self.rate_window = rate_window
         self.rate_limit_style = rate_limit_style
         self.latency = 0.0
+        self.unknown_token_code = CODE_ACCESS_INCORRECT
+        """Answer to an unknown or replaced access token (2004; 804 or 109 to try others)."""
+        self.expired_token_code = CODE_ACCESS_EXPIRED
+        """Answer to an expired access token (2005; 108 is the older code of the same table)."""
         self.garbage = False
         self.callback_url: str | None = None
         self.push_retries = 2
@@ -485,10 +520,15 @@ class AqaraCloudSimulator:
         return self._new_pair(lifetime, access_token)
 
     def expire_tokens(self) -> None:
-        """Every access token issued so far is now expired (108 on use); refresh tokens stay."""
+        """Every access token issued so far is now expired (2005 on use); refresh tokens stay."""
         past = time.time() - 1
         for token in self._access.values():
             token.expires_at = past
+
+    def forget_access_tokens(self) -> None:
+        """Every access token issued so far becomes unknown (2004 on use); refresh tokens stay."""
+        self._access.clear()
+        self._newest_token = ""
 
     @property
     def valid_access_tokens(self) -> list[str]:
@@ -535,38 +575,60 @@ class AqaraCloudSimulator:
         return self._index[(device_id, endpoint_id, function_code, trait_code)].trait.value
 
     def add_device(self, dev: SimDevice) -> None:
-        """Bind (a copy of) a device; sends a ``subdevice_bind`` event message."""
+        """Bind (a copy of) a device; sends ``gateway_bind`` or ``subdevice_bind``."""
         if dev.device_id in self._devices:
             raise ValueError(f"device {dev.device_id} already exists")
         self._insert(dev.clone())
-        self._event("subdevice_bind", dev.device_id, {"model": dev.model, "deviceName": dev.name})
+        if _is_gateway(dev):
+            extra: dict[str, Any] = {"model": dev.model, "subDids": self._children(dev.device_id)}
+            self._event("gateway_bind", dev.device_id, extra)
+        else:
+            extra = {"model": dev.model, "parentDid": self._parent(dev), "positionId": POSITION_ID}
+            self._event("subdevice_bind", dev.device_id, extra)
 
     def remove_device(self, device_id: str) -> None:
-        """Unbind a device (its subscriptions go too); sends an ``unbind_sub_gw`` event."""
-        dev = self._devices.pop(device_id)
-        for ep_id, fn_code, tr in dev.iter_traits():
-            self._index.pop((device_id, ep_id, fn_code, tr.code), None)
-        for key in [k for k in self._subs if k[0] == device_id]:
-            del self._subs[key]
-        kind = "gateway_unbind" if "gateway" in dev.model else "unbind_sub_gw"
-        self._event(kind, device_id, {"model": dev.model})
+        """Unbind a device (its subscriptions go too); sends ``unbind_sub_gw``, or for a gateway
+        ``gateway_unbind`` with its ``subDids``, which are unbound with it."""
+        dev = self._devices[device_id]
+        if _is_gateway(dev):
+            subs = self._children(device_id)
+            for sub in [device_id, *subs]:
+                self._drop(sub)
+            self._event("gateway_unbind", device_id, {"subDids": subs, "cause": 3})
+        else:
+            parent = self._parent(dev)
+            self._drop(device_id)
+            self._event("unbind_sub_gw", device_id, {"parentDid": parent, "cause": 12})
 
     def rename_device(self, device_id: str, name: str) -> None:
         """Rename a device; sends a ``dev_name_change`` event."""
-        self._devices[device_id].name = name
-        self._event("dev_name_change", device_id, {"name": name})
+        dev = self._devices[device_id]
+        dev.name = name
+        self._event("dev_name_change", device_id, {
+            "deviceName": name, "model": dev.model, "parentDid": self._parent(dev),
+            "positionId": POSITION_ID,
+        })  # fmt: skip
 
     def set_online(self, device_id: str, online: bool, *, notify: bool = True) -> None:
         """Online/offline: updates ``state`` and ``Reachable`` (pushed) and sends an event;
-        with ``notify`` False only ``state`` changes, silently."""
+        with ``notify`` False only ``state`` changes, silently. A gateway's sub-devices follow
+        it (their ``state`` only) and are named in its event's ``subDids``."""
         dev = self._devices[device_id]
         dev.online = online
+        subs = self._children(device_id) if _is_gateway(dev) else []
+        for sub in subs:
+            self._devices[sub].online = online
         if not notify:
             return
         for ep_id, fn_code, tr in dev.iter_traits():
             if fn_code == "BasicInformation" and tr.code == "Reachable":
                 self._apply(self._index[(device_id, ep_id, fn_code, tr.code)], online)
-        self._event("subdevice_online" if online else "subdevice_offline", device_id, {})
+        if _is_gateway(dev):
+            kind = "gateway_online" if online else "gateway_offline"
+            self._event(kind, device_id, {"subDids": subs})
+        else:  # cause (DOC): 11 heartbeat back online, 12 offline without heartbeat
+            kind = "subdevice_online" if online else "subdevice_offline"
+            self._event(kind, device_id, {"cause": 11 if online else 12})
 
     async def push_idle(self, timeout: float = 10.0) -> None:
         """Wait until every queued push has been delivered or given up."""
@@ -650,6 +712,23 @@ class AqaraCloudSimulator:
                 "triggerSource": {"type": 1, "time": str(rec.trait.time // 1000)},
                 "attach": self._subs[sub],
             })  # fmt: skip
+
+    def _drop(self, device_id: str) -> None:
+        dev = self._devices.pop(device_id)
+        for ep_id, fn_code, tr in dev.iter_traits():
+            self._index.pop((device_id, ep_id, fn_code, tr.code), None)
+        for key in [k for k in self._subs if k[0] == device_id]:
+            del self._subs[key]
+
+    def _parent(self, dev: SimDevice) -> str:
+        """The gateway a device hangs off: the account's first gateway, except for gateways
+        and Matter devices (which have none: ``""``)."""
+        if _is_gateway(dev) or dev.device_id.startswith("matt."):
+            return ""
+        return next((d.device_id for d in self._devices.values() if _is_gateway(d)), "")
+
+    def _children(self, gateway_id: str) -> list[str]:
+        return [d.device_id for d in self._devices.values() if self._parent(d) == gateway_id]
 
     def _event(self, kind: str, device_id: str, extra: dict[str, Any]) -> None:
         if self.callback_url:
@@ -799,7 +878,7 @@ class AqaraCloudSimulator:
             handler = self._intents.get(intent)
             self._check_headers(intent, request)
             if handler is None:
-                raise _Fail(CODE_PATH, f"Request path error: unknown intent {intent}")
+                raise _Fail(CODE_PATH_NOT_OPEN, f"Request path not open: unknown intent {intent}")
             result, after = handler(data)
             body = self._envelope(CODE_OK, "Success", result)
         except _Fail as exc:
@@ -826,7 +905,9 @@ class AqaraCloudSimulator:
         for name in names:
             value = request.headers.get(name)
             if not value:
-                raise _Fail(CODE_PARAMS, f"Param not valid: header {name} is missing")
+                if name == "Accesstoken":
+                    raise _Fail(CODE_TOKEN_ABSENT, MESSAGES[CODE_TOKEN_ABSENT])
+                raise _Fail(CODE_HEADER, f"Header Params error: header {name} is missing")
             values[name] = value
         if values["Appid"] != self.app_id or values["Keyid"] != self.key_id:
             raise _Fail(CODE_INVALID_SIGN, "Invalid sign")
@@ -834,7 +915,7 @@ class AqaraCloudSimulator:
             stamp = int(values["Time"])
         except ValueError:
             raise _Fail(
-                CODE_PARAMS, "Param not valid: header Time must be ms since the epoch"
+                CODE_HEADER, "Header Params error: header Time must be ms since the epoch"
             ) from None
         if abs(now_ms() - stamp) > MAX_SKEW_MS:
             raise _Fail(CODE_PACKAGE_EXPIRED, "Data package has expired")
@@ -847,9 +928,11 @@ class AqaraCloudSimulator:
         if not auth:
             known = self._access.get(token)
             if known is None:
-                raise _Fail(CODE_TOKEN_INVALID, "invalid token")
+                code = self.unknown_token_code
+                raise _Fail(code, MESSAGES.get(code, "AccessToken incorrect"))
             if known.expires_at <= time.time():
-                raise _Fail(CODE_TOKEN_EXPIRED, "token expired")
+                code = self.expired_token_code
+                raise _Fail(code, MESSAGES.get(code, "AccessToken expired"))
 
     # ---- validation helpers -------------------------------------------------------------------
 
@@ -932,12 +1015,11 @@ class AqaraCloudSimulator:
             ),
             "",
         )
-        gateway = "gateway" in dev.model
-        hub = next((d.device_id for d in self._devices.values() if "gateway" in d.model), "")
+        gateway = _is_gateway(dev)
         return {
             "did": dev.device_id,
-            "parentDid": "" if gateway or dev.device_id.startswith("matt.") else hub,
-            "positionId": "real1.home",
+            "parentDid": self._parent(dev),
+            "positionId": POSITION_ID,
             "createTime": dev.create_time,
             "timeZone": "GMT+01:00",
             "model": dev.model,
@@ -988,8 +1070,10 @@ class AqaraCloudSimulator:
         if not isinstance(value, str) or not value:
             raise _Fail(CODE_PARAMS, "Param not valid: refreshToken is required")
         known = self._refresh.pop(value, None)
-        if known is None or known.expires_at <= time.time():
-            raise _Fail(CODE_REFRESH_INVALID, "refreshToken invalid or expired")
+        if known is None:
+            raise _Fail(CODE_REFRESH_INCORRECT, MESSAGES[CODE_REFRESH_INCORRECT])
+        if known.expires_at <= time.time():
+            raise _Fail(CODE_REFRESH_EXPIRED, MESSAGES[CODE_REFRESH_EXPIRED])
         old_access = self._pairs.pop(value, None)
         old = self._access.pop(old_access, None) if old_access else None
         lifetime = (

@@ -1,8 +1,10 @@
 """A simulator of the Tuya cloud OpenAPI and its message service (protocols.md §3, seed doc 002).
 
 One aiohttp server serves the signed REST API and the Pulsar-style WebSocket consumer. It shares
-no code with the bridge except the pure signing/crypto helpers of
-:mod:`bridge.backends.tuya_sign`, which are pinned by the published test vectors.
+no code with the bridge: its signing and message crypto are its own
+(:mod:`bridge.simulators.tuya_wire`, a deliberate twin of the backend's, pinned by the same
+published test vectors). The vendors' own clients (tuya-connector-python, tinytuya,
+tuya-iot-py-sdk) are run against it in ``tests/witness``.
 
 Which variant it speaks (DOC = vendor docs, SEED = seed document 002, 3P = third-party client
 code, INFERRED = our guess; see protocols.md for the sources):
@@ -14,11 +16,15 @@ code, INFERRED = our guess; see protocols.md for the sources):
   HMAC-SHA256``, optional ``nonce``, ``access_token`` (business APIs) and ``Signature-Headers``
   (``:``-separated names whose ``name:value\\n`` lines enter the string to sign). The string to
   sign uses the raw body's SHA-256 and the path with the query sorted by key (decoded values).
-  Checks in this order (order INFERRED): a missing header → ``1105 missing the header``; unknown
-  client_id → ``1005 clientId invalid``; ``sign_method`` other than HMAC-SHA256 → ``1004``;
-  ``t`` not a number or more than 5 minutes away from the server's clock → ``1013 request time
-  is invalid``; a wrong sign → ``1004 sign invalid``; then for business APIs an unknown access
-  token → ``1011 token invalid`` and an expired one → ``1010 token is expired``.
+  Checks in this order (order INFERRED): a path no route knows → ``1108 uri path invalid``
+  (token-like paths too, whatever their headers); a missing header (an ``access_token`` header
+  that is there but empty is not missing: it is a token, and invalid) → ``1105 missing the
+  header``; unknown client_id → ``1005 clientId invalid``; ``sign_method`` other than
+  HMAC-SHA256 → ``1004``; ``t`` not a number or more than 5 minutes away from the server's
+  clock → ``1013 request time is invalid``; a wrong sign → ``1004 sign invalid``; then for
+  business APIs an unknown, replaced or expired access token → ``1010 token invalid`` (as Tuya
+  answers all three; the code both Tuya SDKs renew on and the text tinytuya looks for; the
+  documented table's ``1011`` is not used).
 * Tokens (DOC): ``GET /v1.0/token?grant_type=1`` → ``{uid, access_token, expire_time (s),
   refresh_token}``; another grant type → ``1003 grant type invalid``. ``GET
   /v1.0/token/{refresh_token}`` → a new pair; the refresh token is single-use and the old access
@@ -28,7 +34,8 @@ code, INFERRED = our guess; see protocols.md for the sources):
   INFERRED room paths (``GET /v1.0/homes/{h}/rooms`` = home.roomInfos, ``POST
   /v1.0/homes/{h}/room`` = home.addRoom, ``PUT``/``DELETE /v1.0/homes/{h}/rooms/{r}``); room
   device changes on ``/v1.0/homes/{h}/rooms/{r}/devices`` (POST add, PUT replace, DELETE remove
-  with ``?device_ids=a,b`` — the query form INFERRED; a JSON body is accepted too); members on
+  with the JSON body ``{"device_ids": [...]}`` as DOC "Delete Devices from Room" gives it; the
+  older query form ``?device_ids=a,b`` is accepted too); members on
   ``/v1.0/homes/{h}/members[/{uid}]``; homes of a user on ``GET /v1.0/users/{uid}/homes``. The
   same actions are also reachable as ``POST /v1.0/action`` with ``{"action": "home.add",
   "params": {…}}`` (the mini-program style; transport INFERRED), including ``home.roomList`` and
@@ -44,11 +51,16 @@ code, INFERRED = our guess; see protocols.md for the sources):
   account → ``1000 data not exist``; removing the owner → ``1106 permission deny`` (INFERRED).
   Deleting a home unbinds its devices (INFERRED); deleting a room leaves its devices room-less.
 * Devices: ``GET /v1.0/users/{uid}/devices`` (devices of every home the user belongs to; a list,
-  status values typed), ``GET /v1.0/devices/{id}``, ``GET /v1.0[/iot-03]/devices/{id}/status``
+  status values typed; with ``page_size`` and/or ``last_id`` one page of at most
+  min(``page_size``, :attr:`TuyaSimulator.page_size`) devices after the one named ``last_id`` —
+  the paging form INFERRED; an unknown ``last_id`` → ``1109``), ``GET
+  /v1.0/devices/status?device_ids=a,b`` (``[{id, status}]``) and ``GET
+  /v1.0/devices/factory-infos?device_ids=a,b`` (``[{id, uuid, sn, mac}]``; 3P tinytuya; no ids
+  → ``1100``), ``GET /v1.0/devices/{id}``, ``GET /v1.0[/iot-03]/devices/{id}/status``
   (``[{code, value}]``), ``GET /v1.0/iot-03/devices/{id}/functions`` and
   ``/v1.0/devices/{id}/functions`` (``{category, functions: [{code, name, desc, type,
   values}]}``), ``GET /v1.0/iot-03/devices/{id}/specification`` and
-  ``/v1.0/devices/{id}/specifications`` (``{category, functions: [...], status: [...]}``,
+  ``/v1.[01]/devices/{id}/specifications`` (``{category, functions: [...], status: [...]}``,
   ``values`` a JSON string). ``POST /v1.0[/iot-03]/devices/{id}/commands`` with
   ``{"commands": [{code, value}]}`` checks every item against the functions first (all or
   nothing): an unknown code or a bad value (wrong type, Integer outside min/max, Enum outside the
@@ -57,18 +69,20 @@ code, INFERRED = our guess; see protocols.md for the sources):
   Applied values are reported on the message service (curtain: ``percent_control`` also moves
   ``percent_state``, ``control`` open/close sets ``work_state``).
 * Message service (3P tuya-connector-python ``openpulsar.py``): WebSocket
-  ``/ws/v2/consumer/persistent/{access_id}/out/{topic}/{access_id}-sub`` (``topic`` =
-  ``event`` unless configured), headers ``username`` = access id and ``password`` =
-  ``md5hex(access_id + md5hex(secret))[8:24]``, else HTTP 401 (INFERRED); HTTP 503 while
-  :attr:`TuyaSimulator.push_enabled` is False. Frames ``{"messageId", "payload",
-  "publishTime", "redeliveryCount", "properties": {}}`` (Pulsar WS fields); ``payload`` =
-  base64 of ``{"protocol", "pv": "2.0", "t", "sign", "data"}`` where ``data`` = base64
-  AES-128-ECB(key = secret[8:24], PKCS7) of the message JSON and ``sign`` is an md5 over the
-  fields (algorithm INFERRED; nobody checks it). Protocol 4 (DOC): ``{"dataId", "devId",
-  "productKey", "status": [{"code", "value", "t", "<n>": "<value as text>"}]}``; protocol 20
-  (DOC): ``{"devId", "productKey", "bizCode": "online"|"offline"|"nameUpdate", "bizData":
-  {"time"} | {"name"}, "ts"}``. The consumer acks with ``{"messageId"}``; a message not acked
-  within ``ackTimeoutMillis`` (query parameter, default 3000; 0 disables) is sent again with
+  ``/ws/v2/consumer/persistent/{access_id}/out/{topic}/{access_id}-sub`` (``topic`` = ``event``
+  unless configured), headers ``username`` = access id and ``password`` = ``md5hex(access_id +
+  md5hex(secret))[8:24]``, else HTTP 401 (INFERRED); HTTP 503 while
+  :attr:`TuyaSimulator.push_enabled` is False. Frames ``{"messageId", "payload", "publishTime",
+  "redeliveryCount", "properties": {}}`` (Pulsar WS fields); ``payload`` = base64 of
+  ``{"protocol", "pv": "2.0", "t", "sign", "data"}`` where ``data`` = base64 AES-128-ECB(key =
+  secret[8:24], PKCS7) of the message JSON, or with :attr:`TuyaSimulator.push_encryption`
+  ``"aes_gcm"`` base64(12-byte nonce + AES-128-GCM ciphertext + tag) announced by ``"properties":
+  {"em": "aes_gcm"}`` (Tuya's Pulsar SDKs), and ``sign`` is an md5 over the fields (algorithm
+  INFERRED; nobody checks it). Protocol 4 (DOC): ``{"dataId", "devId", "productKey", "status":
+  [{"code", "value", "t", "<n>": "<value as text>"}]}``; protocol 20 (DOC): ``{"devId",
+  "productKey", "bizCode": "online"|"offline"|"nameUpdate", "bizData": {"time"} | {"name"},
+  "ts"}``. The consumer acks with ``{"messageId"}``; a message not acked within
+  ``ackTimeoutMillis`` (query parameter, default 3000; 0 disables) is sent again with
   ``redeliveryCount`` + 1, and unacked messages of a closed consumer go to the next one first.
   Subscription type Failover: the first connected consumer gets the messages. Messages published
   while no consumer is connected wait for one (persistent topic).
@@ -94,16 +108,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bridge.backends.tuya_sign import (
-    SIGN_METHOD,
-    aes_key,
-    canonical_url,
-    encode_push_frame,
-    headers_block,
-    pulsar_password,
-    sign,
-    string_to_sign,
-)
+from bridge.simulators import tuya_wire
 from bridge.simulators.serving import serve_forever
 from bridge.simulators.tuya_home import (
     SimDp,
@@ -121,6 +126,7 @@ DEFAULT_CLIENT_ID = "sim1KAD46OrT9HafiKdsX"
 DEFAULT_SECRET = "sim4OHBOnWOqaEC1mWXOpVL3yV50s0qGSRC"
 DEVELOPER_UID = "bay1600000000000devUs"
 TIME_WINDOW_MS = 5 * 60 * 1000
+SIGN_METHOD = "HMAC-SHA256"
 
 MESSAGES = {
     500: "system error",
@@ -128,8 +134,7 @@ MESSAGES = {
     1003: "grant type invalid",
     1004: "sign invalid",
     1005: "clientId invalid",
-    1010: "token is expired",
-    1011: "token invalid",
+    1010: "token invalid",
     1012: "token status is invalid",
     1013: "request time is invalid",
     1100: "param is empty",
@@ -175,12 +180,16 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", "/v1.0/action", "action"),
         ("GET", "/v1.0/users/{uid}/devices", "user.devices"),
         ("GET", "/v1.0/users/{uid}/homes", "home.memberHomeList"),
+        # batch paths first: "status" and "factory-infos" are no device ids
+        ("GET", "/v1.0/devices/status", "devices.status"),
+        ("GET", "/v1.0/devices/factory-infos", "devices.factoryInfos"),
         ("GET", "/v1.0/devices/{device_id}", "device.info"),
         ("GET", "/v1.0/devices/{device_id}/status", "device.status"),
         ("GET", "/v1.0/iot-03/devices/{device_id}/status", "device.status"),
         ("GET", "/v1.0/devices/{device_id}/functions", "device.functions"),
         ("GET", "/v1.0/iot-03/devices/{device_id}/functions", "device.functions"),
         ("GET", "/v1.0/devices/{device_id}/specifications", "device.specification"),
+        ("GET", "/v1.1/devices/{device_id}/specifications", "device.specification"),
         ("GET", "/v1.0/iot-03/devices/{device_id}/specification", "device.specification"),
         ("POST", "/v1.0/devices/{device_id}/commands", "device.commands"),
         ("POST", "/v1.0/iot-03/devices/{device_id}/commands", "device.commands"),
@@ -257,6 +266,19 @@ def _bool_param(params: dict[str, Any], name: str, required: bool = True) -> boo
     return value
 
 
+def _query_ids(query: dict[str, str]) -> list[str]:
+    ids = [part for part in query.get("device_ids", "").split(",") if part]
+    if not ids:
+        raise TuyaError(1100, "device_ids")
+    return ids
+
+
+def _positive(text: str, name: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise TuyaError(1109, name)
+    return int(text)
+
+
 def _ids_param(params: dict[str, Any], name: str) -> list[str]:
     value = _need(params, name)
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -316,7 +338,7 @@ class TuyaSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        aes_key(secret)  # refuses a secret too short for the message service
+        tuya_wire.message_key(secret)  # refuses a secret too short for the message service
         self.client_id = client_id
         self.secret = secret
         self.world = world if world is not None else sample_world()
@@ -328,6 +350,10 @@ class TuyaSimulator:
         """Added to the server's clock (to test the 5-minute ``t`` window)."""
         self.push_enabled = True
         """False: new message-service consumers are refused with HTTP 503."""
+        self.push_encryption = "aes_ecb"
+        """``aes_gcm``: messages are AES-GCM, announced by ``"em": "aes_gcm"`` (newer projects)."""
+        self.page_size = 100
+        """Devices per page of ``GET /v1.0/users/{uid}/devices`` (``last_id`` paging)."""
         self.received: list[dict[str, Any]] = []
         """Every REST request: method, path, query, body, action, code (0 = success)."""
         self.stats: Counter[str] = Counter()
@@ -482,7 +508,7 @@ class TuyaSimulator:
             self._access[token] = 0.0
 
     def revoke_tokens(self) -> None:
-        """Every access and refresh token becomes unknown (1011 / 1012)."""
+        """Every access and refresh token becomes unknown (1010 / 1012)."""
         self._access.clear()
         self._refresh.clear()
 
@@ -559,13 +585,12 @@ class TuyaSimulator:
                     record["body"] = json.loads(raw)
                 except ValueError:
                     record["body"] = raw.decode("utf-8", "replace")
-            token_api = request.path == "/v1.0/token" or request.path.startswith("/v1.0/token/")
             route = self._route(request.method, request.path)
-            record["action"] = route[0] if route else None
-            self._authenticate(request, raw, query, token_api)
-            if route is None:
+            if route is None:  # before any token check: also for token-like paths (INFERRED)
                 raise TuyaError(1108, f"{request.method} {request.path}")
             action, args = route
+            record["action"] = action
+            self._authenticate(request, raw, query, action.startswith("token."))
             if raw and isinstance(record["body"], str):
                 raise TuyaError(1109, "body is not JSON")
             result = self._dispatch(action, args, dict(query), record["body"])
@@ -597,12 +622,11 @@ class TuyaSimulator:
         self, request: web.Request, raw: bytes, query: list[tuple[str, str]], token_api: bool
     ) -> None:
         headers = request.headers
-        required = ["client_id", "sign", "t", "sign_method"]
-        if not token_api:
-            required.append("access_token")
-        for name in required:
+        for name in ["client_id", "sign", "t", "sign_method"]:
             if not headers.get(name):
                 raise TuyaError(1105, name)
+        if not token_api and "access_token" not in headers:
+            raise TuyaError(1105, "access_token")  # present but empty: an invalid token, below
         if headers["client_id"] != self.client_id:
             raise TuyaError(1005)
         if headers["sign_method"].upper() != SIGN_METHOD:
@@ -610,13 +634,8 @@ class TuyaSimulator:
         t = headers["t"]
         access_token = "" if token_api else headers["access_token"]
         names = [n for n in headers.get("Signature-Headers", "").split(":") if n]
-        to_sign = string_to_sign(
-            request.method,
-            raw,
-            canonical_url(request.path, query),
-            headers_block(dict(headers), names),
-        )
-        expected = sign(
+        to_sign = tuya_wire.to_sign(request.method, raw, request.path, query, headers, names)
+        expected = tuya_wire.request_sign(
             self.client_id, self.secret, t, headers.get("nonce", ""), to_sign, access_token
         )
         if not t.isdigit() or abs(int(t) - self.now_ms()) > TIME_WINDOW_MS:
@@ -624,10 +643,11 @@ class TuyaSimulator:
         if not secrets.compare_digest(headers["sign"].upper(), expected):
             raise TuyaError(1004)
         if not token_api:
+            # Tuya answers an unknown, a replaced and an expired token alike: 1010 "token
+            # invalid" (what tuya-connector-python and tuya-iot-py-sdk renew on, and the text
+            # tinytuya looks for).
             expires = self._access.get(access_token)
-            if expires is None:
-                raise TuyaError(1011)
-            if expires <= time.time():
+            if expires is None or expires <= time.time():
                 raise TuyaError(1010)
 
     def _dispatch(self, action: str, args: dict[str, Any], query: dict[str, str], body: Any) -> Any:
@@ -661,12 +681,17 @@ class TuyaSimulator:
         if action.startswith("home."):
             return self._actions[action](params)
         if action == "user.devices":
-            return self._user_devices(str(args["uid"]))
+            return self._user_devices(str(args["uid"]), query)
+        if action in ("devices.status", "devices.factoryInfos"):
+            devices = [self._device(i) for i in _query_ids(query)]
+            if action == "devices.status":
+                return [{"id": d.id, "status": self._status(d)} for d in devices]
+            return [{"id": d.id, "uuid": d.id, "sn": "", "mac": ""} for d in devices]
         device = self._device(str(args["device_id"]))
         if action == "device.info":
             return self._device_json(device, typed=True)
         if action == "device.status":
-            return [{"code": c, "value": copy.deepcopy(v)} for c, v in device.status.items()]
+            return self._status(device)
         if action == "device.functions":
             return {
                 "category": device.category,
@@ -756,15 +781,24 @@ class TuyaSimulator:
             )
         return doc
 
-    def _user_devices(self, uid: str) -> list[dict[str, Any]]:
+    @staticmethod
+    def _status(device: SimTuyaDevice) -> list[dict[str, Any]]:
+        return [{"code": c, "value": copy.deepcopy(v)} for c, v in device.status.items()]
+
+    def _user_devices(self, uid: str, query: dict[str, str]) -> list[dict[str, Any]]:
         if uid not in self.world.users:
             raise TuyaError(1000, f"user {uid}")
         homes = {h.home_id for h in self.world.homes.values() if uid in h.members}
-        return [
-            self._device_json(d, typed=True)
-            for d in self.world.devices.values()
-            if d.home_id in homes
-        ]
+        devices = [d for d in self.world.devices.values() if d.home_id in homes]
+        if "page_size" in query or "last_id" in query:
+            size = _positive(query.get("page_size", str(self.page_size)), "page_size")
+            ids = [d.id for d in devices]
+            last = query.get("last_id", "")
+            if last and last not in ids:
+                raise TuyaError(1109, "last_id")
+            start = ids.index(last) + 1 if last else 0
+            devices = devices[start : start + min(size, self.page_size)]
+        return [self._device_json(d, typed=True) for d in devices]
 
     @staticmethod
     def _valid_value(dp: SimDp, value: Any) -> bool:
@@ -1094,17 +1128,17 @@ class TuyaSimulator:
         payload_sign = hashlib.md5(
             f"pv=2.0||protocol={message.protocol}||t={message.t}||{self.secret[8:24]}".encode()
         ).hexdigest()
-        return encode_push_frame(
+        return tuya_wire.frame(
             self.secret,
             message.message_id,
             message.data,
             protocol=message.protocol,
             t=message.t,
-            sign_value=payload_sign,
+            sign=payload_sign,
+            encryption=self.push_encryption,
             extra={
                 "publishTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
                 "redeliveryCount": message.redelivery,
-                "properties": {},
             },
         )
 
@@ -1162,7 +1196,7 @@ class TuyaSimulator:
         subscription = request.match_info["subscription"]
         if (
             request.headers.get("username") != self.client_id
-            or request.headers.get("password") != pulsar_password(self.client_id, self.secret)
+            or request.headers.get("password") != tuya_wire.password(self.client_id, self.secret)
             or access_id != self.client_id
         ):
             self.stats["push_refused"] += 1

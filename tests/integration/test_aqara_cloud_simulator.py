@@ -31,6 +31,7 @@ OFFLINE = "lumi.158d00045a1b2c"
 MATTER_DOOR = "matt.2990fb3413ed87c9b7370000"
 MATTER_LAMP = "matt.2990fb3413ed884726370000"
 AIR = "lumi.158d0007aa01bc"
+HUB = "lumi1.54ef44100000"  # Aqara Hub M3: the other devices hang off it
 
 
 @pytest.fixture
@@ -161,9 +162,9 @@ async def test_auth_flow_and_refresh(sim: AqaraCloudSimulator, api: Api) -> None
     fresh = await api.ok("config.auth.refreshToken", {"refreshToken": tokens["refreshToken"]})
     assert fresh["accessToken"] != tokens["accessToken"]
     assert fresh["expiresIn"] == "3600"
-    assert (await api.call("query.device.info", {}))["code"] == 109
+    assert (await api.call("query.device.info", {}))["code"] == 2004
     reused = await api.call("config.auth.refreshToken", {"refreshToken": tokens["refreshToken"]})
-    assert reused["code"] == 110
+    assert (reused["code"], reused["message"]) == (2006, "RefreshToken incorrect")
     api.token = fresh["accessToken"]
     assert (await api.call("query.device.info", {}))["code"] == 0
 
@@ -178,7 +179,7 @@ async def test_auth_errors(sim: AqaraCloudSimulator, api: Api) -> None:
         assert body["code"] == 302, data
     assert (await api.call("config.auth.getToken", {"authCode": "000000",
                                                     "account": sim.account}))["code"] == 302
-    assert (await api.call("config.auth.refreshToken", {"refreshToken": "nope"}))["code"] == 110
+    assert (await api.call("config.auth.refreshToken", {"refreshToken": "nope"}))["code"] == 2006
     assert (await api.call("config.auth.refreshToken", {}))["code"] == 302
 
 
@@ -188,22 +189,33 @@ async def test_token_lifetimes(sim: AqaraCloudSimulator, api: Api) -> None:
     api.token = access
     assert (await api.call("query.device.info"))["code"] == 0
     sim.expire_tokens()
-    assert (await api.call("query.device.info"))["code"] == 108
+    expired = await api.call("query.device.info")
+    assert (expired["code"], expired["message"]) == (2005, "AccessToken expired")
     assert access not in sim.valid_access_tokens
     fresh = await api.ok("config.auth.refreshToken", {"refreshToken": refresh})
     assert fresh["expiresIn"] == "120"
     api.token, _ = sim.issue_tokens(ttl=-1)
+    sim.expired_token_code = 108  # the table's older code for the same thing
     assert (await api.call("query.device.info"))["code"] == 108
+    sim.refresh_ttl = -1
+    _, dead = sim.issue_tokens()
+    body = await api.call("config.auth.refreshToken", {"refreshToken": dead})
+    assert (body["code"], body["message"]) == (2007, "RefreshToken expired")
 
 
 # ---- headers and signature --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["Appid", "Keyid", "Nonce", "Time", "Sign", "Accesstoken"])
+@pytest.mark.parametrize("name", ["Appid", "Keyid", "Nonce", "Time", "Sign"])
 async def test_missing_header_is_named(api: Api, name: str) -> None:
     body = await api.call("query.device.info", {}, drop=name)
-    assert body["code"] == 302
+    assert body["code"] == 305
     assert name in body["message"]
+
+
+async def test_missing_token_is_absent(api: Api) -> None:
+    body = await api.call("query.device.info", {}, drop="Accesstoken")
+    assert (body["code"], body["message"]) == (109, "Token is absence")
 
 
 async def test_signature_checks(sim: AqaraCloudSimulator, api: Api) -> None:
@@ -213,10 +225,10 @@ async def test_signature_checks(sim: AqaraCloudSimulator, api: Api) -> None:
     assert (body["code"], body["message"]) == (105, "Data package has expired")
     future = int(time.time() * 1000) + 6 * 60 * 1000
     assert (await api.call("query.device.info", time_ms=future))["code"] == 105
-    assert (await api.call("query.device.info", token="not-a-token"))["code"] == 109
+    assert (await api.call("query.device.info", token="not-a-token"))["code"] == 2004
     # the auth intents need no Accesstoken, and a header that is there is signed along
     assert (await api.call("config.auth.refreshToken", {"refreshToken": "x"},
-                           token=api.token))["code"] == 110
+                           token=api.token))["code"] == 2006
     # tampering with any signed header breaks the signature
     headers = signed_headers(sim.app_id, sim.key_id, sim.app_key, api.token)
     headers["Nonce"] = "another"
@@ -228,7 +240,7 @@ async def test_signature_checks(sim: AqaraCloudSimulator, api: Api) -> None:
     headers = signed_headers(sim.app_id, sim.key_id, sim.app_key, api.token)
     headers["Time"] = "yesterday"
     _, body4, _ = await api.raw(json.dumps({"intent": "query.device.info"}).encode(), headers)
-    assert body4["code"] == 302
+    assert body4["code"] == 305
 
 
 async def test_body_errors(sim: AqaraCloudSimulator, api: Api) -> None:
@@ -237,7 +249,7 @@ async def test_body_errors(sim: AqaraCloudSimulator, api: Api) -> None:
     assert body["code"] == 302
     _, body, _ = await api.raw(b'{"data": {}}', headers)
     assert body["code"] == 302
-    assert (await api.call("no.such.intent", {}))["code"] == 301
+    assert (await api.call("no.such.intent", {}))["code"] == 306
 
 
 # ---- device and spec intents ------------------------------------------------------------------
@@ -328,7 +340,7 @@ async def test_write_trait(sim: AqaraCloudSimulator, api: Api) -> None:
         item(LIGHT, 1, "Output", "OnOff", True),
     ]})
     codes = [r["code"] for r in result["data"]]
-    assert codes == [0, 0, 603, 1531, 1530, 1532, 0]
+    assert codes == [0, 0, 603, 1008, 1007, 1004, 0]
     assert result["data"][0] == item(PLUG, 1, "Output", "OnOff", "1") | {"code": 0}
     assert sim.get_value(PLUG, 1, "Output", "OnOff") is True
     assert sim.get_value(LIGHT, 1, "LevelControl", "CurrentLevel") == 30
@@ -447,6 +459,31 @@ async def test_event_messages(sim: AqaraCloudSimulator, receiver: Receiver) -> N
     await sim.push_idle()
     kinds = [b["eventType"] for _, b in receiver.requests]
     assert kinds == ["subdevice_bind", "dev_name_change", "subdevice_offline", "unbind_sub_gw"]
+    bodies = [b["data"] for _, b in receiver.requests]
+    assert bodies[0]["parentDid"] == HUB
+    assert bodies[1]["deviceName"] == "Garden"
+    assert bodies[2]["cause"] == 12
+    assert (bodies[3]["parentDid"], bodies[3]["cause"]) == (HUB, 12)
+
+
+async def test_gateway_events_carry_the_sub_devices(sim: AqaraCloudSimulator, api: Api,
+                                                    receiver: Receiver) -> None:
+    listed = (await api.ok("query.device.info", {"pageSize": 100}))["data"]
+    subs = {d["did"] for d in listed if d["parentDid"] == HUB}
+    assert PLUG in subs
+    sim.set_online(HUB, False)
+    _, body = await receiver.next(0)
+    assert body["eventType"] == "gateway_offline"
+    assert set(body["data"]["subDids"]) == subs
+    assert not any(d.online for d in sim.devices if d.device_id in subs)
+    sim.set_online(HUB, True)
+    sim.remove_device(HUB)
+    await sim.push_idle()
+    kinds = [b["eventType"] for _, b in receiver.requests]
+    assert kinds[-2:] == ["gateway_online", "gateway_unbind"]
+    unbind = receiver.requests[-1][1]["data"]
+    assert set(unbind["subDids"]) == subs
+    assert {d.device_id for d in sim.devices}.isdisjoint(subs | {HUB})
 
 
 # ---- limits and faults ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ travel over real HTTP from the simulator to the daemon's callback receiver.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -269,6 +270,7 @@ async def test_expired_token_mid_run_loses_nothing(mosquitto: Mosquitto, cloud: 
                                                    probe: MqttProbe, tmp_path: Path) -> None:
     token_file = tmp_path / "aqara-tokens.json"
     config = cloud.config(mosquitto, token_file=token_file, window_ms=0)
+    cloud.sim.expired_token_code = 108  # the older code of Aqara's table (2005 is below)
     async with running(Daemon(config)) as daemon:
         await started(probe)
         cloud.sim.expire_tokens()
@@ -289,7 +291,9 @@ async def test_expired_token_mid_run_loses_nothing(mosquitto: Mosquitto, cloud: 
                                            (THERMOSTAT, "SetTemperature")])
         assert items(108)  # refused with the expired token, then sent again
         assert set(items(108)) <= set(items(0))
-        assert {c["code"] for c in writes(cloud.sim)} == {0, 108}
+        # a write sent with the old token just after the renewal meets 2004 (a replaced token):
+        # it is retried with the new one, without a second renewal
+        assert {c["code"] for c in writes(cloud.sim)} - {2004} == {0, 108}
         backend = backend_of(daemon)
         assert backend.access_token in cloud.sim.valid_access_tokens
         assert cloud.refresh not in cloud.sim.valid_refresh_tokens  # the config's pair is used up
@@ -505,5 +509,83 @@ async def test_tokens_are_renewed_before_they_expire(mosquitto: Mosquitto, cloud
         await probe.publish(f"{PLUG_ONOFF}/set", "OFF")
         await probe.value(PLUG_ONOFF, "false")
         assert backend.access_token in cloud.sim.valid_access_tokens
-        refused = [c for c in cloud.sim.received if c["code"] in (108, 109)]
-        assert len(refused) == 1  # only the one caused by expire_tokens()
+        refused = [c for c in cloud.sim.received if c["code"] not in (0, None)]
+        assert [c["code"] for c in refused] == [2005]  # only the one expire_tokens() caused
+
+
+@pytest.mark.parametrize(("kind", "code"), [("expired", 2005), ("expired", 108),
+                                            ("unknown", 2004), ("unknown", 804),
+                                            ("unknown", 109)])
+async def test_every_token_code_renews_once(mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe,
+                                            kind: str, code: int) -> None:
+    """Each access-token code of Aqara's table: one renewal, the write goes through."""
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        if kind == "expired":
+            cloud.sim.expired_token_code = code
+            cloud.sim.expire_tokens()
+        else:
+            cloud.sim.unknown_token_code = code
+            cloud.sim.forget_access_tokens()
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        await probe.value(PLUG_ONOFF, "true")
+        assert len(cloud.sim.intents("config.auth.refreshToken")) == 1
+        assert [c["code"] for c in writes(cloud.sim)] == [code, 0]
+        assert backend_of(daemon).renewals == 1
+
+
+@pytest.mark.usefixtures("broker_check_ok")
+@pytest.mark.parametrize("expired", [False, True])
+async def test_dead_refresh_token_is_one_clear_state(mosquitto: Mosquitto, cloud: Cloud,
+                                                     probe: MqttProbe, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     expired: bool) -> None:
+    """A refused refresh token (2006 incorrect / 2007 expired): one state, no reconnect loop."""
+    if expired:
+        cloud.sim.refresh_ttl = -1
+        cloud.access, cloud.refresh = cloud.sim.issue_tokens()
+    else:
+        cloud.refresh = "rt.not-a-refresh-token"
+    token_file = tmp_path / "aqara-tokens.json"
+    config = cloud.config(mosquitto, token_file=token_file)
+    cloud.sim.expire_tokens()
+    wanted = "authentication failed: get a new refresh token"
+    async with running(Daemon(config)):
+        info = await probe.wait_for(
+            lambda: (m := probe.last.get("aqara/bridge/info"))
+            and wanted in m.json()["backends"][0]["detail"] and m)
+        backend = info.json()["backends"][0]
+        assert backend["connected"] is False
+        assert str(2007 if expired else 2006) in backend["detail"]
+        calls = len(cloud.sim.received)
+        await asyncio.sleep(3)  # reconnect_max_delay is 2 s: a reconnect would have come
+        assert len(cloud.sim.received) == calls
+        assert len(cloud.sim.intents("config.auth.refreshToken")) == 1
+        assert [m.json()["backends"][0]["detail"] for m in probe.messages
+                if m.topic == "aqara/bridge/info"].count(backend["detail"]) == 1
+    assert await check(config) == 1
+    out = capsys.readouterr().out
+    assert f"backend cloud (aqara_cloud): FAILED: {wanted}" in out
+    assert cloud.refresh not in out
+
+
+async def test_gateway_offline_and_unbind_take_the_sub_devices_along(
+        mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe) -> None:
+    """``gateway_offline``/``gateway_unbind`` name the ``subDids``: they follow at once (the
+    device list is re-read only every 10 minutes)."""
+    hub = "lumi1.54ef44100000"
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(probe)
+        await probe.value("aqara/kitchen_plug/availability", "online")
+        cloud.sim.set_online(hub, False)
+        await probe.value(f"aqara/{hub}/availability", "offline")
+        await probe.value("aqara/kitchen_plug/availability", "offline")
+        await probe.value(f"aqara/{THERMOSTAT}/availability", "offline")
+        assert await probe.value(f"aqara/{MATTER_LAMP}/availability") == "online"  # no parent
+        cloud.sim.set_online(hub, True)
+        await probe.value("aqara/kitchen_plug/availability", "online")
+        cloud.sim.remove_device(hub)
+        await probe.value(PLUG_ONOFF, "")
+        left = {"matt.2990fb3413ed87c9b7370000", MATTER_LAMP}
+        await probe.wait_for(lambda: {d["id"] for d in probe.last["aqara/bridge/devices"].json()}
+                             == left)

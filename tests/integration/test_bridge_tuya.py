@@ -274,13 +274,27 @@ async def test_token_expiry_mid_run(daemon: Daemon, sim: TuyaSimulator,
     sim.expire_tokens()
     await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "ON")
     await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "true")
-    assert sim.stats["tokens_refreshed"] == 1
+    assert (sim.stats["tokens_issued"], sim.stats["tokens_refreshed"]) == (2, 0)  # one renewal
     assert [r["code"] for r in sim.requests_to("device.commands")] == [1010, 0]
-    sim.revoke_tokens()  # refresh token gone too: log in again
+    sim.revoke_tokens()  # an unknown token: the same 1010, the same single renewal
     await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "OFF")
     await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "false")
-    assert sim.stats["tokens_issued"] == 2
+    assert sim.stats["tokens_issued"] == 3
+    assert [r["code"] for r in sim.requests_to("token.refresh")] == []
     assert backend_info(probe)["connected"] is True
+
+
+async def test_concurrent_calls_refused_together_share_one_renewal(
+        daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    sim.revoke_tokens()
+    await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "ON")
+    await probe.publish(f"{THERMO_TOPIC}/climate/temp_set/set", "22")
+    await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "true")
+    await probe.value(f"{THERMO_TOPIC}/climate/temp_set", "22")
+    assert sim.stats["tokens_issued"] == 2  # the start's token and exactly one renewal
+    codes = [r["code"] for r in sim.requests_to("device.commands")]
+    assert codes.count(0) == 2  # each write once with the new token (once refused, if sent
+    assert set(codes) <= {0, 1010}  # before the renewal)
 
 
 async def test_token_is_refreshed_before_it_expires(mosquitto: Mosquitto,
@@ -532,6 +546,8 @@ async def test_room_commands(daemon: Daemon, sim: TuyaSimulator, probe: MqttProb
         "home_id": HOME_ID, "room_id": room_id, "device_ids": [LIGHT]}) is True
     assert await backend.request("tuya/room/devices/remove", {
         "home_id": HOME_ID, "room_id": room_id, "device_ids": [LIGHT]}) is True
+    removal = sim.requests_to("home.roomDeleteDevices")[-1]
+    assert (removal["query"], removal["body"]) == ({}, {"device_ids": [LIGHT]})  # the DOC form
     assert sim.device(LIGHT).room_id is None
     await probe.wait_for(lambda: {d["id"]: d for d in probe.last["aqara/bridge/devices"].json()}
                          [LIGHT]["room"] is None)
@@ -624,3 +640,36 @@ async def test_management_over_mqtt(daemon: Daemon, sim: TuyaSimulator,
     assert answer["status"] == "error"
     assert answer["error"]["code"] == 1106
     assert "permission deny" in answer["error"]["message"]
+
+
+async def test_aes_gcm_messages_are_decrypted(mosquitto: Mosquitto, probe: MqttProbe) -> None:
+    """Newer projects' messages: AES-GCM, announced by ``"em": "aes_gcm"`` in the properties."""
+    simulator = TuyaSimulator()
+    simulator.push_encryption = "aes_gcm"
+    await simulator.start()
+    try:
+        async with running(Daemon(tuya_config(mosquitto, simulator))) as bridge:
+            await push_state(probe, connected=True)
+            simulator.set_status(PLUG, "switch_1", True)
+            await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "true")
+            backend = tuya(bridge)
+            assert (backend.push_messages, backend.garbage_received) == (1, 0)
+    finally:
+        await simulator.stop()
+
+
+async def test_user_devices_are_read_page_by_page(mosquitto: Mosquitto,
+                                                  probe: MqttProbe) -> None:
+    simulator = TuyaSimulator()
+    simulator.page_size = 2  # the cloud caps each page: the bridge follows last_id
+    await simulator.start()
+    try:
+        async with running(Daemon(tuya_config(mosquitto, simulator))):
+            await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/devices"))
+                                 and {d["id"] for d in m.json()} == ALL_DEVICES)
+        pages = [r["query"] for r in simulator.requests_to("user.devices")]
+        assert pages[0] == {"page_size": "100"}
+        assert len(pages) >= 4  # 7 devices, 2 per page
+        assert all("last_id" in q for q in pages[1:4])
+    finally:
+        await simulator.stop()

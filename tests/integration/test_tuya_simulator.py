@@ -189,6 +189,12 @@ async def test_missing_header(client: Client, header: str) -> None:
     assert header in envelope["msg"]
 
 
+async def test_an_empty_token_is_an_invalid_one(client: Client) -> None:
+    """An SDK that lost its token sends ``access_token: ""``: that is a token, and invalid."""
+    envelope = await client.fails(1010, "GET", f"/v1.0/users/{USER_UID}/homes", token="")
+    assert envelope["msg"] == "token invalid"
+
+
 async def test_signing_failures(sim: TuyaSimulator, client: Client) -> None:
     path = f"/v1.0/users/{USER_UID}/homes"
     stale = str(int(time.time() * 1000) - 6 * 60 * 1000)
@@ -199,7 +205,7 @@ async def test_signing_failures(sim: TuyaSimulator, client: Client) -> None:
     await client.fails(1004, "GET", path, override={"sign": "0" * 64})
     await client.fails(1004, "GET", path, override={"sign_method": "MD5"})
     await client.fails(1004, "GET", path, override={"nonce": "another"})
-    await client.fails(1011, "GET", path, token="not-a-token")
+    await client.fails(1010, "GET", path, token="not-a-token")
     client.client_id = "someone-else"
     await client.fails(1005, "GET", path)
     client.client_id = sim.client_id
@@ -232,23 +238,50 @@ async def test_server_clock_window(sim: TuyaSimulator, client: Client) -> None:
 async def test_expiry_and_refresh(sim: TuyaSimulator, client: Client) -> None:
     path = f"/v1.0/users/{USER_UID}/homes"
     sim.expire_tokens()
-    await client.fails(1010, "GET", path)
+    expired = await client.fails(1010, "GET", path)
+    assert expired["msg"] == "token invalid"  # as Tuya answers, expired or unknown alike
     old_access, old_refresh = client.access_token, client.refresh_token
     refreshed = await client.ok("GET", f"/v1.0/token/{old_refresh}")
     assert refreshed["access_token"] != old_access
-    await client.fails(1011, "GET", path, token=old_access)
+    await client.fails(1010, "GET", path, token=old_access)
     await client.fails(1012, "GET", f"/v1.0/token/{old_refresh}")  # single use
     client.access_token = refreshed["access_token"]
     assert await client.ok("GET", path)
     assert sim.stats["tokens_refreshed"] == 1
     sim.revoke_tokens()
-    await client.fails(1011, "GET", path)
+    await client.fails(1010, "GET", path)
 
 
 async def test_unknown_path(client: Client) -> None:
     envelope = await client.fails(1108, "GET", "/v1.0/nothing/here")
     assert set(envelope) == {"success", "code", "msg", "t", "tid"}
     await client.fails(1108, "PATCH", f"/v1.0/homes/{HOME_ID}")
+    # token-type paths the service does not have: 1108 too, whatever the token header says
+    await client.fails(1108, "POST", "/v1.0/iot-01/associated-users/actions/authorized-login",
+                       body={}, token="")
+    await client.fails(1108, "GET", "/v1.0/token/a/b", drop=("access_token",))
+
+
+async def test_batch_device_paths(client: Client) -> None:
+    """``status`` and ``factory-infos`` are paths of their own, not device ids."""
+    listed = await client.ok("GET", "/v1.0/devices/status", {"device_ids": PLUG})
+    assert listed[0]["id"] == PLUG
+    assert {"code": "switch_1", "value": False} in listed[0]["status"]
+    infos = await client.ok("GET", "/v1.0/devices/factory-infos", {"device_ids": PLUG})
+    assert [i["id"] for i in infos] == [PLUG]
+    await client.fails(1100, "GET", "/v1.0/devices/status")
+    await client.fails(1000, "GET", "/v1.0/devices/status", {"device_ids": "nope"})
+
+
+async def test_user_devices_paging(sim: TuyaSimulator, client: Client) -> None:
+    path = f"/v1.0/users/{USER_UID}/devices"
+    everything = [d["id"] for d in await client.ok("GET", path)]
+    sim.page_size = 2
+    first = await client.ok("GET", path, {"page_size": "50"})
+    assert [d["id"] for d in first] == everything[:2]  # the cloud caps the page
+    second = await client.ok("GET", path, {"page_size": "2", "last_id": everything[1]})
+    assert [d["id"] for d in second] == everything[2:4]
+    await client.fails(1109, "GET", path, {"page_size": "2", "last_id": "unknown"})
 
 
 # ---- homes, rooms, members ------------------------------------------------------------------

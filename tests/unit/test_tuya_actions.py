@@ -53,7 +53,7 @@ CALLS: list[tuple[str, dict[str, Any], tuple[str, str, dict[str, str], Any]]] = 
     ("tuya/room/devices/edit", {"home_id": 1, "room_id": 2, "device_ids": ["a"]},
      ("PUT", "/v1.0/homes/1/rooms/2/devices", {}, {"device_ids": ["a"]})),
     ("tuya/room/devices/remove", {"home_id": 1, "room_id": 2, "device_ids": ["a", "b"]},
-     ("DELETE", "/v1.0/homes/1/rooms/2/devices", {"device_ids": "a,b"}, None)),
+     ("DELETE", "/v1.0/homes/1/rooms/2/devices", {}, {"device_ids": ["a", "b"]})),
     ("tuya/member/add",
      {"home_id": 1, "country_code": "86", "member_account": "13912345678", "admin": True,
       "name": "Li", "app_schema": "tuyasmart"},
