@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 import websockets
 from websockets.asyncio.client import connect
@@ -272,86 +269,6 @@ async def test_health_without_a_broker(tmp_path: Path) -> None:
     assert code == 1
     assert out.startswith("unhealthy: cannot reach the broker")
     assert "Traceback" not in err
-
-
-# ---- demo ----------------------------------------------------------------------------------------
-
-DINING = "aqara/dining_light/1/Output/OnOff"
-
-
-async def test_demo_runs_and_can_be_controlled() -> None:
-    port = free_port()
-    async with started("demo", "--port", str(port)) as demo:
-        await demo.line_with("Press Ctrl+C to stop.", timeout=60)
-        banner = "\n".join(demo.lines)
-        assert "aqara-mqtt demo is running" in banner
-        assert f"mqtt://127.0.0.1:{port}" in banner
-        assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'aqara/#' -v" in banner
-        assert (f"mosquitto_pub -h 127.0.0.1 -p {port} -t '{DINING}/set' -m OFF") in banner
-        assert "was taken" not in banner
-
-        client = await MqttProbe(port, ["aqara/#"], protocol=paho.MQTTv311).start()
-        try:
-            state = await client.value(DINING)
-            assert state in ("true", "false")
-            late = await MqttProbe(port, [DINING], protocol=paho.MQTTv311).start()
-            try:
-                assert await late.value(DINING) == state
-                assert late.last[DINING].retain
-            finally:
-                late.stop()
-            devices = await client.wait_for(lambda: client.last.get("aqara/bridge/devices"))
-            assert "dining_light" in {d["friendly_name"] for d in devices.json()}
-            flipped = "false" if state == "true" else "true"
-            await client.publish(f"{DINING}/set", "OFF" if state == "true" else "ON")
-            assert await client.value(DINING, flipped) == flipped
-            await client.wait_for(
-                lambda: (m := client.last.get("aqara/dining_light"))
-                and m.json()["1"]["Output"]["OnOff"] is (flipped == "true"))
-            # a rejected write is explained on bridge/log
-            start = len(client.messages)
-            await client.publish(f"{DINING}/set", "banana")
-            entry = (await client.next_on("aqara/bridge/log", start)).json()
-            assert "banana" in entry["message"]
-        finally:
-            client.stop()
-        assert await demo.interrupt() == 0
-        assert "Traceback" not in demo.stderr()
-
-
-@contextlib.contextmanager
-def port_taken(port: int) -> Iterator[None]:
-    """Make sure something listens on ``port`` (ours, unless someone else already does)."""
-    sock = socket.socket()
-    try:
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-        except OSError:
-            pass  # already taken by someone else: just as good
-        yield
-    finally:
-        sock.close()
-
-
-async def test_demo_picks_another_port_when_the_default_is_taken() -> None:
-    with port_taken(1883):
-        async with started("demo") as demo:
-            line = await demo.line_with("was taken", timeout=60)
-            match = re.search(r"port 1883 was taken, so the built-in broker listens on (\d+)",
-                              line)
-            assert match is not None, line
-            port = int(match.group(1))
-            assert port != 1883
-            banner = "\n".join(demo.lines)
-            assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'aqara/#' -v" in banner
-            client = await MqttProbe(port, ["aqara/bridge/state"],
-                                     protocol=paho.MQTTv311).start()
-            try:
-                assert await client.value("aqara/bridge/state") == "online"
-            finally:
-                client.stop()
-            assert await demo.interrupt() == 0
 
 
 # ---- simulate ------------------------------------------------------------------------------------
