@@ -26,7 +26,8 @@ class Notifier:
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         mine = not pid or pid == str(os.getpid())
-        self.watchdog_interval = int(usec) / 1e6 / 2 if usec.isdigit() and mine else None
+        enabled = usec.isdigit() and int(usec) > 0 and mine
+        self.watchdog_interval = int(usec) / 1e6 / 2 if enabled else None
         """Seconds between ``WATCHDOG=1`` pings (half of ``WatchdogSec=``), or None."""
         self.ready_sent = False
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -18,10 +19,11 @@ from websockets.asyncio.client import connect
 
 from bridge import __version__
 from bridge.app import Daemon
+from bridge.config import parse_config
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import TOKEN, bridge_config, running
 from tests.mosquitto import Mosquitto, free_port
-from tests.mqtt_probe import MqttProbe
+from tests.mqtt_probe import MqttProbe, synced
 
 pytestmark = pytest.mark.integration
 
@@ -236,38 +238,112 @@ async def test_check_reports_an_unreachable_hub(tmp_path: Path) -> None:
     assert "FAILED: hub unreachable" in hub_line
 
 
+# ---- check never disturbs the daemon ------------------------------------------------------------
+
+
+async def test_check_uses_its_own_client_id_and_leaves_the_daemon_alone(
+        tmp_path: Path, mosquitto: Mosquitto, hub: StudioSimulator) -> None:
+    fixed = ", client_id: aqara-mqtt"  # as in config.example.yaml
+    path = write(tmp_path, "c.yaml", config_text(mosquitto.url, hub.url).replace(
+        "keepalive: 10", "keepalive: 10" + fixed))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state", "aqara/_sync/#"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub, mqtt_extra=fixed))) as daemon:
+            await probe.value("aqara/bridge/state", "online")
+            for _ in range(2):
+                code, out, _ = await acli("check", "-c", path)
+                assert f"broker 127.0.0.1:{mosquitto.port}: ok" in out.splitlines()
+                assert code == 0
+            await synced(probe)
+            # a second client with the daemon's id would have made the broker drop the daemon
+            # and publish its will ("offline")
+            assert [m.text for m in probe.on("aqara/bridge/state")] == ["online"]
+            assert daemon.mqtt.connected
+    finally:
+        probe.stop()
+
+
 # ---- health ------------------------------------------------------------------------------------
 
 
 async def test_health_without_a_bridge(tmp_path: Path, mosquitto: Mosquitto) -> None:
     path = write(tmp_path, "h.yaml", config_text(mosquitto.url, "ws://127.0.0.1:1"))
     code, out, err = await acli("health", "-c", path, "--timeout", "1")
-    assert (code, out.strip()) == (1, "unhealthy: aqara/bridge/state is not set")
+    assert (code, out.strip()) == (
+        3, "offline: aqara/bridge/state is not set (is the bridge running with this broker?)")
     assert "Traceback" not in err
 
 
 async def test_health_follows_the_bridge_state(tmp_path: Path, mosquitto: Mosquitto,
                                                hub: StudioSimulator) -> None:
     path = write(tmp_path, "h.yaml", config_text(mosquitto.url, hub.url))
-    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state"]).start()
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/#"]).start()
     try:
         async with running(Daemon(bridge_config(mosquitto, hub))):
-            await probe.value("aqara/bridge/state", "online")
+            await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/info"))
+                                 and m.json()["health"]["state"] == "ok", 30)
             code, out, _ = await acli("health", "-c", path, "--timeout", "10")
-            assert (code, out.strip()) == (0, "healthy: bridge online")
+            assert (code, out.strip()) == (0, "ok: hub home connected")
         await probe.value("aqara/bridge/state", "offline")
     finally:
         probe.stop()
     code, out, _ = await acli("health", "-c", path, "--timeout", "10")
-    assert (code, out.strip()) == (1, "unhealthy: aqara/bridge/state is offline")
+    assert (code, out.strip()) == (3, "offline: aqara/bridge/state is offline")
+
+
+async def degraded_info(probe: MqttProbe, hub_state: str) -> dict[str, Any]:
+    """The bridge/info document once it reports the hub in ``hub_state``."""
+    message = await probe.wait_for(
+        lambda: (m := probe.last.get("aqara/bridge/info"))
+        and m.json()["health"]["hubs"].get("home") == hub_state and m, 30)
+    info: dict[str, Any] = message.json()
+    return info
+
+
+async def test_health_degraded_when_the_hub_refuses_the_token(
+        tmp_path: Path, mosquitto: Mosquitto, hub: StudioSimulator) -> None:
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, hub.url, token=WRONG_TOKEN))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/#"]).start()
+    try:
+        config = bridge_config(mosquitto, hub, token=WRONG_TOKEN)
+        async with running(Daemon(config)):
+            info = await degraded_info(probe, "auth_failed")
+            assert probe.last["aqara/bridge/state"].text == "online"  # the process runs
+            assert info["health"]["state"] == "degraded"
+            (problem,) = info["health"]["problems"]
+            assert problem.startswith("hub home: authentication failed")
+            code, out, err = await acli("health", "-c", path, "--timeout", "10")
+            assert code == 1
+            assert out.startswith("degraded: hub home: authentication failed"), out
+            assert WRONG_TOKEN not in out + err + probe.last["aqara/bridge/info"].text
+    finally:
+        probe.stop()
+
+
+async def test_health_degraded_when_the_hub_is_unreachable(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    closed = f"ws://127.0.0.1:{free_port()}"
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, closed))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/#"]).start()
+    try:
+        config = parse_config(config_text(mosquitto.url, closed), "h.yaml")
+        async with running(Daemon(config)):
+            info = await degraded_info(probe, "unreachable")
+            assert info["health"]["state"] == "degraded"
+            code, out, _ = await acli("health", "-c", path, "--timeout", "10")
+            assert code == 1
+            assert out.startswith("degraded: hub home: hub unreachable"), out
+    finally:
+        probe.stop()
 
 
 async def test_health_without_a_broker(tmp_path: Path) -> None:
-    path = write(tmp_path, "h.yaml", config_text(f"mqtt://127.0.0.1:{free_port()}",
-                                                 "ws://127.0.0.1:1"))
+    port = free_port()
+    path = write(tmp_path, "h.yaml", config_text(f"mqtt://127.0.0.1:{port}", "ws://127.0.0.1:1"))
     code, out, err = await acli("health", "-c", path, "--timeout", "1")
-    assert code == 1
-    assert out.startswith("unhealthy: cannot reach the broker")
+    assert code == 3
+    assert out.strip() == (
+        f"offline: cannot reach the broker at 127.0.0.1:{port}: Connection refused")
     assert "Traceback" not in err
 
 
