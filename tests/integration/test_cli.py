@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -183,6 +184,27 @@ def test_check_config_only_accepts_a_valid_config(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == "config: ok\n"
     assert result.stderr == ""
+
+
+def test_config_example_passes_check_config_only_with_the_documented_environment() -> None:
+    example = Path(__file__).parents[2] / "config.example.yaml"
+    text = example.read_text()
+    lines = text.splitlines()
+    documented = lines[lines.index("# As shipped it needs these environment variables "
+                                   "(the secrets it names as ${...}):") + 1]
+    names = documented.lstrip("# ").split()
+    used = {line.split("${")[1].split("}")[0] for line in lines
+            if "${" in line and not line.lstrip().startswith("#")}
+    assert set(names) == {name for name in used if ":-" not in name}
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    result = subprocess.run([*CLI, "check", "--config-only", "-c", str(example)],
+                            capture_output=True, text=True, timeout=30, check=False,
+                            env={**env, **{name: "value-of-" + name for name in names}})
+    assert (result.returncode, result.stdout, result.stderr) == (0, "config: ok\n", "")
+    without = subprocess.run([*CLI, "check", "--config-only", "-c", str(example)],
+                             capture_output=True, text=True, timeout=30, check=False, env=env)
+    assert without.returncode == 2
+    assert "${MQTT_PASSWORD} is not set" in without.stderr
 
 
 # ---- check against real services ---------------------------------------------------------------
