@@ -234,13 +234,13 @@ def demo_config(mqtt_url: str, hub_url: str, token: str) -> Config:
 
 @dataclass(frozen=True, slots=True)
 class DemoBrokerInfo:
-    """Where the demo's broker is, for the banner."""
+    """Where the demo's broker is and how mosquitto-clients reach it, for the banner."""
 
     description: str
     host: str
     port: int
-    """For MQTT 3.1.1 and 5 clients (3.1.1 only when ``v5_port`` differs)."""
-    v5_port: int
+    client_flags: str = ""
+    """``-V mqttv5 `` for a broker that speaks MQTT 5 only."""
 
 
 async def demo(mqtt_url: str | None, port: int, rate: float, broker_kind: str = "auto") -> None:
@@ -257,17 +257,17 @@ async def demo(mqtt_url: str | None, port: int, rate: float, broker_kind: str = 
         if mqtt_url is None:
             broker = demo_broker(broker_kind, "127.0.0.1", port)
             await broker.start()
-            mqtt_url = f"mqtt://{broker.host}:{broker.v5_port}"
+            mqtt_url = f"mqtt://{broker.host}:{broker.port}"
         config = demo_config(mqtt_url, hub.url, token)
         if broker is None:
             reason = await MqttLink(companion_settings(config, "demo"), [], lambda _m: None,
                                     lambda: None).probe()
             if reason is not None:
                 raise BrokerUnavailable(f"--mqtt {mqtt_url}: {reason}")
-            where = DemoBrokerInfo("your broker", config.mqtt.host, config.mqtt.port,
-                                   config.mqtt.port)
+            where = DemoBrokerInfo("your broker", config.mqtt.host, config.mqtt.port)
         else:
-            where = DemoBrokerInfo(broker.name, broker.host, broker.port, broker.v5_port)
+            where = DemoBrokerInfo(f"{broker.name}, {broker.protocols}", broker.host,
+                                   broker.port, broker.client_flags)
         daemon = Daemon(config)
         hub.start_random_changes(rate, seed=None)
         runner = asyncio.create_task(run_until_signalled(daemon))
@@ -285,23 +285,16 @@ async def demo(mqtt_url: str | None, port: int, rate: float, broker_kind: str = 
 
 def port_note(wanted: int, where: DemoBrokerInfo) -> str:
     """Why the broker is not on the port asked for, and where it is instead."""
-    ports = (f"{where.host}:{where.port}" if where.port == where.v5_port else
-             f"{where.host}:{where.port} (MQTT 3.1.1) and {where.host}:{where.v5_port} (MQTT 5)")
     return (f"Port {wanted} is already in use on {where.host} (another broker?), so the demo's "
-            f"{where.description} listens on {ports}; the commands below use that.")
+            f"broker listens on {where.host}:{where.port}; the commands below use that.")
 
 
 def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo) -> str:
     """What the demo prints: where things are and how to watch and control it, every command
     ready to paste."""
     base = config.mqtt.base_topic
-    target = f"-h {where.host} -p {where.port}"
-    target5 = f"-h {where.host} -p {where.v5_port}"
-    if where.port == where.v5_port:
-        address = f"mqtt://{where.host}:{where.port} ({where.description}, MQTT 3.1.1 and 5)"
-    else:
-        address = (f"mqtt://{where.host}:{where.port} ({where.description}, MQTT 3.1.1; "
-                   f"MQTT 5 on port {where.v5_port})")
+    target = f"{where.client_flags}-h {where.host} -p {where.port}"
+    address = f"mqtt://{where.host}:{where.port} ({where.description})"
     request = f"{base}/bridge/request/health_check"
     response = f"{base}/bridge/response/health_check"
     return "\n".join([
@@ -325,7 +318,8 @@ def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo) -> str:
         "Rejected writes are explained on:",
         f"  mosquitto_sub {target} -t '{base}/bridge/log' -v",
         "Ask the bridge (MQTT 5 request/response):",
-        f"  mosquitto_rr {target5} -t '{request}' -e '{response}' -m '{{}}'",
+        f"  mosquitto_rr -h {where.host} -p {where.port} -t '{request}' -e '{response}' "
+        "-m '{}'",
         "Home Assistant discovery (point Home Assistant's MQTT integration at this broker):",
         f"  mosquitto_sub {target} -t 'homeassistant/#' -v",
         "Press Ctrl+C to stop.",

@@ -1,10 +1,11 @@
 """The demo's own MQTT broker: Mosquitto when it is installed, else rumqttd embedded by iotcore.
 
 Both listen on loopback only and keep nothing on disk. Mosquitto serves MQTT 3.1.1 and 5 on one
-port. rumqttd (the ``demo`` extra, ``pip install '.[demo]'``) serves each protocol on its own
-port, so the embedded broker has two: ``port`` for MQTT 3.1.1 clients (``mosquitto_sub``/
-``mosquitto_pub`` and most tools by default) and ``v5_port`` for MQTT 5 (``mosquitto_rr``, the
-bridge itself, so response topics work). Messages and retained state are shared between them.
+port. rumqttd (the ``demo`` extra, ``pip install '.[demo]'``) serves one protocol per port, and
+the demo gives it MQTT 5 only: rumqttd 0.20 panics in a 3.1.1 connection that is sent a message
+carrying MQTT 5 properties (a ``mosquitto_rr`` request, a response with correlation data), so a
+3.1.1 listener beside the MQTT 5 one would drop 3.1.1 subscribers. Its clients therefore need
+``-V mqttv5`` (:attr:`client_flags`).
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ class DemoBroker(Protocol):
     name: str
     host: str
     port: int
-    """Port for MQTT 3.1.1 (and 5, when ``v5_port`` is the same)."""
-    v5_port: int
+    protocols: str
+    """``MQTT 3.1.1 and 5`` or ``MQTT 5 only``."""
+    client_flags: str
+    """What mosquitto_sub/pub need to talk to it (``-V mqttv5 `` or nothing)."""
 
     async def start(self) -> None: ...
 
@@ -92,11 +95,13 @@ class MosquittoBroker:
     """A private Mosquitto process on ``host:port`` with a generated minimal config."""
 
     name = "Mosquitto"
+    protocols = "MQTT 3.1.1 and 5"
+    client_flags = ""
 
     def __init__(self, binary: str, host: str = "127.0.0.1", port: int = 1883) -> None:
         self.binary = binary
         self.host = host
-        self.port = self.v5_port = port
+        self.port = port
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: asyncio.subprocess.Process | None = None
 
@@ -134,7 +139,7 @@ class MosquittoBroker:
             self._dir = None
 
 
-RUMQTTD_CONFIG = """\
+RUMQTTD_ROUTER = """\
 id = 0
 
 [router]
@@ -143,7 +148,20 @@ max_connections = 1000
 max_outgoing_packet_count = 200
 max_segment_size = 104857600
 max_segment_count = 10
+"""
 
+RUMQTTD_LISTENER = {
+    "5": """
+[v5.1]
+name = "mqtt-5"
+listen = "{host}:{port}"
+next_connection_delay_ms = 1
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = {max_payload}
+    max_inflight_count = 100
+""",
+    "3.1.1": """
 [v4.1]
 name = "mqtt-3.1.1"
 listen = "{host}:{port}"
@@ -153,20 +171,13 @@ next_connection_delay_ms = 1
     max_payload_size = {max_payload}
     max_inflight_count = 100
     dynamic_filters = true
-
-[v5.1]
-name = "mqtt-5"
-listen = "{host}:{v5_port}"
-next_connection_delay_ms = 1
-    [v5.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = {max_payload}
-    max_inflight_count = 100
-"""
+""",
+}
 
 
 class EmbeddedBroker:
-    """rumqttd (through iotcore): MQTT 3.1.1 on ``port``, MQTT 5 on ``v5_port``.
+    """rumqttd (through iotcore) on ``host:port``, speaking one MQTT ``version``: "5" for the
+    demo, "3.1.1" (the default) as a 3.1.1-only broker for tests.
 
     iotcore runs rumqttd in a child process that exits with ours, because rumqttd has no
     shutdown call of its own."""
@@ -174,15 +185,17 @@ class EmbeddedBroker:
     name = "built-in rumqttd broker"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 1883,
-                 v5_port: int | None = None) -> None:
+                 version: str = "3.1.1") -> None:
         self.host = host
         self.port = port
-        self.v5_port = v5_port if v5_port is not None else pick_port(host, port + 1)
+        self.version = version
+        self.protocols = f"MQTT {version} only"
+        self.client_flags = "-V mqttv5 " if version == "5" else ""
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._broker: Broker | None = None
 
     async def start(self) -> None:
-        """Start listening on both ports."""
+        """Start listening."""
         try:
             from iotcore import Broker
         except ImportError:
@@ -191,8 +204,9 @@ class EmbeddedBroker:
                 "or the built-in one with pip install '.[demo]', or pass --mqtt URL") from None
         self._dir = tempfile.TemporaryDirectory(prefix="aqara-mqtt-demo-")
         config = Path(self._dir.name) / "rumqttd.toml"
-        config.write_text(RUMQTTD_CONFIG.format(host=self.host, port=self.port,
-                                                v5_port=self.v5_port, max_payload=64 << 20))
+        listener = RUMQTTD_LISTENER[self.version].format(host=self.host, port=self.port,
+                                                         max_payload=64 << 20)
+        config.write_text(RUMQTTD_ROUTER + listener)
         broker = Broker(config_path=str(config))
         self._broker = broker
         try:
@@ -202,7 +216,7 @@ class EmbeddedBroker:
             raise BrokerUnavailable(f"the built-in broker did not start: {exc}") from None
 
     async def stop(self) -> None:
-        """Stop the broker process and release both ports."""
+        """Stop the broker process and release the port."""
         broker, self._broker = self._broker, None
         if broker is not None:
             await asyncio.to_thread(broker.stop)
@@ -221,4 +235,4 @@ def demo_broker(kind: str, host: str, preferred: int) -> DemoBroker:
     port = pick_port(host, preferred)
     if binary is not None and kind != "embedded":
         return MosquittoBroker(binary, host, port)
-    return EmbeddedBroker(host, port)
+    return EmbeddedBroker(host, port, version="5")
