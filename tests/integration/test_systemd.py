@@ -143,7 +143,7 @@ def test_unit_install_steps_match_the_unit() -> None:
     header = [line[1:].strip() for line in UNIT.read_text().splitlines()
               if line.startswith("#   ")]
     settings = dict(unit_settings())
-    assert "python3 -m venv /opt/aqara-mqtt" in header
+    assert "/usr/bin/python3 -m venv /opt/aqara-mqtt" in header
     assert "/opt/aqara-mqtt/bin/pip install ." in header  # from the clone, never an index
     assert any(step.split()[-1] == settings["User"] for step in header
                if step.startswith("useradd"))
