@@ -115,8 +115,7 @@ def make_homie_keeper(config: Config, homie: HomieOutput) -> MqttLink:
 class Daemon:
     """The running bridge: one MQTT link, one core, one task per backend."""
 
-    def __init__(self, config: Config, backends: list[Backend] | None = None,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(self, config: Config, backends: list[Backend] | None = None) -> None:
         for secret in config.secret_values():
             register_secret(secret)
         self.config = config
@@ -146,7 +145,7 @@ class Daemon:
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False
         self._stop: asyncio.Event | None = None
-        self.notifier = notifier if notifier is not None else Notifier()
+        self.notifier = Notifier()  # systemd, when it started us
         self._settled: set[str] = set()
         """Backends whose first connection attempt ended (a snapshot, or a failure)."""
 

@@ -9,6 +9,7 @@ import re
 import shlex
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,14 @@ async def test_a_dead_broker_is_one_line() -> None:
     assert out == ""
     assert err.splitlines() == [
         f"aqara-mqtt: --mqtt mqtt://127.0.0.1:{closed}: cannot reach broker: Connection refused"]
+
+
+def test_readme_starts_with_the_demo_from_the_clone() -> None:
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text()
+    first_block = readme.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    assert first_block == ("python3 -m venv .venv && .venv/bin/pip install '.[demo]' && "
+                           ".venv/bin/aqara-mqtt demo")
+    for path in [root / "README.md", root / "Dockerfile", *root.glob("docs/*.md"),
+                 *root.glob("systemd/*")]:
+        assert "pip install aqara-mqtt" not in path.read_text(), path  # it is on no index
