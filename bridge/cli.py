@@ -210,11 +210,15 @@ def health_check(config: Config, timeout: float) -> int:
         line = f"{state_topic} is not set (is the bridge running with this broker?)"
     elif state != b"online":
         line = f"{state_topic} is {state.decode(errors='replace')}"
+    elif info_topic not in got:
+        print(f"{health.STARTING}: {info_topic} is not set yet")
+        return health.EXIT_CODES[health.STARTING]
     else:
         try:
-            result = health.from_info(json.loads(got.get(info_topic) or b"{}"))
+            result = health.from_info(json.loads(got[info_topic]))
         except (ValueError, TypeError, KeyError):
-            result = health.Health(health.DEGRADED, ())
+            print(f"{health.DEGRADED}: {info_topic} is not the bridge's JSON")
+            return health.EXIT_CODES[health.DEGRADED]
         print(redact(result.line()))
         return health.EXIT_CODES[result.state]
     print(f"{health.OFFLINE}: {line}")

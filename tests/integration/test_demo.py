@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import shlex
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_cli import Running, acli, started
+from tests.integration.test_cli import CLI, Running, acli, started
 from tests.mosquitto import free_port
 from tests.mqtt_probe import MqttProbe
 
@@ -201,3 +202,20 @@ def test_readme_starts_with_the_demo_from_the_clone() -> None:
     for path in [root / "README.md", root / "Dockerfile", *root.glob("docs/*.md"),
                  *root.glob("systemd/*")]:
         assert "pip install aqara-mqtt" not in path.read_text(), path  # it is on no index
+
+
+async def test_without_the_demo_extra_the_embedded_broker_says_how_to_get_it(
+        tmp_path: Path) -> None:
+    blocker = tmp_path / "iotcore"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "demo", "--broker", "embedded", "--port", str(free_port()),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert out == b""
+    assert err.decode().splitlines() == [
+        "aqara-mqtt: no MQTT broker for the demo: install Mosquitto (Debian: apt install "
+        "mosquitto) or the built-in one with pip install '.[demo]', or pass --mqtt URL"]
