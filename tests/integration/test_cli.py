@@ -359,6 +359,20 @@ async def test_health_degraded_when_the_hub_is_unreachable(
         probe.stop()
 
 
+async def test_health_of_a_bridge_without_info_yet(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, "ws://127.0.0.1:1"))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state"]).start()
+    try:
+        await probe.publish("aqara/bridge/state", "online", retain=True)
+        code, out, _ = await acli("health", "-c", path, "--timeout", "1")
+        assert (code, out.strip()) == (1, "starting: aqara/bridge/info is not set yet")
+        await probe.publish("aqara/bridge/info", "not json", retain=True)
+        code, out, _ = await acli("health", "-c", path, "--timeout", "5")
+        assert (code, out.strip()) == (1, "degraded: aqara/bridge/info is not the bridge's JSON")
+    finally:
+        probe.stop()
+
+
 async def test_health_without_a_broker(tmp_path: Path) -> None:
     port = free_port()
     path = write(tmp_path, "h.yaml", config_text(f"mqtt://127.0.0.1:{port}", "ws://127.0.0.1:1"))
