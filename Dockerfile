@@ -11,14 +11,14 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change,
 # not on every code change.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); print('\n'.join(p['project']['dependencies'] + p['build-system']['requires']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
-# Then the code (no dependency resolution any more).
+# Then the code: no dependency resolution and no download any more.
 COPY README.md ./
 COPY bridge ./bridge
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin aqara \
     && install -d -m 0700 -o 10001 -g 10001 /data
