@@ -9,10 +9,11 @@ import signal
 from collections.abc import Callable
 from dataclasses import replace
 
+from bridge import health
 from bridge.announce import HomeAssistantDiscovery
 from bridge.api import Api
 from bridge.backends.aqara_cloud import AqaraCloudBackend
-from bridge.backends.base import Backend
+from bridge.backends.base import Backend, EventSink
 from bridge.backends.studio import StudioBackend
 from bridge.backends.tuya import TuyaBackend
 from bridge.config import (
@@ -27,8 +28,10 @@ from bridge.discovery import DiscoveryOptions
 from bridge.homie import DISCONNECTED, LOST, READY
 from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
+from bridge.model import BackendStatus, Event, Snapshot
 from bridge.mqtt import MqttLink, MqttSettings
 from bridge.secrets import register_secret
+from bridge.systemd import Notifier
 
 log = get_logger("bridge.app")
 
@@ -135,13 +138,55 @@ class Daemon:
             mqtt_settings(config),
             subscriptions,
             self.bridge.handle_message,
-            self.bridge.on_mqtt_connected,
+            self._on_mqtt_connected,
         )
         self.bridge.attach(self.mqtt)
         self.api = Api(self)
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False
         self._stop: asyncio.Event | None = None
+        self.notifier = Notifier()  # systemd, when it started us
+        self._settled: set[str] = set()
+        """Backends whose first connection attempt ended (a snapshot, or a failure)."""
+
+    def health(self) -> health.Health:
+        """The bridge's health now (see :mod:`bridge.health`)."""
+        return health.assess(b.summary() for b in self.backends)
+
+    def _on_mqtt_connected(self) -> None:
+        self.bridge.on_mqtt_connected()
+        self._tell_service()
+
+    def _sink(self, backend: Backend) -> EventSink:
+        core_sink = self.bridge.sink_for(backend)
+
+        def sink(event: Event) -> None:
+            core_sink(event)
+            if isinstance(event, Snapshot) or (
+                    isinstance(event, BackendStatus) and not event.connected):
+                self._settled.add(backend.name)
+            if isinstance(event, Snapshot | BackendStatus):
+                self._tell_service()
+
+        return sink
+
+    def _tell_service(self) -> None:
+        """systemd: ready once the broker is connected and every hub has delivered its first
+        snapshot or failed its first attempt; the status line is the health line."""
+        if not self.notifier.enabled:
+            return
+        line = self.health().line()
+        if not self.mqtt.connected:
+            self.notifier.status(f"waiting for the MQTT broker; {line}")
+        elif len(self._settled) < len(self.backends):
+            self.notifier.status(line)
+        else:
+            self.notifier.ready(line)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
 
     def request_restart(self) -> None:
         """Stop, and tell the runner to build a fresh daemon from the config (``restart``)."""
@@ -155,8 +200,11 @@ class Daemon:
         tasks = [asyncio.create_task(self.mqtt.run(), name="mqtt")]
         if self.homie_keeper is not None:
             tasks.append(asyncio.create_task(self.homie_keeper.run(), name="homie"))
-        tasks += [asyncio.create_task(b.run(self.bridge.sink_for(b)), name=f"backend:{b.name}")
+        tasks += [asyncio.create_task(b.run(self._sink(b)), name=f"backend:{b.name}")
                   for b in self.backends]
+        if self.notifier.watchdog_interval is not None:
+            tasks.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval),
+                                             name="watchdog"))
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
         try:
             done, _ = await asyncio.wait([*tasks, stopper],
@@ -192,4 +240,5 @@ async def run_until_signalled(daemon: Daemon,
         log.info("restarting")
         config = reload() if reload is not None else daemon.config
         daemon = Daemon(config)
+    daemon.notifier.stopping()
     log.info("stopped")

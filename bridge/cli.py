@@ -1,24 +1,27 @@
-"""``aqara-mqtt run | demo | simulate | check`` (also ``python -m bridge``)."""
+"""``aqara-mqtt run | demo | simulate | check | health`` (also ``python -m bridge``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import secrets
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bridge import __version__
+from bridge import __version__, health
 from bridge.app import Daemon, make_backend, mqtt_settings, run_until_signalled
 from bridge.config import Config, ConfigError, load_config, parse_config
+from bridge.embedded_broker import BrokerUnavailable
 from bridge.logsetup import configure_logging, get_logger
-from bridge.mqtt import MqttLink
+from bridge.mqtt import MqttLink, MqttSettings
 from bridge.secrets import redact
 
 log = get_logger("bridge.cli")
@@ -46,14 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True, help="path to config.yaml")
     check.add_argument("--config-only", action="store_true", help="only validate the config")
 
-    health = commands.add_parser("health", help="exit 0 while the bridge reports itself online")
-    health.add_argument("-c", "--config", required=True, help="path to config.yaml")
-    health.add_argument("--timeout", type=float, default=10.0)
+    health_cmd = commands.add_parser(
+        "health", help="exit 0 when the bridge is online and every hub connected")
+    health_cmd.add_argument("-c", "--config", required=True, help="path to config.yaml")
+    health_cmd.add_argument("--timeout", type=float, default=10.0)
 
     demo = commands.add_parser("demo", help="simulated hub + broker + bridge, nothing needed")
     demo.add_argument("--mqtt", help="use this broker (mqtt://host:port) instead of a built-in")
     demo.add_argument("--port", type=int, default=1883,
-                      help="port of the built-in broker (a free one is picked if taken)")
+                      help="port of the demo's broker (a free one is picked if taken)")
+    demo.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
+                      help="the demo's broker: Mosquitto when installed (auto), or the "
+                           "built-in rumqttd (pip install '.[demo]')")
     demo.add_argument("--rate", type=float, default=0.5,
                       help="simulated sensor changes per second (default 0.5)")
 
@@ -87,11 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("warning", "console")
             return asyncio.run(check(config))
         elif args.command == "health":
-            return health(load_config(args.config), args.timeout)
+            return health_check(load_config(args.config), args.timeout)
         elif args.command == "demo":
             configure_logging("info", "console")
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(demo(args.mqtt, args.port, args.rate))
+                asyncio.run(demo(args.mqtt, args.port, args.rate, args.broker))
         elif args.command == "simulate":
             configure_logging("info", "console")
             if args.kind == "tuya":
@@ -117,17 +124,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"aqara-mqtt: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"aqara-mqtt: {redact(str(exc))}", file=sys.stderr)
+    except (OSError, BrokerUnavailable) as exc:
+        print(f"aqara-mqtt: {redact(str(exc)) or type(exc).__name__}", file=sys.stderr)
         return 1
     return 0
+
+
+def companion_settings(config: Config, role: str) -> MqttSettings:
+    """Broker settings for a short-lived helper connection (``check``, ``health``): its own
+    client id, never the daemon's (the broker would drop the daemon for it), and no will."""
+    base = config.mqtt.client_id or "aqara-mqtt"
+    settings = mqtt_settings(config)
+    return replace(settings, client_id=f"{base}-{role}-{secrets.token_hex(3)}", will_topic="")
 
 
 async def check(config: Config) -> int:
     """Report whether the broker and every hub can be reached; 0 when all can."""
     print("config: ok")
     failures = 0
-    settings = mqtt_settings(config)
+    settings = companion_settings(config, "check")
     reason = await MqttLink(settings, [], lambda _m: None, lambda: None).probe()
     where = f"{settings.host}:{settings.port}"
     if reason is None:
@@ -147,81 +162,123 @@ async def check(config: Config) -> int:
     return 0 if failures == 0 else 1
 
 
-def health(config: Config, timeout: float) -> int:
-    """0 when the retained ``bridge/state`` says ``online``, else 1 (for container health)."""
-    settings = mqtt_settings(config)
-    topic = f"{config.mqtt.base_topic}/bridge/state"
-    state: list[bytes] = []
-    received = threading.Event()
-    client = paho.Client(CallbackAPIVersion.VERSION2,
-                         client_id=f"{settings.client_id}-health")
+def health_check(config: Config, timeout: float) -> int:
+    """Print the bridge's health line from its retained ``bridge/state`` and ``bridge/info``;
+    exit 0 when ``ok``, 1 when ``starting`` or ``degraded``, 3 when ``offline``."""
+    settings = companion_settings(config, "health")
+    base = config.mqtt.base_topic
+    state_topic, info_topic = f"{base}/bridge/state", f"{base}/bridge/info"
+    got: dict[str, bytes] = {}
+    refused: list[str] = []
+    done = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id)
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
     if settings.use_tls:
         client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert,
                        keyfile=settings.tls_key)
         client.tls_insecure_set(settings.tls_insecure)
-    def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        state.append(bytes(msg.payload))
-        received.set()
 
-    client.on_connect = lambda c, *_a: c.subscribe(topic)
+    def on_connect(c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+            done.set()
+        else:
+            c.subscribe([(state_topic, 1), (info_topic, 1)])
+
+    def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        got[msg.topic] = bytes(msg.payload)
+        if state_topic in got and (got[state_topic] != b"online" or info_topic in got):
+            done.set()
+
+    client.on_connect = on_connect
     client.on_message = on_message
+    where = f"{settings.host}:{settings.port}"
     try:
         client.connect(settings.host, settings.port, 30)
     except OSError as exc:
-        print(f"unhealthy: cannot reach the broker: {exc}")
-        return 1
+        print(f"{health.OFFLINE}: cannot reach the broker at {where}: {exc.strerror or exc}")
+        return health.EXIT_CODES[health.OFFLINE]
     client.loop_start()
-    received.wait(timeout)
+    done.wait(timeout)
     client.disconnect()
     client.loop_stop()
-    if state and state[-1] == b"online":
-        print("healthy: bridge online")
-        return 0
-    print(f"unhealthy: {topic} is {state[-1].decode() if state else 'not set'}")
-    return 1
+    state = got.get(state_topic)
+    if refused:
+        line = f"the broker at {where} refused the connection: {refused[0]}"
+    elif state is None:
+        line = f"{state_topic} is not set (is the bridge running with this broker?)"
+    elif state != b"online":
+        line = f"{state_topic} is {state.decode(errors='replace')}"
+    elif info_topic not in got:
+        print(f"{health.STARTING}: {info_topic} is not set yet")
+        return health.EXIT_CODES[health.STARTING]
+    else:
+        try:
+            result = health.from_info(json.loads(got[info_topic]))
+        except (ValueError, TypeError, KeyError):
+            print(f"{health.DEGRADED}: {info_topic} is not the bridge's JSON")
+            return health.EXIT_CODES[health.DEGRADED]
+        print(redact(result.line()))
+        return health.EXIT_CODES[result.state]
+    print(f"{health.OFFLINE}: {line}")
+    return health.EXIT_CODES[health.OFFLINE]
 
 
-def demo_config(mqtt_url: str, hub_url: str, token: str, builtin_broker: bool) -> Config:
+def demo_config(mqtt_url: str, hub_url: str, token: str) -> Config:
     """The demo's config, built through the same validation as a user's file."""
     names = "\n".join(f"  {device_id}: {{name: {name}}}" for device_id, name in DEMO_NAMES.items())
-    version = "3.1.1" if builtin_broker else "5"  # amqtt speaks 3.1.1 only
     text = (
-        f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, client_id: aqara-mqtt-demo, "
-        f"version: '{version}'}}\n"
-        # no Home Assistant is listening to a throw-away demo broker
-        f"homeassistant: {{enabled: {'false' if builtin_broker else 'true'}}}\n"
+        f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, version: '5'}}\n"
         f"backends:\n  - {{type: studio, name: demo, url: '{hub_url}', token: '{token}'}}\n"
         f"devices:\n{names}\n"
     )
     return parse_config(text, "demo")
 
 
-async def demo(mqtt_url: str | None, port: int, rate: float) -> None:
-    """Simulated Studio hub + in-process broker (unless given) + the bridge, until Ctrl+C."""
-    from bridge.embedded_broker import EmbeddedBroker, pick_port
+@dataclass(frozen=True, slots=True)
+class DemoBrokerInfo:
+    """Where the demo's broker is and how mosquitto-clients reach it, for the banner."""
+
+    description: str
+    host: str
+    port: int
+    client_flags: str = ""
+    """``-V mqttv5 `` for a broker that speaks MQTT 5 only."""
+
+
+async def demo(mqtt_url: str | None, port: int, rate: float, broker_kind: str = "auto") -> None:
+    """Simulated Studio hub + a broker (unless given) + the bridge, until Ctrl+C."""
+    from bridge.embedded_broker import DemoBroker, demo_broker
     from bridge.simulators.sample_home import sample_home
     from bridge.simulators.studio import StudioSimulator
 
     token = secrets.token_hex(16)
     hub = StudioSimulator(token, sample_home())
+    broker: DemoBroker | None = None
     await hub.start()
-    broker = None
-    if mqtt_url is None:
-        broker = EmbeddedBroker("127.0.0.1", pick_port("127.0.0.1", port))
-        await broker.start()
-        mqtt_url = broker.url
     try:
-        config = demo_config(mqtt_url, hub.url, token, builtin_broker=broker is not None)
+        if mqtt_url is None:
+            broker = demo_broker(broker_kind, "127.0.0.1", port)
+            await broker.start()
+            mqtt_url = f"mqtt://{broker.host}:{broker.port}"
+        config = demo_config(mqtt_url, hub.url, token)
+        if broker is None:
+            reason = await MqttLink(companion_settings(config, "demo"), [], lambda _m: None,
+                                    lambda: None).probe()
+            if reason is not None:
+                raise BrokerUnavailable(f"--mqtt {mqtt_url}: {reason}")
+            where = DemoBrokerInfo("your broker", config.mqtt.host, config.mqtt.port)
+        else:
+            where = DemoBrokerInfo(f"{broker.name}, {broker.protocols}", broker.host,
+                                   broker.port, broker.client_flags)
         daemon = Daemon(config)
         hub.start_random_changes(rate, seed=None)
         runner = asyncio.create_task(run_until_signalled(daemon))
         await daemon.mqtt.wait_connected(timeout=30)
-        print(demo_banner(config, hub.url, broker is not None), flush=True)
         if broker is not None and broker.port != port:
-            print(f"(port {port} was taken, so the built-in broker listens on {broker.port})",
-                  flush=True)
+            print(port_note(port, where), flush=True)
+        print(demo_banner(config, hub.url, where), flush=True)
         await runner
     finally:
         hub.stop_random_changes()
@@ -230,16 +287,25 @@ async def demo(mqtt_url: str | None, port: int, rate: float) -> None:
             await broker.stop()
 
 
-def demo_banner(config: Config, hub_url: str, builtin_broker: bool) -> str:
-    """What the demo prints: where things are and how to watch and control them."""
-    host, port, base = config.mqtt.host, config.mqtt.port, config.mqtt.base_topic
-    target = f"-h {host} -p {port}"
-    broker = "built-in broker, MQTT 3.1.1" if builtin_broker else "your broker"
+def port_note(wanted: int, where: DemoBrokerInfo) -> str:
+    """Why the broker is not on the port asked for, and where it is instead."""
+    return (f"Port {wanted} is already in use on {where.host} (another broker?), so the demo's "
+            f"broker listens on {where.host}:{where.port}; the commands below use that.")
+
+
+def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo) -> str:
+    """What the demo prints: where things are and how to watch and control it, every command
+    ready to paste."""
+    base = config.mqtt.base_topic
+    target = f"{where.client_flags}-h {where.host} -p {where.port}"
+    address = f"mqtt://{where.host}:{where.port} ({where.description})"
+    request = f"{base}/bridge/request/health_check"
+    response = f"{base}/bridge/response/health_check"
     return "\n".join([
         "",
         "aqara-mqtt demo is running",
         f"  simulated Aqara Studio hub: {hub_url} (24 devices, changing now and then)",
-        f"  MQTT broker:                mqtt://{host}:{port} ({broker})",
+        f"  MQTT broker:                {address}",
         "",
         "Watch everything (mosquitto-clients package):",
         f"  mosquitto_sub {target} -t '{base}/#' -v",
@@ -255,6 +321,11 @@ def demo_banner(config: Config, hub_url: str, builtin_broker: bool) -> str:
         "TargetPositionPercentage/set' -m 25",
         "Rejected writes are explained on:",
         f"  mosquitto_sub {target} -t '{base}/bridge/log' -v",
+        "Ask the bridge (MQTT 5 request/response):",
+        f"  mosquitto_rr -h {where.host} -p {where.port} -t '{request}' -e '{response}' "
+        "-m '{}'",
+        "Home Assistant discovery (point Home Assistant's MQTT integration at this broker):",
+        f"  mosquitto_sub {target} -t 'homeassistant/#' -v",
         "Press Ctrl+C to stop.",
         "",
     ])

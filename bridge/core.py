@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bridge import __version__, payloads
+from bridge import __version__, health, payloads
 from bridge.announce import HomeAssistantDiscovery
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
@@ -432,10 +432,12 @@ class Bridge:
 
     def publish_info(self) -> None:
         """Retained ``bridge/info``: version, backends and their state, config without secrets."""
+        backends = [backend.summary() for backend in self.backends.values()]
         info = {
             "version": __version__,
             "started_at": int(self.started_at),
-            "backends": [backend.summary() for backend in self.backends.values()],
+            "health": health.assess(backends).as_json(),
+            "backends": backends,
             "config": dict(self.options.info),
         }
         self.publish(self.topics.bridge("info"), json.dumps(info), retain=True)

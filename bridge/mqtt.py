@@ -258,7 +258,8 @@ class MqttLink:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             client.tls_set_context(context)
-        client.will_set(s.will_topic, s.will_payload, 1, True)
+        if s.will_topic:  # empty for helper connections (check), which must not set a will
+            client.will_set(s.will_topic, s.will_payload, 1, True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -12,6 +12,20 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
 fi
 
+# The demo test pastes the banner's mosquitto_sub/pub/rr commands; the unit test runs
+# systemd-analyze security. Install what is missing (Mosquitto may be there without its clients).
+missing=""
+command -v mosquitto_rr >/dev/null 2>&1 || missing="$missing mosquitto-clients"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+if [ -n "$missing" ]; then
+  echo "== installing$missing from the Debian packages"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
 echo "== installing Python dependencies into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'

@@ -5,26 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
+import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 
 from bridge import __version__
 from bridge.app import Daemon
+from bridge.config import parse_config
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import TOKEN, bridge_config, running
 from tests.mosquitto import Mosquitto, free_port
-from tests.mqtt_probe import MqttProbe
+from tests.mqtt_probe import MqttProbe, synced
 
 pytestmark = pytest.mark.integration
 
@@ -186,6 +186,27 @@ def test_check_config_only_accepts_a_valid_config(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+def test_config_example_passes_check_config_only_with_the_documented_environment() -> None:
+    example = Path(__file__).parents[2] / "config.example.yaml"
+    text = example.read_text()
+    lines = text.splitlines()
+    documented = lines[lines.index("# As shipped it needs these environment variables "
+                                   "(the secrets it names as ${...}):") + 1]
+    names = documented.lstrip("# ").split()
+    used = {line.split("${")[1].split("}")[0] for line in lines
+            if "${" in line and not line.lstrip().startswith("#")}
+    assert set(names) == {name for name in used if ":-" not in name}
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    result = subprocess.run([*CLI, "check", "--config-only", "-c", str(example)],
+                            capture_output=True, text=True, timeout=30, check=False,
+                            env={**env, **{name: "value-of-" + name for name in names}})
+    assert (result.returncode, result.stdout, result.stderr) == (0, "config: ok\n", "")
+    without = subprocess.run([*CLI, "check", "--config-only", "-c", str(example)],
+                             capture_output=True, text=True, timeout=30, check=False, env=env)
+    assert without.returncode == 2
+    assert "${MQTT_PASSWORD} is not set" in without.stderr
+
+
 # ---- check against real services ---------------------------------------------------------------
 
 
@@ -239,119 +260,127 @@ async def test_check_reports_an_unreachable_hub(tmp_path: Path) -> None:
     assert "FAILED: hub unreachable" in hub_line
 
 
+# ---- check never disturbs the daemon ------------------------------------------------------------
+
+
+async def test_check_uses_its_own_client_id_and_leaves_the_daemon_alone(
+        tmp_path: Path, mosquitto: Mosquitto, hub: StudioSimulator) -> None:
+    fixed = ", client_id: aqara-mqtt"  # as in config.example.yaml
+    path = write(tmp_path, "c.yaml", config_text(mosquitto.url, hub.url).replace(
+        "keepalive: 10", "keepalive: 10" + fixed))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state", "aqara/_sync/#"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub, mqtt_extra=fixed))) as daemon:
+            await probe.value("aqara/bridge/state", "online")
+            for _ in range(2):
+                code, out, _ = await acli("check", "-c", path)
+                assert f"broker 127.0.0.1:{mosquitto.port}: ok" in out.splitlines()
+                assert code == 0
+            await synced(probe)
+            # a second client with the daemon's id would have made the broker drop the daemon
+            # and publish its will ("offline")
+            assert [m.text for m in probe.on("aqara/bridge/state")] == ["online"]
+            assert daemon.mqtt.connected
+    finally:
+        probe.stop()
+
+
 # ---- health ------------------------------------------------------------------------------------
 
 
 async def test_health_without_a_bridge(tmp_path: Path, mosquitto: Mosquitto) -> None:
     path = write(tmp_path, "h.yaml", config_text(mosquitto.url, "ws://127.0.0.1:1"))
     code, out, err = await acli("health", "-c", path, "--timeout", "1")
-    assert (code, out.strip()) == (1, "unhealthy: aqara/bridge/state is not set")
+    assert (code, out.strip()) == (
+        3, "offline: aqara/bridge/state is not set (is the bridge running with this broker?)")
     assert "Traceback" not in err
 
 
 async def test_health_follows_the_bridge_state(tmp_path: Path, mosquitto: Mosquitto,
                                                hub: StudioSimulator) -> None:
     path = write(tmp_path, "h.yaml", config_text(mosquitto.url, hub.url))
-    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state"]).start()
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/#"]).start()
     try:
         async with running(Daemon(bridge_config(mosquitto, hub))):
-            await probe.value("aqara/bridge/state", "online")
+            await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/info"))
+                                 and m.json()["health"]["state"] == "ok", 30)
             code, out, _ = await acli("health", "-c", path, "--timeout", "10")
-            assert (code, out.strip()) == (0, "healthy: bridge online")
+            assert (code, out.strip()) == (0, "ok: hub home connected")
         await probe.value("aqara/bridge/state", "offline")
     finally:
         probe.stop()
     code, out, _ = await acli("health", "-c", path, "--timeout", "10")
-    assert (code, out.strip()) == (1, "unhealthy: aqara/bridge/state is offline")
+    assert (code, out.strip()) == (3, "offline: aqara/bridge/state is offline")
+
+
+async def degraded_info(probe: MqttProbe, hub_state: str) -> dict[str, Any]:
+    """The bridge/info document once it reports the hub in ``hub_state``."""
+    message = await probe.wait_for(
+        lambda: (m := probe.last.get("aqara/bridge/info"))
+        and m.json()["health"]["hubs"].get("home") == hub_state and m, 30)
+    info: dict[str, Any] = message.json()
+    return info
+
+
+async def test_health_degraded_when_the_hub_refuses_the_token(
+        tmp_path: Path, mosquitto: Mosquitto, hub: StudioSimulator) -> None:
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, hub.url, token=WRONG_TOKEN))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/#"]).start()
+    try:
+        config = bridge_config(mosquitto, hub, token=WRONG_TOKEN)
+        async with running(Daemon(config)):
+            info = await degraded_info(probe, "auth_failed")
+            assert probe.last["aqara/bridge/state"].text == "online"  # the process runs
+            assert info["health"]["state"] == "degraded"
+            (problem,) = info["health"]["problems"]
+            assert problem.startswith("hub home: authentication failed")
+            code, out, err = await acli("health", "-c", path, "--timeout", "10")
+            assert code == 1
+            assert out.startswith("degraded: hub home: authentication failed"), out
+            assert WRONG_TOKEN not in out + err + probe.last["aqara/bridge/info"].text
+    finally:
+        probe.stop()
+
+
+async def test_health_degraded_when_the_hub_is_unreachable(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    closed = f"ws://127.0.0.1:{free_port()}"
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, closed))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/#"]).start()
+    try:
+        config = parse_config(config_text(mosquitto.url, closed), "h.yaml")
+        async with running(Daemon(config)):
+            info = await degraded_info(probe, "unreachable")
+            assert info["health"]["state"] == "degraded"
+            code, out, _ = await acli("health", "-c", path, "--timeout", "10")
+            assert code == 1
+            assert out.startswith("degraded: hub home: hub unreachable"), out
+    finally:
+        probe.stop()
+
+
+async def test_health_of_a_bridge_without_info_yet(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    path = write(tmp_path, "h.yaml", config_text(mosquitto.url, "ws://127.0.0.1:1"))
+    probe = await MqttProbe(mosquitto.port, ["aqara/bridge/state"]).start()
+    try:
+        await probe.publish("aqara/bridge/state", "online", retain=True)
+        code, out, _ = await acli("health", "-c", path, "--timeout", "1")
+        assert (code, out.strip()) == (1, "starting: aqara/bridge/info is not set yet")
+        await probe.publish("aqara/bridge/info", "not json", retain=True)
+        code, out, _ = await acli("health", "-c", path, "--timeout", "5")
+        assert (code, out.strip()) == (1, "degraded: aqara/bridge/info is not the bridge's JSON")
+    finally:
+        probe.stop()
 
 
 async def test_health_without_a_broker(tmp_path: Path) -> None:
-    path = write(tmp_path, "h.yaml", config_text(f"mqtt://127.0.0.1:{free_port()}",
-                                                 "ws://127.0.0.1:1"))
-    code, out, err = await acli("health", "-c", path, "--timeout", "1")
-    assert code == 1
-    assert out.startswith("unhealthy: cannot reach the broker")
-    assert "Traceback" not in err
-
-
-# ---- demo ----------------------------------------------------------------------------------------
-
-DINING = "aqara/dining_light/1/Output/OnOff"
-
-
-async def test_demo_runs_and_can_be_controlled() -> None:
     port = free_port()
-    async with started("demo", "--port", str(port)) as demo:
-        await demo.line_with("Press Ctrl+C to stop.", timeout=60)
-        banner = "\n".join(demo.lines)
-        assert "aqara-mqtt demo is running" in banner
-        assert f"mqtt://127.0.0.1:{port}" in banner
-        assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'aqara/#' -v" in banner
-        assert (f"mosquitto_pub -h 127.0.0.1 -p {port} -t '{DINING}/set' -m OFF") in banner
-        assert "was taken" not in banner
-
-        client = await MqttProbe(port, ["aqara/#"], protocol=paho.MQTTv311).start()
-        try:
-            state = await client.value(DINING)
-            assert state in ("true", "false")
-            late = await MqttProbe(port, [DINING], protocol=paho.MQTTv311).start()
-            try:
-                assert await late.value(DINING) == state
-                assert late.last[DINING].retain
-            finally:
-                late.stop()
-            devices = await client.wait_for(lambda: client.last.get("aqara/bridge/devices"))
-            assert "dining_light" in {d["friendly_name"] for d in devices.json()}
-            flipped = "false" if state == "true" else "true"
-            await client.publish(f"{DINING}/set", "OFF" if state == "true" else "ON")
-            assert await client.value(DINING, flipped) == flipped
-            await client.wait_for(
-                lambda: (m := client.last.get("aqara/dining_light"))
-                and m.json()["1"]["Output"]["OnOff"] is (flipped == "true"))
-            # a rejected write is explained on bridge/log
-            start = len(client.messages)
-            await client.publish(f"{DINING}/set", "banana")
-            entry = (await client.next_on("aqara/bridge/log", start)).json()
-            assert "banana" in entry["message"]
-        finally:
-            client.stop()
-        assert await demo.interrupt() == 0
-        assert "Traceback" not in demo.stderr()
-
-
-@contextlib.contextmanager
-def port_taken(port: int) -> Iterator[None]:
-    """Make sure something listens on ``port`` (ours, unless someone else already does)."""
-    sock = socket.socket()
-    try:
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-        except OSError:
-            pass  # already taken by someone else: just as good
-        yield
-    finally:
-        sock.close()
-
-
-async def test_demo_picks_another_port_when_the_default_is_taken() -> None:
-    with port_taken(1883):
-        async with started("demo") as demo:
-            line = await demo.line_with("was taken", timeout=60)
-            match = re.search(r"port 1883 was taken, so the built-in broker listens on (\d+)",
-                              line)
-            assert match is not None, line
-            port = int(match.group(1))
-            assert port != 1883
-            banner = "\n".join(demo.lines)
-            assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t 'aqara/#' -v" in banner
-            client = await MqttProbe(port, ["aqara/bridge/state"],
-                                     protocol=paho.MQTTv311).start()
-            try:
-                assert await client.value("aqara/bridge/state") == "online"
-            finally:
-                client.stop()
-            assert await demo.interrupt() == 0
+    path = write(tmp_path, "h.yaml", config_text(f"mqtt://127.0.0.1:{port}", "ws://127.0.0.1:1"))
+    code, out, err = await acli("health", "-c", path, "--timeout", "1")
+    assert code == 3
+    assert out.strip() == (
+        f"offline: cannot reach the broker at 127.0.0.1:{port}: Connection refused")
+    assert "Traceback" not in err
 
 
 # ---- simulate ------------------------------------------------------------------------------------

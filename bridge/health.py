@@ -1,0 +1,103 @@
+"""The bridge's health in one word, from its hubs' connection states (pure, no IO).
+
+| state | meaning |
+|---|---|
+| ``ok`` | every hub connected |
+| ``starting`` | no hub has failed, at least one is still making its first connection |
+| ``degraded`` | running, but a hub is not connected: ``auth_failed``, ``unreachable`` or
+  ``disconnected`` (lost, or a protocol error) |
+| ``offline`` | the bridge is not connected to the broker (``bridge/state`` is ``offline``);
+  only ``aqara-mqtt health`` reports it, the bridge cannot publish it |
+
+``bridge/info`` carries ``health`` (state + one line per problem), ``aqara-mqtt health`` exits
+with :data:`EXIT_CODES`, and systemd gets the same line as the unit's ``STATUS=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OK, STARTING, DEGRADED, OFFLINE = "ok", "starting", "degraded", "offline"
+
+EXIT_CODES = {OK: 0, STARTING: 1, DEGRADED: 1, OFFLINE: 3}
+"""``aqara-mqtt health`` exit codes (2 stays "bad config", as for every command)."""
+
+NOT_STARTED = "not started"
+"""A backend's ``detail`` before its first connection attempt ended (see ``Backend``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubHealth:
+    """One hub; ``state`` is ``connected``, ``starting``, ``auth_failed``, ``unreachable`` or
+    ``disconnected``."""
+
+    name: str
+    state: str
+    detail: str
+
+    @property
+    def problem(self) -> str:
+        """``hub home: authentication failed: ...`` (the detail never holds secrets)."""
+        return f"hub {self.name}: {self.detail}"
+
+
+def hub_state(connected: bool, detail: str) -> str:
+    """Classify a backend's ``connected``/``detail`` pair (as in ``bridge/info``)."""
+    if connected:
+        return "connected"
+    text = detail.lower()
+    if text == NOT_STARTED:
+        return "starting"
+    if text.startswith(("authentication failed", "permission denied")):
+        return "auth_failed"
+    if "unreachable" in text or text.startswith("cannot listen"):
+        return "unreachable"
+    return "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The bridge's overall state and each hub's."""
+
+    state: str
+    hubs: tuple[HubHealth, ...]
+
+    @property
+    def problems(self) -> list[str]:
+        """One line per hub that is not connected."""
+        return [hub.problem for hub in self.hubs if hub.state != "connected"]
+
+    def line(self) -> str:
+        """One line for people: ``ok: hub home connected`` / ``degraded: hub home: ...``."""
+        if self.state == OK:
+            names = ", ".join(hub.name for hub in self.hubs)
+            return f"ok: {'hub' if len(self.hubs) == 1 else 'hubs'} {names} connected"
+        if self.state == STARTING:
+            waiting = ", ".join(h.name for h in self.hubs if h.state == "starting")
+            return f"starting: connecting to hub {waiting}"
+        return f"{self.state}: " + "; ".join(self.problems)
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``health`` object of ``bridge/info``."""
+        return {"state": self.state, "problems": self.problems,
+                "hubs": {hub.name: hub.state for hub in self.hubs}}
+
+
+def assess(backends: Iterable[Mapping[str, Any]]) -> Health:
+    """Health from backend summaries (``{"name", "connected", "detail"}``, as in bridge/info)."""
+    hubs = tuple(HubHealth(str(b["name"]), hub_state(bool(b["connected"]), str(b["detail"])),
+                           str(b["detail"]))
+                 for b in backends)
+    states = {hub.state for hub in hubs}
+    if states <= {"connected"}:
+        return Health(OK, hubs)
+    if states <= {"connected", "starting"}:
+        return Health(STARTING, hubs)
+    return Health(DEGRADED, hubs)
+
+
+def from_info(info: Mapping[str, Any]) -> Health:
+    """Health from a ``bridge/info`` document (what ``aqara-mqtt health`` reads)."""
+    return assess(info.get("backends") or [])

@@ -1,0 +1,66 @@
+"""The health states from backend summaries (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.health import DEGRADED, EXIT_CODES, OFFLINE, OK, STARTING, assess, from_info, hub_state
+
+
+def hub(name: str, connected: bool, detail: str) -> dict[str, object]:
+    return {"name": name, "type": "studio", "connected": connected, "detail": detail}
+
+
+@pytest.mark.parametrize(("connected", "detail", "state"), [
+    (True, "connected", "connected"),
+    (False, "not started", "starting"),
+    (False, "authentication failed: the hub refused the token (HTTP 401); get a new token",
+     "auth_failed"),
+    (False, "permission denied (code 1106): no access", "auth_failed"),
+    (False, "hub unreachable: Connection refused", "unreachable"),
+    (False, "the Aqara cloud is unreachable: timeout", "unreachable"),
+    (False, "Tuya cloud unreachable: Cannot connect", "unreachable"),
+    (False, "cannot listen for pushes on 0.0.0.0:8089: Address in use", "unreachable"),
+    (False, "protocol error: WebSocket upgrade answered HTTP 500", "disconnected"),
+    (False, "connection lost", "disconnected"),
+])
+def test_hub_states(connected: bool, detail: str, state: str) -> None:
+    assert hub_state(connected, detail) == state
+
+
+def test_every_hub_connected_is_ok() -> None:
+    health = assess([hub("home", True, "connected"), hub("cloud", True, "connected")])
+    assert health.state == OK
+    assert health.line() == "ok: hubs home, cloud connected"
+    assert health.as_json() == {"state": "ok", "problems": [],
+                                "hubs": {"home": "connected", "cloud": "connected"}}
+
+
+def test_a_hub_still_connecting_is_starting() -> None:
+    health = assess([hub("home", True, "connected"), hub("cloud", False, "not started")])
+    assert health.state == STARTING
+    assert health.line() == "starting: connecting to hub cloud"
+
+
+def test_one_failed_hub_degrades_and_is_named() -> None:
+    health = assess([
+        hub("home", False, "authentication failed: the hub refused the token (HTTP 401)"),
+        hub("cloud", False, "not started"),
+        hub("tuya", True, "connected"),
+    ])
+    assert health.state == DEGRADED
+    assert health.problems == [
+        "hub home: authentication failed: the hub refused the token (HTTP 401)",
+        "hub cloud: not started"]
+    assert health.line().startswith("degraded: hub home: authentication failed")
+    assert health.as_json()["hubs"] == {"home": "auth_failed", "cloud": "starting",
+                                        "tuya": "connected"}
+
+
+def test_from_bridge_info() -> None:
+    info = {"version": "0", "backends": [hub("home", False, "hub unreachable: timeout")]}
+    assert from_info(info).line() == "degraded: hub home: hub unreachable: timeout"
+
+
+def test_exit_codes_tell_the_states_apart() -> None:
+    assert EXIT_CODES == {OK: 0, STARTING: 1, DEGRADED: 1, OFFLINE: 3}
