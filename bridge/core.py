@@ -39,6 +39,7 @@ from bridge.model import (
     WriteItem,
 )
 from bridge.mqtt import IncomingMessage, response_properties
+from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
     BridgeRequest,
@@ -85,6 +86,7 @@ class CoreOptions:
     write_window: float = 0.05
     publish_unchanged: bool = False
     device_state_topic: bool = True
+    clear_stale_topics: bool = True
     info: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -132,6 +134,10 @@ class Bridge:
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
         self.discovery: HomeAssistantDiscovery | None = None
         self.homie: HomieOutput | None = None
+        self.stale: StaleTopicSweeper | None = None
+        if options.clear_stale_topics:
+            self.stale = StaleTopicSweeper(
+                self.topics, lambda: {e.topic_name for e in self.devices.values()})
 
     # ---- wiring ---------------------------------------------------------------------------
 
@@ -142,6 +148,8 @@ class Bridge:
             self.discovery.attach(mqtt)
         if self.homie is not None:
             self.homie.attach(mqtt)
+        if self.stale is not None:
+            self.stale.attach(mqtt)
 
     def enable_homie(self, homie: HomieOutput) -> None:
         """Publish devices by the Homie convention too."""
@@ -178,6 +186,13 @@ class Bridge:
             self.discovery.on_connected()
         if self.homie is not None:
             self.homie.on_connected()
+        if self.stale is not None:
+            self.stale.on_connected()
+
+    @property
+    def backends_complete(self) -> bool:
+        """True once every backend has delivered a complete snapshot (while connected)."""
+        return self._snapshots_seen.issuperset(self.backends)
 
     # ---- events from backends ------------------------------------------------------------
 
@@ -264,6 +279,11 @@ class Bridge:
             self._event("device_removed", entry)
         self._snapshots_seen.add(backend.name)
         self.publish_device_list()
+        if self.backends_complete:
+            # only now is a device that no backend has really gone: outputs may clear it
+            for output in (self.discovery, self.homie, self.stale):
+                if output is not None:
+                    output.backends_complete()
 
     def _on_backend_status(self, backend: Backend, status: BackendStatus) -> None:
         if not status.connected:
@@ -479,6 +499,9 @@ class Bridge:
 
     def handle_message(self, message: IncomingMessage) -> None:
         """Dispatch one message received on the bridge's subscriptions."""
+        if self.stale is not None and self.stale.handle(message.topic, message.payload,
+                                                         message.retain):
+            return
         command = self.topics.parse(message.topic)
         if command is None:
             self._handle_foreign(message)
@@ -489,9 +512,13 @@ class Bridge:
             if self.request_handler is not None:
                 self.request_handler(command.command, message)
             return
+        if not message.payload and message.response_topic is None and isinstance(
+                command, TraitSet | DeviceSet):
+            # an empty payload is how a retained /set is deleted, never a value to write
+            log.debug("empty /set payload ignored", topic=message.topic)
+            return
         if message.retain:
-            self._reject(origin, "retained commands are ignored: publish /set and /get "
-                                 "without the retain flag")
+            self._ignore_retained(origin)
             return
         if isinstance(command, BadTopic):
             self._reject(origin, command.reason)
@@ -517,7 +544,8 @@ class Bridge:
 
     def _handle_foreign(self, message: IncomingMessage) -> None:
         """Messages outside the base topic: discovery bookkeeping and Homie commands."""
-        if self.discovery is not None and self.discovery.handle(message.topic, message.payload):
+        if self.discovery is not None and self.discovery.handle(message.topic, message.payload,
+                                                                 message.retain):
             return
         if self.homie is None or message.retain:
             return
@@ -534,6 +562,18 @@ class Bridge:
                 self._reject(origin, exc.reason)
                 return
             self._queue_writes(entry.backend, [item], origin)
+
+    def _ignore_retained(self, origin: Origin) -> None:
+        """A command the broker replays from its store (it was published with the retain flag):
+        executing it at every (re)connect would repeat an old command, so it is not."""
+        cleared = self.stale is not None
+        if self.stale is not None:
+            self.stale.retained_command(origin.topic)
+        reason = ("retained command ignored: publish /set and /get without the retain flag"
+                  + (" (the retained message is cleared)" if cleared else ""))
+        self.report("warning", reason, origin)
+        self.respond(origin, payloads.response("error", error_code="retained",
+                                               error_message=reason))
 
     def _reject(self, origin: Origin, reason: str) -> None:
         self.report("warning", f"rejected: {reason}", origin)

@@ -139,3 +139,13 @@ async def synced(probe: MqttProbe, root: str = "aqara") -> None:
     start = len(probe.messages)
     await probe.publish(marker, b"1")
     await probe.next_on(marker, start)
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Wait until ``predicate()`` (state of the process under test, not of a probe) is truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = predicate()
+            if result:
+                return result
+            await asyncio.sleep(0.02)

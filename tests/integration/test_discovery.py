@@ -10,8 +10,8 @@ from bridge.config import parse_config
 from bridge.simulators.sample_home import sample_home, synthetic_devices
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import LIGHT, PLUG, TOKEN, bridge_config, running
-from tests.mosquitto import Mosquitto
-from tests.mqtt_probe import MqttProbe, synced
+from tests.mosquitto import Mosquitto, free_port
+from tests.mqtt_probe import MqttProbe, eventually, synced
 
 PREFIX = "homeassistant"
 
@@ -96,6 +96,46 @@ async def test_removed_device_configs_are_cleared(mosquitto: Mosquitto, hub: Stu
         light_topic = f"{PREFIX}/device/aqara_mqtt_{LIGHT.replace('.', '_')}/config"
         async with running(Daemon(bridge_config(mosquitto, hub))):
             assert await ha.value(light_topic, "") == ""
+    finally:
+        ha.stop()
+
+
+def retained_configs(probe: MqttProbe) -> dict[str, bytes]:
+    return {t: m.payload for t, m in probe.last.items()
+            if t.startswith(PREFIX + "/") and t.endswith("/config") and m.payload}
+
+
+async def test_unreachable_hub_at_start_keeps_every_entity(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    """MQTT up before the hub answers (or a hub that is down) must not clear any config."""
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub))) as first:
+            await settled(ha, first)
+        before = retained_configs(ha)
+        assert len(before) == len(sample_home())
+        closed = f"ws://127.0.0.1:{free_port()}"
+        async with running(Daemon(bridge_config(mosquitto, closed))) as second:
+            discovery = second.bridge.discovery
+            assert discovery is not None
+            await eventually(lambda: discovery.in_step)
+            await synced(ha, PREFIX)  # whatever it published has arrived by now
+            assert discovery.messages_sent == 0
+            assert retained_configs(ha) == before
+            assert len(discovery.orphans) == len(before)
+        # Home Assistant restarting now still finds every config retained
+        fresh = await MqttProbe(mosquitto.port, [f"{PREFIX}/#"]).start()
+        try:
+            await synced(fresh, PREFIX)
+            assert retained_configs(fresh) == before
+        finally:
+            fresh.stop()
+        # the hub answering later adopts the retained configs: nothing to send
+        async with running(Daemon(bridge_config(mosquitto, hub))) as third:
+            await settled(ha, third)
+            assert third.bridge.discovery is not None
+            assert third.bridge.discovery.messages_sent == 0
+            assert retained_configs(ha) == before
     finally:
         ha.stop()
 
