@@ -140,6 +140,62 @@ async def test_unreachable_hub_at_start_keeps_every_entity(
         ha.stop()
 
 
+def layout_config(mosquitto: Mosquitto, hub: StudioSimulator, device_based: bool) -> Daemon:
+    daemon = Daemon(bridge_config(
+        mosquitto, hub, extra=f"homeassistant: {{device_based: {str(device_based).lower()}}}"))
+    assert daemon.bridge.discovery is not None
+    daemon.bridge.discovery.migration_step = 0.3
+    return daemon
+
+
+async def test_device_based_switch_migrates_in_both_directions(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    """Home Assistant's documented order: migrate payload on the old topics, the new configs,
+    then the old topics cleared; never the new configs first."""
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    object_id = "aqara_mqtt_" + PLUG.replace(".", "_")
+    device_topic = f"{PREFIX}/device/{object_id}/config"
+
+    def is_entity(topic: str) -> bool:
+        return f"/{object_id}/" in topic and topic != device_topic
+
+    try:
+        async with running(layout_config(mosquitto, hub, True)) as first:
+            await settled(ha, first)
+        unique_ids = {c["uniq_id"] for c in device_config(ha, PLUG)["cmps"].values()}
+        for device_based, old, new in ((False, lambda t: t == device_topic, is_entity),
+                                       (True, is_entity, lambda t: t == device_topic)):
+            start = len(ha.messages)
+            async with running(layout_config(mosquitto, hub, device_based)):
+                def migrated(start: int = start, old: Any = old) -> bool:
+                    return any(m.topic.endswith("/config") and old(m.topic) and not m.payload
+                               for m in ha.messages[start:])
+
+                await ha.wait_for(migrated, 30)
+            seen = [(m.topic, m.payload) for m in ha.messages[start:]
+                    if m.topic.startswith(PREFIX + "/") and (old(m.topic) or new(m.topic))]
+            kinds = ["migrate" if p == b'{"migrate_discovery":true}' else
+                     "clear" if not p else "config" for _, p in seen]
+            olds = [k for (t, _), k in zip(seen, kinds, strict=True) if old(t)]
+            news = [k for (t, _), k in zip(seen, kinds, strict=True) if new(t)]
+            assert set(olds) == {"migrate", "clear"}
+            assert "config" not in olds
+            assert set(news) == {"config"}
+            first_new = kinds.index("config")
+            assert "migrate" in kinds[:first_new]
+            assert "clear" not in kinds[:first_new]
+            assert kinds.index("clear") > len(kinds) - 1 - kinds[::-1].index("config")
+            # the same entities (unique ids) in the new layout, nothing retained in the old one
+            documents = [json.loads(ha.last[t].payload) for t in ha.last
+                         if new(t) and ha.last[t].payload]
+            ids = {c["uniq_id"] for d in documents
+                   for c in (d["cmps"].values() if "cmps" in d else [d])}
+            assert ids == unique_ids
+            assert not [t for t in ha.last if old(t) and ha.last[t].payload]
+    finally:
+        ha.stop()
+
+
 async def test_home_assistant_birth_reannounces(mosquitto: Mosquitto, hub: StudioSimulator,
                                                 probe: MqttProbe) -> None:
     ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#"]).start()
