@@ -222,7 +222,7 @@ class Api:
             self.bridge.report("warning", f"request {command} failed: {error.message}", origin)
         topic = self.bridge.topics.response(command)
         if origin.response_topic != topic:  # mosquitto_rr -e names this very topic: send once
-            self.bridge.publish(topic, payloads.dumps(body))
+            self.bridge.publish_json(topic, payloads.dumps(body))
         self.bridge.respond(origin, body)
 
     # ---- helpers for handlers -----------------------------------------------------------

@@ -199,27 +199,42 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def to_payload(spec: TraitSpec, value: Any) -> str:
-    """The MQTT payload text for a model value.
+    """The MQTT payload text for a model value (see :func:`encode_payload`)."""
+    return encode_payload(spec, value)[0]
+
+
+def string_label(spec: TraitSpec, value: str) -> str:
+    """A string value as people read it: an ENUM's option ``key`` label, else the string."""
+    if spec.type is TraitType.ENUM:
+        key = _enum_key(spec, value)
+        if key is not None:
+            return key
+    return value
+
+
+def encode_payload(spec: TraitSpec, value: Any) -> tuple[str, bool]:
+    """The MQTT payload text for a model value, and whether it is JSON (else plain text).
 
     Booleans ``true``/``false``; numbers plain decimal (:func:`plain_number`); strings as they
     are; ENUM the option's ``key`` label when the value is one of the options, else the raw value;
-    objects/arrays compact JSON. None gives ``null`` (an empty payload would delete a retained
-    message, so it is never used for values).
+    objects/arrays compact JSON; None ``null``. An empty payload would delete a retained message,
+    so the empty string is published as the JSON string ``""``, and so is every string that
+    starts with a double quote (``"a"`` → ``"\"a\""``) so the two cannot be confused; ``/set``
+    unquotes JSON strings, so every payload round-trips.
     """
-    if value is None:
-        return "null"
     if isinstance(value, str):
-        if spec.type is TraitType.ENUM:
-            key = _enum_key(spec, value)
-            if key is not None:
-                return key
-        return value
+        text = string_label(spec, value)
+        if not text or text[0] == '"':
+            return json.dumps(text, ensure_ascii=False), True
+        return text, False
+    if value is None:
+        return "null", True
     if isinstance(value, bool | int | float):
-        return plain_number(value)
+        return plain_number(value), True
     try:
-        return _dumps(value)
+        return _dumps(value), True
     except (ValueError, TypeError, RecursionError):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str), True
 
 
 def to_json_value(spec: TraitSpec, value: Any) -> Any:

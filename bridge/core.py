@@ -18,7 +18,7 @@ from bridge import __version__, payloads
 from bridge.announce import HomeAssistantDiscovery
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
-from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
+from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
 from bridge.homie import homie_value, set_payload_text
 from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
@@ -38,7 +38,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
-from bridge.mqtt import IncomingMessage, response_properties
+from bridge.mqtt import JSON, TEXT, IncomingMessage, content_properties, response_properties
 from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
@@ -52,6 +52,9 @@ from bridge.topics import (
 )
 
 log = get_logger("bridge.core")
+
+_JSON = content_properties(JSON)
+_TEXT = content_properties(TEXT)
 
 
 SOURCE_PREFERENCE = ("studio", "aqara_cloud", "tuya")
@@ -173,9 +176,17 @@ class Bridge:
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, retain, None, properties)
 
+    def publish_json(self, topic: str, document: str, retain: bool = False) -> None:
+        """Publish a JSON document, with its MQTT 5 content type."""
+        self.publish(topic, document, retain, _JSON)
+
+    def _publish_value(self, topic: str, trait: Trait, value: Any) -> None:
+        payload, is_json = encode_payload(trait.spec, value)
+        self.publish(topic, payload, True, _JSON if is_json else _TEXT)
+
     def on_mqtt_connected(self) -> None:
         """After every broker (re)connect: state online, and every retained topic republished."""
-        self.publish(self.topics.bridge("state"), "online", retain=True)
+        self.publish(self.topics.bridge("state"), "online", True, _TEXT)
         self.publish_info()
         if self._snapshots_seen:
             self.publish_device_list()
@@ -260,7 +271,8 @@ class Bridge:
         if value is None or not trait.spec.readable:
             return
         topic = entry.trait_topics[address]
-        self.publish(topic, to_payload(trait.spec, value), retain=True)
+        payload, is_json = encode_payload(trait.spec, value)
+        self.publish(topic, payload, True, _JSON if is_json else _TEXT)
         entry.retained.add(topic)
         self._mark_doc(entry)
         if self.homie is not None:
@@ -337,7 +349,7 @@ class Bridge:
             changed = before is None or before.value != trait.value
             if trait.value is not None and trait.spec.readable and changed:
                 topic = entry.trait_topics[address]
-                self.publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                self._publish_value(topic, trait, trait.value)
                 entry.retained.add(topic)
                 self._mark_doc(entry)
         self._publish_availability(entry)
@@ -359,7 +371,7 @@ class Bridge:
         for address, trait in entry.device.iter_traits():
             if trait.value is not None and trait.spec.readable:
                 topic = entry.trait_topics[address]
-                self.publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                self._publish_value(topic, trait, trait.value)
                 entry.retained.add(topic)
         if force:
             entry.available = None
@@ -390,7 +402,7 @@ class Bridge:
             return
         entry.available = available
         topic = self.topics.availability(entry.topic_name)
-        self.publish(topic, "online" if available else "offline", retain=True)
+        self.publish(topic, "online" if available else "offline", True, _TEXT)
 
     def _mark_doc(self, entry: DeviceEntry) -> None:
         if not self.options.device_state_topic:
@@ -408,7 +420,7 @@ class Bridge:
             if entry is not None:
                 topic = self.topics.device(entry.topic_name)
                 document = json.dumps(payloads.device_state(entry.device), separators=(",", ":"))
-                self.publish(topic, document, retain=True)
+                self.publish_json(topic, document, retain=True)
 
     def find_device(self, ref: str) -> DeviceEntry | None:
         """A device by id, friendly name or topic level."""
@@ -458,7 +470,7 @@ class Bridge:
             "backends": [backend.summary() for backend in self.backends.values()],
             "config": dict(self.options.info),
         }
-        self.publish(self.topics.bridge("info"), json.dumps(info), retain=True)
+        self.publish_json(self.topics.bridge("info"), json.dumps(info), retain=True)
 
     def publish_homes(self) -> None:
         """Retained ``bridge/homes``: homes, rooms and device ids of backends that have them."""
@@ -466,19 +478,19 @@ class Bridge:
                     if (homes := b.homes()) is not None]
         if listings:
             homes = [{**home, "backend": name} for name, listing in listings for home in listing]
-            self.publish(self.topics.bridge("homes"), json.dumps(homes), retain=True)
+            self.publish_json(self.topics.bridge("homes"), json.dumps(homes), retain=True)
 
     def publish_device_list(self) -> None:
         """Retained ``bridge/devices``: every device with its spec and topics."""
         listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics)
                    for e in self.devices.values()]
-        self.publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
+        self.publish_json(self.topics.bridge("devices"), json.dumps(listing), retain=True)
 
     def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:
         device = {"id": entry.device.id, "friendly_name": entry.friendly_name,
                   "name": entry.device.name, "backend": entry.backend.name}
-        self.publish(self.topics.bridge("event"),
-                      json.dumps(payloads.event(kind, device=device, **fields)))
+        self.publish_json(self.topics.bridge("event"),
+                          json.dumps(payloads.event(kind, device=device, **fields)))
 
     def report(self, level: str, message: str, origin: Origin | None = None,
                **extra: Any) -> None:
@@ -487,7 +499,7 @@ class Bridge:
             message, topic=origin.topic if origin else None)
         entry = payloads.log_entry(level, message, origin.topic if origin else None,
                                    origin.payload if origin else None, **extra)
-        self.publish(self.topics.bridge("log"), json.dumps(entry))
+        self.publish_json(self.topics.bridge("log"), json.dumps(entry))
 
     def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
         """Answer on the MQTT 5 response topic of a request, when it named one."""

@@ -148,6 +148,38 @@ async def test_retained_commands_are_not_replayed(mosquitto: Mosquitto, hub: Stu
     assert executes(hub) == []
 
 
+async def test_empty_string_is_a_value_not_a_deletion(mosquitto: Mosquitto, daemon: Daemon,
+                                                       hub: StudioSimulator,
+                                                       probe: MqttProbe) -> None:
+    topic = "aqara/kitchen_plug/0/BasicInformation/FirmwareRevision"
+    hub.set_value(PLUG, 0, "BasicInformation", "FirmwareRevision", "")
+    assert (await probe.value(topic, '""')) == '""'
+    await probe.wait_for(lambda: json.loads(probe.last["aqara/kitchen_plug"].payload)["0"][
+        "BasicInformation"]["FirmwareRevision"] == "")
+    # a subscriber arriving now still gets the value, typed: a JSON string
+    fresh = await MqttProbe(mosquitto.port, [topic, "aqara/_sync/#"]).start()
+    try:
+        await synced(fresh)
+        (message,) = [m for m in fresh.messages if m.topic == topic]
+        assert message.retain
+        assert message.payload == b'""'
+        assert message.content_type == "application/json"
+    finally:
+        fresh.stop()
+
+
+async def test_content_types_tell_strings_from_numbers(daemon: Daemon, probe: MqttProbe) -> None:
+    firmware = await probe.value("aqara/kitchen_plug/0/BasicInformation/FirmwareRevision")
+    assert firmware  # e.g. "1.0.3": text, not a number to parse
+    types = {m.topic.rsplit("/", 1)[-1]: m.content_type for m in probe.messages}
+    assert types["FirmwareRevision"] == "text/plain; charset=utf-8"
+    assert types["OnOff"] == "application/json"
+    await probe.value("aqara/kitchen_plug")
+    assert probe.last["aqara/kitchen_plug"].content_type == "application/json"
+    await probe.value("aqara/kitchen_plug/availability")
+    assert probe.last["aqara/kitchen_plug/availability"].content_type == types["FirmwareRevision"]
+
+
 async def test_mqtt5_response_topic_answers_writes(daemon: Daemon, probe: MqttProbe) -> None:
     start = len(probe.messages)
     await probe.publish(f"{PLUG_ONOFF}/set", "ON", response_topic="aqara/_replies/a",

@@ -200,7 +200,8 @@ def test_from_wire_none_is_unknown(spec: TraitSpec) -> None:
         (BOOL, True, "true"), (BOOL, False, "false"), (LEVEL, 42, "42"), (TEMP, 21.0, "21"),
         (TEMP, 21.5, "21.5"), (TEMP, 1e-07, "0.0000001"), (FREE_NUMBER, -0.0, "0"),
         (MODE, "1", "Cool"), (MODE, "9", "9"), (OPEN_ENUM, "x", "x"), (TEXT, " hi ", " hi "),
-        (TEXT, "", ""), (OTHER, {"a": [1, 2], "b": "é"}, '{"a":[1,2],"b":"é"}'),
+        (TEXT, "", '""'), (TEXT, '"quoted"', '"\\"quoted\\""'), (TEXT, 'a"b', 'a"b'),
+        (OTHER, {"a": [1, 2], "b": "é"}, '{"a":[1,2],"b":"é"}'),
         (OTHER, [], "[]"), (OTHER, "raw", "raw"), (BOOL, None, "null"), (MODE, None, "null"),
     ],
 )

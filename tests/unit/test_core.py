@@ -404,23 +404,32 @@ async def test_device_document_can_be_turned_off() -> None:
     assert rig.mqtt.retained[f"aqara/{LIGHT}/1/Output/OnOff"] == "false"
 
 
-async def test_trait_payload_text_per_type() -> None:
+async def test_trait_payload_text_and_content_type_per_type() -> None:
     rig = make_rig()
     rig.snapshot(light())
-    cases: list[tuple[str, str, str, Any, str]] = [
-        ("Output", "OnOff", "1/Output/OnOff", False, "false"),
-        ("LevelControl", "CurrentLevel", "1/LevelControl/CurrentLevel", 7, "7"),
-        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 1e-7, "0.0000001"),
-        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 250.0, "250"),
-        ("Effects", "Effect", "1/Effects/Effect", "1", "Rainbow"),
-        ("Effects", "Effect", "1/Effects/Effect", "9", "9"),  # not an option: the raw value
-        ("Effects", "Config", "1/Effects/Config", [1, {"b": None}], '[1,{"b":null}]'),
-        ("Effects", "Label", "1/Effects/Label", "ünïcode text", "ünïcode text"),
+    json_type, text_type = "application/json", "text/plain; charset=utf-8"
+    cases: list[tuple[str, str, str, Any, str, str]] = [
+        ("Output", "OnOff", "1/Output/OnOff", False, "false", json_type),
+        ("LevelControl", "CurrentLevel", "1/LevelControl/CurrentLevel", 7, "7", json_type),
+        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 1e-7, "0.0000001",
+         json_type),
+        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 250.0, "250",
+         json_type),
+        ("Effects", "Effect", "1/Effects/Effect", "1", "Rainbow", text_type),
+        ("Effects", "Effect", "1/Effects/Effect", "9", "9", text_type),  # not an option: raw
+        ("Effects", "Config", "1/Effects/Config", [1, {"b": None}], '[1,{"b":null}]', json_type),
+        ("Effects", "Label", "1/Effects/Label", "ünïcode text", "ünïcode text", text_type),
+        ("Effects", "Label", "1/Effects/Label", "1.0", "1.0", text_type),  # a string stays one
+        ("Effects", "Label", "1/Effects/Label", "true", "true", text_type),
+        ("Effects", "Label", "1/Effects/Label", "", '""', json_type),  # never an empty payload
     ]
-    for function, trait, suffix, value, text in cases:
+    for function, trait, suffix, value, text, content_type in cases:
         endpoint = int(suffix[0])
         rig.event(TraitChanged(addr(LIGHT, endpoint, function, trait), value))
-        assert rig.mqtt.sent[-1] == Sent(f"aqara/{LIGHT}/{suffix}", text, True), (value, text)
+        sent = rig.mqtt.sent[-1]
+        assert (sent.topic, sent.payload, sent.retain) == (f"aqara/{LIGHT}/{suffix}", text, True)
+        assert sent.properties.ContentType == content_type, (value, text)
+        assert sent.properties.PayloadFormatIndicator == 1
 
 
 # ---- availability -------------------------------------------------------------------------------
@@ -1162,7 +1171,8 @@ async def test_response_topic_and_correlation_data_on_success_and_error() -> Non
     assert ok.properties.CorrelationData == b"\x00c1"
     (nocorr,) = await rig.replies("replies/nocorr")
     assert nocorr.json()["status"] == "ok"
-    assert nocorr.properties is None
+    assert not hasattr(nocorr.properties, "CorrelationData")
+    assert nocorr.properties.ContentType == "application/json"
     assert len(rig.backend.writes) == 1
 
 
