@@ -12,6 +12,19 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
 fi
 
+if ! command -v npm >/dev/null 2>&1; then
+  echo "== installing Node.js and npm from the Debian packages (MQTT.js tests)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -f tests/node/node_modules/.package-lock.json ] \
+    || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
+  echo "== installing the MQTT.js test client (npm ci in tests/node)"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "== installing Python dependencies into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
