@@ -31,6 +31,7 @@ from bridge.discovery import (
     device_object_id,
     discovery_changes,
     discovery_messages,
+    is_hub,
 )
 from bridge.logsetup import get_logger
 from bridge.retained import RetainedLearner, Subscriber
@@ -80,6 +81,8 @@ class HomeAssistantDiscovery:
         self._migrating: dict[str, dict[str, str]] = {}
         """Device id → configs in the other layout, while their migration runs."""
         self._session = 0
+        self._hubs: dict[str, str | None] = {}
+        """Backend name → its hub's device id (None: it has none), learned lazily."""
         self._last_announce = 0.0
         self._announce_pending = False
         prefix = options.prefix
@@ -106,6 +109,7 @@ class HomeAssistantDiscovery:
         self.in_step = False
         self._session += 1
         self._migrating.clear()
+        self._hubs.clear()
         self._learner.start(self._mqtt, self._finish_learning)
 
     def handle(self, topic: str, payload: bytes, retain: bool = True) -> bool:
@@ -164,12 +168,13 @@ class HomeAssistantDiscovery:
         """Publish what changed in this device's configs (nothing until in step)."""
         if not self.in_step or self._mqtt is None:
             return
+        self._hub_appeared(entry)
         device_id = entry.device.id
         if device_id in self.excluded:
             current: dict[str, str] = {}
         else:
             current = discovery_messages(entry.device, entry.topic_name, self.scheme,
-                                         self.options)
+                                         self.options, self._hub_of(entry))
         previous = self.published.get(device_id)
         if previous is None:  # first sight this session: adopt what the broker retains
             previous = self.orphans.pop(device_object_id(device_id, self.options), {})
@@ -181,8 +186,27 @@ class HomeAssistantDiscovery:
             return
         self._send(discovery_changes(previous, current))
 
+    def _hub_of(self, entry: DeviceEntry) -> str | None:
+        """The id of the hub (gateway) device of the entry's backend, for ``via_device``."""
+        backend = entry.backend.name
+        if backend not in self._hubs:
+            self._hubs[backend] = next((e.device.id for e in self.entries()
+                                        if e.backend is entry.backend and is_hub(e.device)), None)
+        return self._hubs[backend]
+
+    def _hub_appeared(self, entry: DeviceEntry) -> None:
+        """A hub reported after devices announced without one: announce them again, linked."""
+        backend = entry.backend.name
+        if not is_hub(entry.device) or backend not in self._hubs or self._hubs[backend]:
+            return
+        self._hubs[backend] = entry.device.id
+        for other in self.entries():
+            if other.backend is entry.backend and other is not entry:
+                self.device_changed(other)
+
     def device_removed(self, device_id: str) -> None:
         """Clear every config of a device its backend reported gone."""
+        self._hubs.clear()
         previous = self.published.pop(device_id, {})
         previous.update(self._migrating.pop(device_id, {}))
         previous.update(self.orphans.pop(device_object_id(device_id, self.options), {}))

@@ -322,3 +322,17 @@ async def test_stop_publishes_offline(mosquitto: Mosquitto, hub: StudioSimulator
     async with running(Daemon(bridge_config(mosquitto, hub))):
         await probe.value("aqara/bridge/state", "online")
     assert await probe.value("aqara/bridge/state", "offline") == "offline"
+
+
+async def test_curtain_position_follows_its_target(daemon: Daemon, probe: MqttProbe) -> None:
+    base = "aqara/lumi.158d0006c1d2e3/1/WindowCovering"
+    assert await probe.value(f"{base}/CurrentPositionPercentage") == "60"
+    start = len(probe.messages)
+    await probe.publish(f"{base}/TargetPositionPercentage/set", "10")
+    await probe.value(f"{base}/CurrentPositionPercentage", "10")
+    await probe.value(f"{base}/OperationalStatus", "Stopped")
+    moves = [m.text for m in probe.messages[start:]
+             if m.topic in (f"{base}/CurrentPositionPercentage", f"{base}/OperationalStatus")]
+    assert moves[0] == "Closing"
+    assert moves[-2:] == ["10", "Stopped"]
+    assert "30" in moves  # it went through the positions in between
