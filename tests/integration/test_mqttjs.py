@@ -79,6 +79,16 @@ async def test_mqttjs_client(mosquitto: Mosquitto, daemon: Daemon) -> None:
     assert result["write"] == {"correlation": "write-3", "contentType": JSON,
                                "body": {"status": "ok", "data": None}}
 
+    # the README's paths into the device JSON: JSONata needs the endpoint quoted
+    state = daemon.bridge.devices["lumi.158d0002c660dc"].device.trait(1, "Output", "OnOff")
+    assert state is not None
+    jsonata = result["jsonata"]
+    for expression in ("payload.`1`.Output.OnOff", 'payload."1".Output.OnOff',
+                       '$lookup(payload, "1").Output.OnOff'):
+        assert jsonata[expression] == {"value": state.value}, expression
+    assert "cannot be used as a step" in jsonata["payload.1.Output.OnOff"]["error"]
+    assert result["function_node"] == state.value
+
     # bad input answered on the response topic, nothing sent to the hub
     bad = result["bad_write"]
     assert bad["correlation"] == "bad-4"

@@ -5,7 +5,9 @@
 //
 // Two clients: "watcher" subscribes only to the documented trait wildcard <base>/+/+/+/+;
 // "actor" does the /set round trip, MQTT 5 request/response with correlation data and a bad
-// write answered on its response topic.
+// write answered on its response topic; the README's JSONata paths are evaluated on the device
+// JSON document as Node-RED's change and switch nodes would.
+import jsonata from "jsonata";
 import mqtt from "mqtt";
 
 const [port, device] = process.argv.slice(2);
@@ -110,6 +112,22 @@ try {
     JSON.stringify({ device }), "refresh-2");
   result.write = await request(actor, `${onoff}/set`, before === "true" ? "ON" : "OFF", "write-3");
   result.bad_write = await request(actor, `${onoff}/set`, "banana", "bad-4");
+
+  // the device JSON document through the README's JSONata and function-node paths
+  const documentTopic = `${base}/${device}`;
+  const document = next(actor, (t) => t === documentTopic, documentTopic);
+  await actor.subscribeAsync(documentTopic, { qos: 1 });
+  const msg = { payload: JSON.parse((await document).payload) };
+  result.jsonata = {};
+  for (const expression of ["payload.`1`.Output.OnOff", 'payload."1".Output.OnOff',
+    '$lookup(payload, "1").Output.OnOff', "payload.1.Output.OnOff"]) {
+    try {
+      result.jsonata[expression] = { value: await jsonata(expression).evaluate(msg) };
+    } catch (error) {
+      result.jsonata[expression] = { error: error.message };
+    }
+  }
+  result.function_node = msg.payload["1"].Output.OnOff;
 
   // everything the wildcard brought in the meantime (requests and answers went by)
   const all = await sync(watcher, watched, "end");
