@@ -541,10 +541,11 @@ def _on_step(spec: TraitSpec, number: int | float, where: str) -> int | float:
         except OverflowError:
             return number
         nearest = round(units)
-        if abs(units - nearest) <= STEP_TOLERANCE:
-            snapped = round(origin + nearest * step, max(_decimals(step), _decimals(origin)))
-            return int(snapped) if isinstance(number, int) and float(snapped).is_integer() \
-                else snapped
+        # a float's own error grows with its size: never reject what is on the grid but for it
+        if abs(units - nearest) <= max(STEP_TOLERANCE, abs(units) * 1e-14):
+            if isinstance(number, int):
+                return number  # already exact: snapping through a float could only lose digits
+            return round(origin + nearest * step, max(_decimals(step), _decimals(origin)))
         digits = max(_decimals(step), _decimals(origin))
         below = round(origin + math.floor(units) * step, digits)
         above = round(origin + (math.floor(units) + 1) * step, digits)

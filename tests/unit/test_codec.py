@@ -693,6 +693,7 @@ def test_off_step_values_are_rejected_with_the_nearest_valid_ones(
 def test_step_snaps_float_noise_and_big_integers_exactly() -> None:
     tenth = TraitSpec(TraitType.NUMBER, format="float", step=0.1, writable=True)
     assert decode_set(tenth, "0.30000000000000004") == 0.3
+    assert decode_set(tenth, "45024418611.1") == 45024418611.1  # on the grid, float error aside
     big = TraitSpec(TraitType.NUMBER, format="int64", step=2, writable=True)
     assert decode_set(big, str(2**62)) == 2**62
     assert "step 2" in rejected(big, str(2**62 + 1))
