@@ -6,6 +6,7 @@ import asyncio
 
 from bridge.announce import MIGRATE_PAYLOAD, HomeAssistantDiscovery
 from bridge.discovery import DiscoveryOptions, discovery_messages
+from bridge.homie_output import HomieOutput
 from bridge.model import Device, DeviceRemoved, Snapshot
 from tests.unit.test_core import PLUG, FakeBackend, Rig, light, make_rig, plug
 
@@ -110,3 +111,19 @@ async def test_migration_back_to_device_based() -> None:
     assert rig.mqtt.under("homeassistant") == configs(light())
     cleared = [s.topic for s in rig.mqtt.sent if s.topic in old and s.payload == ""]
     assert sorted(cleared) == sorted(old)
+
+
+async def test_homie_root_lists_its_children_only_once_every_backend_is_complete() -> None:
+    local, cloud = FakeBackend("home"), FakeBackend("cloud")
+    rig = make_rig([local, cloud])
+    homie = HomieOutput("homie", lambda: list(rig.bridge.devices.values()))
+    rig.bridge.enable_homie(homie)
+    rig.bridge.on_mqtt_connected()
+    rig.snapshot(light())
+    await asyncio.sleep(0)
+    root = "homie/5/aqara-mqtt/$description"
+    assert not rig.mqtt.on(root)  # "cloud" has not answered: its children would be missing
+    rig.bridge.handle_event(cloud, Snapshot((plug(backend="cloud"),)))
+    await asyncio.sleep(0)
+    (description,) = rig.mqtt.on(root)
+    assert len(description.json()["children"]) == 2
