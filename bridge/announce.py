@@ -1,30 +1,40 @@
 """Home Assistant discovery for the bridge's devices, publishing only what changed.
 
 After every broker (re)connect the announcer first learns which of its configs the broker
-already retains: it subscribes to the discovery topics, then publishes a marker on a private
-topic; the broker sends retained messages when a subscription is made, before anything we publish
-later, so when the marker comes back every retained config has arrived. Then it publishes the
-difference between what is retained and what the devices need now (usually nothing), clears
-configs of devices that are gone, and unsubscribes. ``homeassistant/status`` = ``online``
-re-announces everything, at most once per :data:`REANNOUNCE_INTERVAL`.
+already retains (:class:`~bridge.retained.RetainedLearner`), then publishes the difference
+between what is retained and what the devices need now (usually nothing).
+
+An entity, once announced, is only removed on purpose: a config is cleared when the backend that
+owns its device reported the device gone (a removed event, or absence from a complete snapshot,
+which backends only deliver while connected). Retained configs of devices the bridge does not
+know (yet) are kept as *orphans*; a device that shows up later adopts them, and only once every
+backend has delivered a complete snapshot (:meth:`HomeAssistantDiscovery.backends_complete`)
+are the remaining orphans cleared. A hub that is down, slow or never connected removes nothing.
+
+Configs retained in the other layout (``device_based`` switched) are migrated the way Home
+Assistant documents it: ``{"migrate_discovery": true}`` on the old topics, then the new configs,
+then the old topics cleared, so entities keep their ids, history and settings.
+``homeassistant/status`` = ``online`` re-announces everything, at most once per
+:data:`REANNOUNCE_INTERVAL`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from bridge.discovery import (
     DiscoveryOptions,
     device_object_id,
     discovery_changes,
     discovery_messages,
+    is_hub,
 )
 from bridge.logsetup import get_logger
+from bridge.retained import RetainedLearner, Subscriber
 
 if TYPE_CHECKING:
     from bridge.core import DeviceEntry
@@ -35,16 +45,13 @@ log = get_logger("bridge.announce")
 REANNOUNCE_INTERVAL = 30.0
 """Seconds between two re-announcements asked for by Home Assistant's birth message."""
 
+MIGRATE_PAYLOAD = '{"migrate_discovery":true}'
+"""Home Assistant's hand-over payload between single-component and device-based discovery."""
 
-class Subscriber(Protocol):
-    """The MQTT operations the announcer needs besides publishing."""
-
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None, properties: Any = None) -> None: ...
-
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
-
-    def unsubscribe(self, filters: list[str]) -> None: ...
+MIGRATION_STEP = 2.0
+"""Seconds between the steps of a layout migration: Home Assistant unloads the old entities
+asynchronously and gives no sign when it is done, and a new config that arrives while the old
+entity is still loaded is rejected as a duplicate unique id."""
 
 
 class HomeAssistantDiscovery:
@@ -53,24 +60,35 @@ class HomeAssistantDiscovery:
     def __init__(self, options: DiscoveryOptions, scheme: TopicScheme,
                  entries: Callable[[], Iterable[DeviceEntry]],
                  excluded: frozenset[str] = frozenset(),
-                 status_topic: str = "homeassistant/status") -> None:
+                 status_topic: str = "homeassistant/status",
+                 migration_step: float = MIGRATION_STEP) -> None:
         self.options = options
         self.scheme = scheme
         self.entries = entries
         self.excluded = excluded
         self.status_topic = status_topic
+        self.migration_step = migration_step
         self.published: dict[str, dict[str, str]] = {}
         """Device id → the configs currently retained for it."""
+        self.orphans: dict[str, dict[str, str]] = {}
+        """Object id → retained configs of devices no backend has reported (yet)."""
         self.messages_sent = 0
         self._mqtt: Subscriber | None = None
         self.in_step = False
         """True once the retained configs were learned and reconciled after a connect."""
-        self._learning: dict[str, str] | None = None
-        self._marker = ""
+        self.complete = False
+        """True once every backend delivered a complete snapshot (orphans may be cleared)."""
+        self._migrating: dict[str, dict[str, str]] = {}
+        """Device id → configs in the other layout, while their migration runs."""
+        self._session = 0
+        self._hubs: dict[str, str | None] = {}
+        """Backend name → its hub's device id (None: it has none), learned lazily."""
         self._last_announce = 0.0
         self._announce_pending = False
         prefix = options.prefix
-        self._learn_filters = [f"{prefix}/device/+/config", f"{prefix}/+/+/+/config"]
+        self._learner = RetainedLearner(
+            scheme.bridge("discovery_sync"),
+            [f"{prefix}/device/+/config", f"{prefix}/+/+/+/config"], self._is_ours)
         self._object_prefix = f"{options.node_id}_"
 
     def attach(self, mqtt: Subscriber) -> None:
@@ -85,28 +103,22 @@ class HomeAssistantDiscovery:
     # ---- learning what is retained --------------------------------------------------------
 
     def on_connected(self) -> None:
-        """Start learning the retained configs; the reconcile follows the marker."""
+        """Start learning the retained configs; the reconcile follows."""
         if self._mqtt is None:
             return
         self.in_step = False
-        self._learning = {}
-        self._marker = self.scheme.bridge(f"discovery_sync/{secrets.token_hex(6)}")
-        self._mqtt.subscribe(self._learn_filters)
-        self._mqtt.subscribe([self._marker], no_local=False)
-        self._mqtt.publish(self._marker, b"1", False, 1)
+        self._session += 1
+        self._migrating.clear()
+        self._hubs.clear()
+        self._learner.start(self._mqtt, self._finish_learning)
 
-    def handle(self, topic: str, payload: bytes) -> bool:
+    def handle(self, topic: str, payload: bytes, retain: bool = True) -> bool:
         """Take a message on one of our subscriptions; False when it is not ours."""
-        if topic == self._marker and self._learning is not None:
-            self._finish_learning()
+        if self._learner.handle(topic, payload, retain):
             return True
         if topic == self.status_topic:
             if payload.strip() == b"online":
                 self._schedule_reannounce()
-            return True
-        if self._learning is not None and self._is_ours(topic):
-            if payload:
-                self._learning[topic] = payload.decode("utf-8", "replace")
             return True
         return False
 
@@ -121,23 +133,34 @@ class HomeAssistantDiscovery:
         levels = topic[len(self.options.prefix) + 1:].split("/")
         return levels[1] if len(levels) in (3, 4) else ""
 
-    def _finish_learning(self) -> None:
-        assert self._mqtt is not None
-        retained, self._learning = self._learning or {}, None
+    def _finish_learning(self, retained: dict[str, bytes]) -> None:
         self.in_step = True
-        self._mqtt.unsubscribe([*self._learn_filters, self._marker])
-        by_object: dict[str, dict[str, str]] = {}
+        self.orphans = {}
         for topic, payload in retained.items():
-            by_object.setdefault(self._object_id(topic), {})[topic] = payload
+            self.orphans.setdefault(self._object_id(topic), {})[topic] = payload.decode(
+                "utf-8", "replace")
         self.published = {}
         for entry in self.entries():
-            object_id = device_object_id(entry.device.id, self.options)
-            self.published[entry.device.id] = by_object.pop(object_id, {})
             self.device_changed(entry)
-        for stale in by_object.values():  # devices that are gone
-            self._send(discovery_changes(stale, {}))
+        if self.complete:
+            self._clear_orphans()
         log.info("home assistant discovery in step", devices=len(self.published),
-                 retained=len(retained), sent=self.messages_sent)
+                 retained=len(retained), kept=sum(map(len, self.orphans.values())),
+                 sent=self.messages_sent)
+
+    def backends_complete(self) -> None:
+        """Every backend has delivered a complete snapshot: configs of devices none of them
+        has are gone for good and are cleared."""
+        self.complete = True
+        if self.in_step:
+            self._clear_orphans()
+
+    def _clear_orphans(self) -> None:
+        orphans, self.orphans = self.orphans, {}
+        for configs in orphans.values():
+            self._send(discovery_changes(configs, {}))
+        if orphans:
+            log.info("home assistant configs of vanished devices cleared", devices=len(orphans))
 
     # ---- device changes -------------------------------------------------------------------
 
@@ -145,20 +168,75 @@ class HomeAssistantDiscovery:
         """Publish what changed in this device's configs (nothing until in step)."""
         if not self.in_step or self._mqtt is None:
             return
+        self._hub_appeared(entry)
         device_id = entry.device.id
         if device_id in self.excluded:
             current: dict[str, str] = {}
         else:
             current = discovery_messages(entry.device, entry.topic_name, self.scheme,
-                                         self.options)
-        self._send(discovery_changes(self.published.get(device_id, {}), current))
+                                         self.options, self._hub_of(entry))
+        previous = self.published.get(device_id)
+        if previous is None:  # first sight this session: adopt what the broker retains
+            previous = self.orphans.pop(device_object_id(device_id, self.options), {})
         self.published[device_id] = current
+        if device_id in self._migrating:
+            return  # the migration's next step publishes the latest configs
+        if current and any(map(self._is_other_layout, previous)):
+            self._migrate(device_id, {t: p for t, p in previous.items() if t not in current})
+            return
+        self._send(discovery_changes(previous, current))
+
+    def _hub_of(self, entry: DeviceEntry) -> str | None:
+        """The id of the hub (gateway) device of the entry's backend, for ``via_device``."""
+        backend = entry.backend.name
+        if backend not in self._hubs:
+            self._hubs[backend] = next((e.device.id for e in self.entries()
+                                        if e.backend is entry.backend and is_hub(e.device)), None)
+        return self._hubs[backend]
+
+    def _hub_appeared(self, entry: DeviceEntry) -> None:
+        """A hub reported after devices announced without one: announce them again, linked."""
+        backend = entry.backend.name
+        if not is_hub(entry.device) or backend not in self._hubs or self._hubs[backend]:
+            return
+        self._hubs[backend] = entry.device.id
+        for other in self.entries():
+            if other.backend is entry.backend and other is not entry:
+                self.device_changed(other)
 
     def device_removed(self, device_id: str) -> None:
-        """Clear every config of a device that is gone."""
+        """Clear every config of a device its backend reported gone."""
+        self._hubs.clear()
         previous = self.published.pop(device_id, {})
+        previous.update(self._migrating.pop(device_id, {}))
+        previous.update(self.orphans.pop(device_object_id(device_id, self.options), {}))
         if self.in_step:
             self._send(discovery_changes(previous, {}))
+
+    def _is_other_layout(self, topic: str) -> bool:
+        is_device_topic = topic.startswith(f"{self.options.prefix}/device/")
+        return is_device_topic != self.options.device_based
+
+    def _migrate(self, device_id: str, old: dict[str, str]) -> None:
+        """Home Assistant's documented hand-over: migrate payload on the old layout's topics,
+        then the new configs, then the old topics (``old``) cleared."""
+        self._migrating[device_id] = old
+        self._send({topic: MIGRATE_PAYLOAD for topic in old if self._is_other_layout(topic)})
+        session = self._session
+        loop = asyncio.get_running_loop()
+
+        def announce() -> None:
+            if session == self._session and device_id in self._migrating:
+                self._send(self.published.get(device_id, {}))
+                loop.call_later(self.migration_step, clear)
+
+        def clear() -> None:
+            if session == self._session and device_id in self._migrating:
+                self._send(discovery_changes(self._migrating.pop(device_id), {}))
+                log.info("home assistant discovery migrated", device=device_id,
+                         device_based=self.options.device_based)
+
+        loop.call_later(self.migration_step, announce)
 
     def _send(self, messages: dict[str, str]) -> None:
         assert self._mqtt is not None
@@ -181,5 +259,6 @@ class HomeAssistantDiscovery:
         self._last_announce = time.monotonic()
         if not self.in_step:
             return
-        for configs in self.published.values():
-            self._send(configs)
+        for device_id, configs in self.published.items():
+            if device_id not in self._migrating:
+                self._send(configs)

@@ -220,9 +220,9 @@ class Api:
             body = payloads.response("error", error_code=error.code,
                                      error_message=error.message, transaction=transaction)
             self.bridge.report("warning", f"request {command} failed: {error.message}", origin)
-        topic = self.bridge.topics.response(command)
+        topic = self.bridge.topics.response_to(origin.topic)
         if origin.response_topic != topic:  # mosquitto_rr -e names this very topic: send once
-            self.bridge.publish(topic, payloads.dumps(body))
+            self.bridge.publish_json(topic, payloads.dumps(body))
         self.bridge.respond(origin, body)
 
     # ---- helpers for handlers -----------------------------------------------------------

@@ -79,6 +79,7 @@ def core_options(config: Config) -> CoreOptions:
         write_window=config.bridge.write_window_ms / 1000,
         publish_unchanged=config.bridge.publish_unchanged,
         device_state_topic=config.bridge.device_state_topic,
+        clear_stale_topics=config.bridge.clear_stale_topics,
         info=config.summary(),
     )
 

@@ -199,27 +199,42 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def to_payload(spec: TraitSpec, value: Any) -> str:
-    """The MQTT payload text for a model value.
+    """The MQTT payload text for a model value (see :func:`encode_payload`)."""
+    return encode_payload(spec, value)[0]
+
+
+def string_label(spec: TraitSpec, value: str) -> str:
+    """A string value as people read it: an ENUM's option ``key`` label, else the string."""
+    if spec.type is TraitType.ENUM:
+        key = _enum_key(spec, value)
+        if key is not None:
+            return key
+    return value
+
+
+def encode_payload(spec: TraitSpec, value: Any) -> tuple[str, bool]:
+    """The MQTT payload text for a model value, and whether it is JSON (else plain text).
 
     Booleans ``true``/``false``; numbers plain decimal (:func:`plain_number`); strings as they
     are; ENUM the option's ``key`` label when the value is one of the options, else the raw value;
-    objects/arrays compact JSON. None gives ``null`` (an empty payload would delete a retained
-    message, so it is never used for values).
+    objects/arrays compact JSON; None ``null``. An empty payload would delete a retained message,
+    so the empty string is published as the JSON string ``""``, and so is every string that
+    starts with a double quote (``"a"`` → ``"\"a\""``) so the two cannot be confused; ``/set``
+    unquotes JSON strings, so every payload round-trips.
     """
-    if value is None:
-        return "null"
     if isinstance(value, str):
-        if spec.type is TraitType.ENUM:
-            key = _enum_key(spec, value)
-            if key is not None:
-                return key
-        return value
+        text = string_label(spec, value)
+        if not text or text[0] == '"':
+            return json.dumps(text, ensure_ascii=False), True
+        return text, False
+    if value is None:
+        return "null", True
     if isinstance(value, bool | int | float):
-        return plain_number(value)
+        return plain_number(value), True
     try:
-        return _dumps(value)
+        return _dumps(value), True
     except (ValueError, TypeError, RecursionError):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str), True
 
 
 def to_json_value(spec: TraitSpec, value: Any) -> Any:
@@ -393,7 +408,8 @@ def decode_value(spec: TraitSpec, value: Any, current: Any = None, where: str = 
     - BOOLEAN: ``true``/``false``, ``1``/``0``, ``"ON"``/``"OFF"``/``"true"``/``"1"``… (any
       case), an enum key label of the spec, or ``"toggle"`` (needs ``current`` as a bool).
     - NUMBER: a number or numeric string (no bool, NaN, infinity); whole numbers only for integer
-      specs; within min/max (step is not enforced).
+      specs; within min/max; on the step grid counted from min (float noise within a millionth
+      of a step is snapped to the grid, anything else is rejected naming the nearest values).
     - ENUM: a key label (exact, then case-insensitive) or a wire value (a string or an integer).
       Without options in the spec any string is accepted.
     - STRING: a string (numbers and booleans become their payload text).
@@ -487,12 +503,59 @@ def _validate_number(spec: TraitSpec, value: Any, where: str) -> int | float:
         raise WriteRejected(
             f"value {_show(number)} is above the maximum {_show(spec.max)}{_for(where)}"
         )
+    number = _on_step(spec, number, where)
     if spec.is_integer:
         return number
     try:
         return float(number)
     except OverflowError:
         raise WriteRejected(f"value {_show(number)} is out of range{_for(where)}") from None
+
+
+STEP_TOLERANCE = 1e-6
+"""How far from the step grid (in steps) a number may be and still count as on it (float noise
+such as ``0.30000000000000004``)."""
+
+
+def _decimals(number: float) -> int:
+    exponent = Decimal(repr(float(number))).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _on_step(spec: TraitSpec, number: int | float, where: str) -> int | float:
+    """``number`` on the spec's step grid (counted from ``min``, else 0): snapped to it when
+    within :data:`STEP_TOLERANCE`, else rejected naming the two nearest valid values."""
+    step = spec.step
+    if not step or step <= 0 or not math.isfinite(step):
+        return number
+    origin = spec.min if spec.min is not None and math.isfinite(spec.min) else 0
+    if isinstance(number, int) and float(step).is_integer() and float(origin).is_integer():
+        offset = (number - int(origin)) % int(step)  # exact for big integers
+        if offset == 0:
+            return number
+        below: int | float = number - offset
+        above: int | float = below + int(step)
+    else:
+        try:
+            units = (number - origin) / step
+        except OverflowError:
+            return number
+        nearest = round(units)
+        # a float's own error grows with its size: never reject what is on the grid but for it
+        if abs(units - nearest) <= max(STEP_TOLERANCE, abs(units) * 1e-14):
+            if isinstance(number, int):
+                return number  # already exact: snapping through a float could only lose digits
+            return round(origin + nearest * step, max(_decimals(step), _decimals(origin)))
+        digits = max(_decimals(step), _decimals(origin))
+        below = round(origin + math.floor(units) * step, digits)
+        above = round(origin + (math.floor(units) + 1) * step, digits)
+    valid = [v for v in (below, above)
+             if (spec.min is None or v >= spec.min) and (spec.max is None or v <= spec.max)]
+    hint = " or ".join(_show(v) for v in valid)
+    raise WriteRejected(
+        f"value {_show(number)} is not on the step {_show(step)}{_for(where)}"
+        + (f" (nearest valid: {hint})" if hint else "")
+    )
 
 
 def _validate_enum(spec: TraitSpec, value: Any, where: str) -> str:

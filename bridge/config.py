@@ -826,6 +826,10 @@ class BridgeOptions(_Model):
     """Republish a trait's retained topic even when the value did not change."""
     device_state_topic: bool = True
     """Publish the JSON of all of a device's values on ``<base>/<device>``."""
+    clear_stale_topics: bool = True
+    """Once every backend delivered a complete snapshot, clear retained topics under the base
+    topic of devices that no longer exist (renamed, excluded, removed while the bridge was down),
+    and retained ``/set``/``/get`` commands."""
 
 
 def _lower_choice(choices: tuple[str, ...], aliases: Mapping[str, str]) -> Callable[[Any], Any]:

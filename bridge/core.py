@@ -18,7 +18,7 @@ from bridge import __version__, health, payloads
 from bridge.announce import HomeAssistantDiscovery
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
-from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
+from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
 from bridge.homie import homie_value, set_payload_text
 from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
@@ -38,7 +38,8 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
-from bridge.mqtt import IncomingMessage, response_properties
+from bridge.mqtt import JSON, TEXT, IncomingMessage, content_properties, response_properties
+from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
     BridgeRequest,
@@ -51,6 +52,9 @@ from bridge.topics import (
 )
 
 log = get_logger("bridge.core")
+
+_JSON = content_properties(JSON)
+_TEXT = content_properties(TEXT)
 
 
 SOURCE_PREFERENCE = ("studio", "aqara_cloud", "tuya")
@@ -85,6 +89,7 @@ class CoreOptions:
     write_window: float = 0.05
     publish_unchanged: bool = False
     device_state_topic: bool = True
+    clear_stale_topics: bool = True
     info: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -132,6 +137,10 @@ class Bridge:
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
         self.discovery: HomeAssistantDiscovery | None = None
         self.homie: HomieOutput | None = None
+        self.stale: StaleTopicSweeper | None = None
+        if options.clear_stale_topics:
+            self.stale = StaleTopicSweeper(
+                self.topics, lambda: {e.topic_name for e in self.devices.values()})
 
     # ---- wiring ---------------------------------------------------------------------------
 
@@ -142,6 +151,8 @@ class Bridge:
             self.discovery.attach(mqtt)
         if self.homie is not None:
             self.homie.attach(mqtt)
+        if self.stale is not None:
+            self.stale.attach(mqtt)
 
     def enable_homie(self, homie: HomieOutput) -> None:
         """Publish devices by the Homie convention too."""
@@ -165,9 +176,17 @@ class Bridge:
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, retain, None, properties)
 
+    def publish_json(self, topic: str, document: str, retain: bool = False) -> None:
+        """Publish a JSON document, with its MQTT 5 content type."""
+        self.publish(topic, document, retain, _JSON)
+
+    def _publish_value(self, topic: str, trait: Trait, value: Any) -> None:
+        payload, is_json = encode_payload(trait.spec, value)
+        self.publish(topic, payload, True, _JSON if is_json else _TEXT)
+
     def on_mqtt_connected(self) -> None:
         """After every broker (re)connect: state online, and every retained topic republished."""
-        self.publish(self.topics.bridge("state"), "online", retain=True)
+        self.publish(self.topics.bridge("state"), "online", True, _TEXT)
         self.publish_info()
         if self._snapshots_seen:
             self.publish_device_list()
@@ -178,6 +197,13 @@ class Bridge:
             self.discovery.on_connected()
         if self.homie is not None:
             self.homie.on_connected()
+        if self.stale is not None:
+            self.stale.on_connected()
+
+    @property
+    def backends_complete(self) -> bool:
+        """True once every backend has delivered a complete snapshot (while connected)."""
+        return self._snapshots_seen.issuperset(self.backends)
 
     # ---- events from backends ------------------------------------------------------------
 
@@ -245,7 +271,8 @@ class Bridge:
         if value is None or not trait.spec.readable:
             return
         topic = entry.trait_topics[address]
-        self.publish(topic, to_payload(trait.spec, value), retain=True)
+        payload, is_json = encode_payload(trait.spec, value)
+        self.publish(topic, payload, True, _JSON if is_json else _TEXT)
         entry.retained.add(topic)
         self._mark_doc(entry)
         if self.homie is not None:
@@ -264,6 +291,11 @@ class Bridge:
             self._event("device_removed", entry)
         self._snapshots_seen.add(backend.name)
         self.publish_device_list()
+        if self.backends_complete:
+            # only now is a device that no backend has really gone: outputs may clear it
+            for output in (self.discovery, self.homie, self.stale):
+                if output is not None:
+                    output.backends_complete()
 
     def _on_backend_status(self, backend: Backend, status: BackendStatus) -> None:
         if not status.connected:
@@ -317,7 +349,7 @@ class Bridge:
             changed = before is None or before.value != trait.value
             if trait.value is not None and trait.spec.readable and changed:
                 topic = entry.trait_topics[address]
-                self.publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                self._publish_value(topic, trait, trait.value)
                 entry.retained.add(topic)
                 self._mark_doc(entry)
         self._publish_availability(entry)
@@ -339,7 +371,7 @@ class Bridge:
         for address, trait in entry.device.iter_traits():
             if trait.value is not None and trait.spec.readable:
                 topic = entry.trait_topics[address]
-                self.publish(topic, to_payload(trait.spec, trait.value), retain=True)
+                self._publish_value(topic, trait, trait.value)
                 entry.retained.add(topic)
         if force:
             entry.available = None
@@ -370,7 +402,7 @@ class Bridge:
             return
         entry.available = available
         topic = self.topics.availability(entry.topic_name)
-        self.publish(topic, "online" if available else "offline", retain=True)
+        self.publish(topic, "online" if available else "offline", True, _TEXT)
 
     def _mark_doc(self, entry: DeviceEntry) -> None:
         if not self.options.device_state_topic:
@@ -388,7 +420,7 @@ class Bridge:
             if entry is not None:
                 topic = self.topics.device(entry.topic_name)
                 document = json.dumps(payloads.device_state(entry.device), separators=(",", ":"))
-                self.publish(topic, document, retain=True)
+                self.publish_json(topic, document, retain=True)
 
     def find_device(self, ref: str) -> DeviceEntry | None:
         """A device by id, friendly name or topic level."""
@@ -440,7 +472,7 @@ class Bridge:
             "backends": backends,
             "config": dict(self.options.info),
         }
-        self.publish(self.topics.bridge("info"), json.dumps(info), retain=True)
+        self.publish_json(self.topics.bridge("info"), json.dumps(info), retain=True)
 
     def publish_homes(self) -> None:
         """Retained ``bridge/homes``: homes, rooms and device ids of backends that have them."""
@@ -448,19 +480,19 @@ class Bridge:
                     if (homes := b.homes()) is not None]
         if listings:
             homes = [{**home, "backend": name} for name, listing in listings for home in listing]
-            self.publish(self.topics.bridge("homes"), json.dumps(homes), retain=True)
+            self.publish_json(self.topics.bridge("homes"), json.dumps(homes), retain=True)
 
     def publish_device_list(self) -> None:
         """Retained ``bridge/devices``: every device with its spec and topics."""
         listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics)
                    for e in self.devices.values()]
-        self.publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
+        self.publish_json(self.topics.bridge("devices"), json.dumps(listing), retain=True)
 
     def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:
         device = {"id": entry.device.id, "friendly_name": entry.friendly_name,
                   "name": entry.device.name, "backend": entry.backend.name}
-        self.publish(self.topics.bridge("event"),
-                      json.dumps(payloads.event(kind, device=device, **fields)))
+        self.publish_json(self.topics.bridge("event"),
+                          json.dumps(payloads.event(kind, device=device, **fields)))
 
     def report(self, level: str, message: str, origin: Origin | None = None,
                **extra: Any) -> None:
@@ -469,7 +501,7 @@ class Bridge:
             message, topic=origin.topic if origin else None)
         entry = payloads.log_entry(level, message, origin.topic if origin else None,
                                    origin.payload if origin else None, **extra)
-        self.publish(self.topics.bridge("log"), json.dumps(entry))
+        self.publish_json(self.topics.bridge("log"), json.dumps(entry))
 
     def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
         """Answer on the MQTT 5 response topic of a request, when it named one."""
@@ -481,6 +513,9 @@ class Bridge:
 
     def handle_message(self, message: IncomingMessage) -> None:
         """Dispatch one message received on the bridge's subscriptions."""
+        if self.stale is not None and self.stale.handle(message.topic, message.payload,
+                                                         message.retain):
+            return
         command = self.topics.parse(message.topic)
         if command is None:
             self._handle_foreign(message)
@@ -491,9 +526,13 @@ class Bridge:
             if self.request_handler is not None:
                 self.request_handler(command.command, message)
             return
+        if not message.payload and message.response_topic is None and isinstance(
+                command, TraitSet | DeviceSet):
+            # an empty payload is how a retained /set is deleted, never a value to write
+            log.debug("empty /set payload ignored", topic=message.topic)
+            return
         if message.retain:
-            self._reject(origin, "retained commands are ignored: publish /set and /get "
-                                 "without the retain flag")
+            self._ignore_retained(origin)
             return
         if isinstance(command, BadTopic):
             self._reject(origin, command.reason)
@@ -519,7 +558,8 @@ class Bridge:
 
     def _handle_foreign(self, message: IncomingMessage) -> None:
         """Messages outside the base topic: discovery bookkeeping and Homie commands."""
-        if self.discovery is not None and self.discovery.handle(message.topic, message.payload):
+        if self.discovery is not None and self.discovery.handle(message.topic, message.payload,
+                                                                 message.retain):
             return
         if self.homie is None or message.retain:
             return
@@ -536,6 +576,18 @@ class Bridge:
                 self._reject(origin, exc.reason)
                 return
             self._queue_writes(entry.backend, [item], origin)
+
+    def _ignore_retained(self, origin: Origin) -> None:
+        """A command the broker replays from its store (it was published with the retain flag):
+        executing it at every (re)connect would repeat an old command, so it is not."""
+        cleared = self.stale is not None
+        if self.stale is not None:
+            self.stale.retained_command(origin.topic)
+        reason = ("retained command ignored: publish /set and /get without the retain flag"
+                  + (" (the retained message is cleared)" if cleared else ""))
+        self.report("warning", reason, origin)
+        self.respond(origin, payloads.response("error", error_code="retained",
+                                               error_message=reason))
 
     def _reject(self, origin: Origin, reason: str) -> None:
         self.report("warning", f"rejected: {reason}", origin)

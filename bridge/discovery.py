@@ -761,20 +761,21 @@ class _Builder:
             if trait.spec.readable:
                 config.update({"stat_t": self.state(address), "stat_locked": locked,
                                "stat_unlocked": unlocked})
-                for key, words in (("stat_jam", ("jammed", "notfullylocked")),
-                                   ("stat_locking", ("locking",)),
-                                   ("stat_unlocking", ("unlocking",))):
-                    for word in words:
-                        if word in labels:
-                            config[key] = labels[word]
-                            break
+                for key, word in (("stat_jam", "jammed"), ("stat_locking", "locking"),
+                                  ("stat_unlocking", "unlocking"), ("stat_open", "unlatched")):
+                    if word in labels:
+                        config[key] = labels[word]
+                partly = labels.get("notfullylocked")
+                if partly is not None:  # not fully locked is not locked, and not jammed
+                    config["val_tpl"] = (f"{{{{ {_jinja_str(unlocked)} if value == "
+                                         f"{_jinja_str(partly)} else value }}}}")
             self.add(f"ep{endpoint.id}_lock", "lock", config, endpoint.id, "Lock", (address,),
                      primary=True)
-        elif trait.spec.readable:  # lock class: on = unlocked
+        elif trait.spec.readable:  # lock class: on = unlocked (anything but fully locked)
             config = {"stat_t": self.state(address), "dev_cla": "lock",
                       "val_tpl": f"{{{{ 'OFF' if value == {_jinja_str(locked)} else 'ON' }}}}"}
             self.add(f"ep{endpoint.id}_lock", "binary_sensor", config, endpoint.id, "Lock",
-                     (address,))
+                     (address,), primary=True)
 
     # ---- single traits ----
 
@@ -815,6 +816,9 @@ class _Builder:
                                "pl_off": "true" if cls.inverted else "false"})
                 if cls.device_class:
                     config["dev_cla"] = cls.device_class
+                if cls.device_class == "connectivity":
+                    # with the device's own availability it could never show Disconnected
+                    config["avty"] = [{"t": self.scheme.bridge("state")}]
                 diagnostic = diagnostic or cls.diagnostic
         elif kind is TraitType.NUMBER:
             unit = normalize_unit(spec.unit)
@@ -879,13 +883,18 @@ class _Builder:
         by_label: dict[str, set[int]] = {}
         for component in components:
             by_label.setdefault(component.label, set()).add(component.endpoint_id)
+        last_word = (self.device.name or "").split()[-1:] or [""]
         for component in components:
             name = component.label
             endpoints = by_label[name]
             if len(endpoints) > 1:
                 suffix, is_word = self._suffix(component.endpoint_id, endpoints)
-                # "Left"/"Right" alone for a double rocker's switches, else "Switch 2"
-                name = suffix if is_word and component.primary else f"{name} {suffix}"
+                if is_word and component.primary:
+                    name = suffix  # "Left"/"Right" alone for a double rocker's switches
+                elif component.primary and name.casefold() == last_word[0].casefold():
+                    name = suffix  # "Wall Switch" + "2", never "Wall Switch Switch 2"
+                else:
+                    name = f"{name} {suffix}"
             component.name = name
         counts: dict[str, int] = {}
         for component in components:
@@ -900,7 +909,9 @@ class _Builder:
 
     def _suffix(self, endpoint_id: int, endpoint_ids: set[int]) -> tuple[str, bool]:
         """A position word from the endpoint types when every endpoint has a distinct one
-        (``Left``/``Right``), else the endpoint id; and whether it is a word."""
+        (``Left``/``Right``), else the endpoint's number among them (1, 2…, not its id, so a
+        wall switch whose rockers are endpoints 2 and 3 has a 1 and a 2); and whether it is a
+        word."""
         words: dict[int, str | None] = {}
         for other in endpoint_ids:
             endpoint = self.device.endpoints.get(other)
@@ -908,7 +919,7 @@ class _Builder:
         word = words.get(endpoint_id)
         if word and list(words.values()).count(word) == 1 and all(words.values()):
             return word, True
-        return str(endpoint_id), False
+        return str(sorted(endpoint_ids).index(endpoint_id) + 1), False  # 1, 2… in endpoint order
 
 
 CLIMATE_MODE_WORDS: dict[str, str] = {
@@ -976,6 +987,12 @@ def _number_limits(spec: TraitSpec) -> dict[str, Any]:
     return {"min": _num(low), "max": _num(high), "step": _num(step), "mode": mode}
 
 
+def is_hub(device: Device) -> bool:
+    """Whether the device is a hub (gateway) that other devices reach Home Assistant through."""
+    text = " ".join((device.model, *device.types)).lower()
+    return "gateway" in text or "hub" in device.types
+
+
 def _firmware(device: Device) -> str | None:
     for endpoint_id in sorted(device.endpoints):
         trait = device.trait(endpoint_id, "BasicInformation", "FirmwareRevision")
@@ -984,9 +1001,12 @@ def _firmware(device: Device) -> str | None:
     return None
 
 
-def _device_block(device: Device, options: DiscoveryOptions) -> dict[str, Any]:
+def _device_block(device: Device, options: DiscoveryOptions,
+                  via: str | None = None) -> dict[str, Any]:
     block: dict[str, Any] = {"ids": [device_object_id(device.id, options)],
                              "name": device.name or device.id}
+    if via is not None and via != device.id:
+        block["via_device"] = device_object_id(via, options)
     manufacturer = device.extra.get("manufacturer")
     block["mf"] = manufacturer if isinstance(manufacturer, str) and manufacturer else \
         options.manufacturer
@@ -1036,12 +1056,13 @@ def components(device: Device, topic_name: str, scheme: TopicScheme,
 
 
 def discovery_messages(device: Device, topic_name: str, scheme: TopicScheme | None,
-                       options: DiscoveryOptions) -> dict[str, str]:
+                       options: DiscoveryOptions, via: str | None = None) -> dict[str, str]:
     """Every discovery config topic of ``device`` → its JSON payload (retained).
 
     ``topic_name`` is the device's topic level (hub id or friendly name) and ``scheme`` the
-    bridge's topic scheme (``TopicScheme(options.base_topic)`` when None). A device without any
-    entity gives no message.
+    bridge's topic scheme (``TopicScheme(options.base_topic)`` when None); ``via`` the device id
+    of the hub it is connected through (``dev.via_device``). A device without any entity gives
+    no message.
     """
     if scheme is None:
         scheme = TopicScheme(options.base_topic)
@@ -1050,7 +1071,7 @@ def discovery_messages(device: Device, topic_name: str, scheme: TopicScheme | No
         return {}
     object_id = device_object_id(device.id, options)
     shared: dict[str, Any] = {
-        "dev": _device_block(device, options),
+        "dev": _device_block(device, options, via),
         "o": _origin(options),
         "avty": [{"t": scheme.bridge("state")}, {"t": scheme.availability(topic_name)}],
         "avty_mode": "all",
@@ -1062,7 +1083,7 @@ def discovery_messages(device: Device, topic_name: str, scheme: TopicScheme | No
     for key, config in cmps.items():
         payload = {k: v for k, v in config.items() if k != "p"}
         messages[f"{options.prefix}/{config['p']}/{object_id}/{key}/config"] = dumps(
-            {**payload, **shared})
+            {**shared, **payload})
     return messages
 
 

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.codec import plain_number, to_payload
+from bridge.codec import plain_number, string_label, to_payload
 from bridge.discovery import humanize, trait_label
 from bridge.model import Device, TraitAddress, TraitSpec, TraitType
 from bridge.topics import TopicScheme
@@ -209,8 +209,9 @@ def homie_value(spec: TraitSpec, value: Any) -> str | None:
         return "true" if value is True else "false" if value is False else str(value)
     if kind == "json":
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    text = to_payload(spec, value)
-    return text if text else EMPTY_STRING
+    if isinstance(value, str):  # Homie strings are raw text, never JSON-quoted
+        return string_label(spec, value) or EMPTY_STRING
+    return to_payload(spec, value)
 
 
 def description(device: Device, parent: str | None = None) -> dict[str, Any]:

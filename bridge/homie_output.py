@@ -4,7 +4,8 @@ MQTT gives one will per connection and the bridge's is ``<base>/bridge/state``, 
 root device ``homie/5/aqara-mqtt/$state`` is kept by a second small connection whose will is
 ``lost``; controllers treat the children of a lost root as lost. Each device goes through
 ``init`` → description and values → ``ready``; a removed device has ``$state`` cleared first,
-then every other topic.
+then every other topic. The root's description (which lists the children) is only published once
+every backend has delivered a complete snapshot, so a slow hub never shrinks the list.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class HomieOutput:
         self._layouts: dict[str, Layout] = {}
         self._by_homie_id: dict[str, str] = {}
         self._root_scheduled = False
+        self.complete = False
+        """True once every backend delivered a complete snapshot (the children are known)."""
 
     def attach(self, mqtt: Publisher) -> None:
         """Use this MQTT link."""
@@ -85,9 +88,14 @@ class HomieOutput:
             self.device_changed(entry)
         self._publish_root()
 
+    def backends_complete(self) -> None:
+        """Every backend delivered a complete snapshot: the root's children list is right."""
+        self.complete = True
+        self._publish_root()
+
     def _publish_root(self) -> None:
         """Publish the root device once this loop turn is over (children come in bursts)."""
-        if not self._root_scheduled:
+        if self.complete and not self._root_scheduled:
             self._root_scheduled = True
             asyncio.get_running_loop().call_soon(self._send_root)
 

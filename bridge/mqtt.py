@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import ssl
 from collections import deque
@@ -36,6 +37,11 @@ acknowledgement, so a huge window makes publishing quadratic; more are queued in
 
 CONNACK_TIMEOUT = 10.0
 """Seconds to wait for the broker's answer to CONNECT."""
+
+JSON = "application/json"
+"""Content type of payloads that are JSON text (numbers, booleans, documents, quoted strings)."""
+TEXT = "text/plain; charset=utf-8"
+"""Content type of payloads that are a string as it is (not to be parsed)."""
 
 _UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
 _V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
@@ -96,7 +102,7 @@ class MqttLink:
         self.published = 0
         self.acknowledged = 0
         self.dropped = 0
-        self._parked_retained: dict[str, tuple[bytes, int]] = {}
+        self._parked_retained: dict[str, tuple[bytes, int, Properties | None]] = {}
         self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
         self._flush_scheduled = False
         self._client: paho.Client | None = None
@@ -133,7 +139,7 @@ class MqttLink:
             self._parked_retained or self._parked_other
         ):
             if retain:
-                self._parked_retained[topic] = (data, level)
+                self._parked_retained[topic] = (data, level, properties)
             else:
                 self._park_other(topic, data, level, properties)
             return
@@ -169,9 +175,9 @@ class MqttLink:
             budget -= 1
         while self._parked_retained and budget > 0:
             topic = next(iter(self._parked_retained))
-            data, qos = self._parked_retained.pop(topic)
+            data, qos, props = self._parked_retained.pop(topic)
             self.published += 1
-            client.publish(topic, data, qos, True)
+            client.publish(topic, data, qos, True, props)
             budget -= 1
 
     @property
@@ -422,10 +428,35 @@ class MqttLink:
             log.exception("error handling mqtt message", topic=message.topic)
 
 
-def response_properties(correlation_data: bytes | None) -> Properties | None:
-    """MQTT 5 PUBLISH properties carrying the request's correlation data back."""
+class _PackedProperties(Properties):
+    """PUBLISH properties serialised once: paho re-packs properties on every publish (it walks
+    every known property name), which would make the hot path slower than without them."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self.ContentType = content_type
+        self.PayloadFormatIndicator = 1  # UTF-8 text
+        object.__setattr__(self, "_packed", super().pack())  # type: ignore[no-untyped-call]
+
+    def pack(self) -> bytes:
+        packed: bytes = object.__getattribute__(self, "_packed")
+        return packed
+
+
+@functools.cache
+def content_properties(content_type: str) -> Properties:
+    """The shared PUBLISH properties for a content type (MQTT 5; ignored by 3.1.1)."""
+    return _PackedProperties(content_type)
+
+
+def response_properties(correlation_data: bytes | None,
+                        content_type: str = JSON) -> Properties:
+    """MQTT 5 PUBLISH properties of an answer: content type, and the request's correlation data
+    when it carried some."""
     if correlation_data is None:
-        return None
+        return content_properties(content_type)
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ContentType = content_type
+    props.PayloadFormatIndicator = 1
     props.CorrelationData = correlation_data
     return props

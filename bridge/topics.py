@@ -11,6 +11,11 @@ Layout under the base topic (``aqara`` by default, may have several levels)::
 
 Every level that comes from device data passes through :func:`sanitize_level`; the device level
 ``bridge`` is reserved, so a device whose name sanitises to ``bridge`` is published as ``bridge_``.
+
+A command of several words is written with dots in its topic (``request/device.rename``), so the
+bridge's own topics never have the five levels of a trait topic and ``<base>/+/+/+/+`` matches
+trait topics only. The slash form (``request/device/rename``) is still understood and answered
+in the same form, for older clients.
 """
 
 from __future__ import annotations
@@ -98,7 +103,8 @@ class DeviceGet:
 
 @dataclass(frozen=True, slots=True)
 class BridgeRequest:
-    """``<base>/bridge/request/<command>``; the command may contain ``/`` (``device/rename``)."""
+    """``<base>/bridge/request/<command>``: ``command`` by its name (``device/rename``), whether
+    the topic wrote it ``device.rename`` or ``device/rename``."""
 
     command: str
 
@@ -159,6 +165,11 @@ class TopicScheme:
         """``<base>/bridge/response/<command>``, each level of the command sanitised."""
         return self._bridge + "response/" + "/".join(map(sanitize_level, command.split("/")))
 
+    def response_to(self, request_topic: str) -> str:
+        """The response topic of a request topic, with the command written the same way
+        (``request/device.rename`` → ``response/device.rename``)."""
+        return self.response(request_topic.removeprefix(self._bridge + "request/"))
+
     def subscriptions(self) -> list[str]:
         """The topic filters the bridge subscribes to."""
         p = self._prefix
@@ -178,7 +189,7 @@ class TopicScheme:
         rest = topic[self._prefix_len:]
         if rest.startswith("bridge/") or rest == "bridge":
             if rest.startswith("bridge/request/"):
-                command = rest[15:]
+                command = rest[15:].replace(".", "/")
                 return BridgeRequest(command) if command else BadTopic("missing request command")
             if rest == "bridge/request":
                 return BadTopic("missing request command")

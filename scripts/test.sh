@@ -4,19 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-  echo "== installing Mosquitto from the Debian packages"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
-fi
-
-# The demo test pastes the banner's mosquitto_sub/pub/rr commands; the unit test runs
-# systemd-analyze security. Install what is missing (Mosquitto may be there without its clients).
+# Debian packages the tests run: the broker, the clients the demo test pastes verbatim,
+# systemd-analyze (the unit's security rating) and Node.js (the MQTT.js tests).
 missing=""
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_rr >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
   echo "== installing$missing from the Debian packages"
   sudo=""
@@ -24,6 +18,12 @@ if [ -n "$missing" ]; then
   $sudo apt-get update -qq
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -f tests/node/node_modules/.package-lock.json ] \
+    || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
+  echo "== installing the MQTT.js test client (npm ci in tests/node)"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== installing Python dependencies into .venv"

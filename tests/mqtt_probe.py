@@ -21,6 +21,7 @@ class Received:
     payload: bytes
     retain: bool
     correlation_data: bytes | None = None
+    content_type: str | None = None
 
     @property
     def text(self) -> str:
@@ -65,7 +66,8 @@ class MqttProbe:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
         corr = getattr(props, "CorrelationData", None) if props is not None else None
-        item = Received(msg.topic, bytes(msg.payload), bool(msg.retain), corr)
+        content_type = getattr(props, "ContentType", None) if props is not None else None
+        item = Received(msg.topic, bytes(msg.payload), bool(msg.retain), corr, content_type)
         self._loop.call_soon_threadsafe(self._record, item)
 
     def _record(self, item: Received) -> None:
@@ -139,3 +141,13 @@ async def synced(probe: MqttProbe, root: str = "aqara") -> None:
     start = len(probe.messages)
     await probe.publish(marker, b"1")
     await probe.next_on(marker, start)
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Wait until ``predicate()`` (state of the process under test, not of a probe) is truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = predicate()
+            if result:
+                return result
+            await asyncio.sleep(0.02)

@@ -109,6 +109,11 @@ def _parse_device(obj: Mapping[str, Any], backend: str) -> Device:
         types=tuple(str(t) for t in first(obj, "deviceTypesList", "types", default=())),
         online=parse_online(first(obj, "state", "online")),
     )
+    space = obj.get("space")
+    room = space.get("name") if isinstance(space, Mapping) else first(
+        obj, "spaceName", "positionName", "roomName")
+    if isinstance(room, str) and room.strip():
+        device.extra["room"] = room.strip()  # Home Assistant's suggested area
     for ep in obj.get("endpoints") or ():
         endpoint_id = _number(first(ep, "endpointId", "id"))
         if not isinstance(endpoint_id, int):

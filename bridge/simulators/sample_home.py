@@ -99,6 +99,8 @@ class SimDevice:
     endpoints: list[SimEndpoint]
     online: bool = True
     create_time: int = field(default_factory=now_ms)
+    space: str | None = None
+    """The room (Studio "space") the device is placed in, if any."""
 
     def clone(self) -> SimDevice:
         """An independent copy (the simulator keeps its own copies of the devices it is given)."""
@@ -110,6 +112,7 @@ class SimDevice:
             [e.clone() for e in self.endpoints],
             self.online,
             self.create_time,
+            self.space,
         )
 
     def iter_traits(self) -> list[tuple[int, str, SimTrait]]:
@@ -777,7 +780,7 @@ def sample_home() -> list[SimDevice]:
     def ct(hours: int) -> int:
         return _T0 + hours * _HOUR
 
-    return [
+    home = [
         wall_switch("lumi1.54ef448a0b73", "Living Room Wall Switch", create_time=ct(50)),
         single_switch("lumi.158d0003a1f2e4", "Hallway Switch", create_time=ct(12)),
         smart_plug(
@@ -836,6 +839,25 @@ def sample_home() -> list[SimDevice]:
         ),
         single_switch("lumi.158d0003a1f9aa", "Porch Light Switch", create_time=ct(33), on=True),
     ]
+    for device in home:
+        device.space = SAMPLE_SPACES.get(device.device_id)
+    return home
+
+
+SAMPLE_SPACES = {
+    "lumi1.54ef448a0b73": "Living Room", "lumi.158d0003a1f2e4": "Hallway",
+    "lumi.158d0002c660dc": "Kitchen", "lumi.158d0004b81e07": "Living Room",
+    "lumi1.54ef4410fa2d": "Office", "lumi.158d00027d0a11": "Hallway",
+    "lumi.158d00027d0b42": "Living Room", "lumi.158d0004411c3e": "Hallway",
+    "lumi1.54ef443c77d9": "Garage", "lumi.158d0001e8a3b9": "Bedroom",
+    "lumi.158d0001e8a4c0": "Bathroom", "lumi.158d0003c9e801": "Bathroom",
+    "lumi.158d0005aa7723": "Kitchen", "lumi1.54ef44d1e6a0": "Dining Room",
+    "lumi1.54ef44d1f3b8": "Bedroom", "lumi.158d0006c1d2e3": "Living Room",
+    "lumi1.54ef448cc210": "Hallway", "aqara.lock.7f3e9a01c2": "Hallway",
+    "lumi.158d0002f8e7d6": "Bedroom", "lumi.158d0007aa01bc": "Office",
+    "lumi1.54ef44100000": "Living Room", "lumi1.54ef448a0c91": "Kids Room",
+}
+"""Where the sample home's devices are (the outdoor sensor and the porch switch are in none)."""
 
 
 # --------------------------------------------------------------------------------------------

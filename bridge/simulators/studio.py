@@ -363,6 +363,9 @@ class StudioSimulator:
         self._event_seq = 0
         self._garbage_seq = 0
         self._random_task: asyncio.Task[None] | None = None
+        self._motors: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.motor_step_seconds = 0.1
+        """A curtain moves 10 % per step (the whole way in about a second)."""
         self._random_pool: list[_Rec] | None = None
         self._history = HistoryStore(history_capacity)
         self._engine = AutomationEngine(_Catalog(self._devices, self._index))
@@ -410,6 +413,9 @@ class StudioSimulator:
     async def stop(self) -> None:
         """Stop random changes, close every WebSocket (code 1001) and stop the server."""
         self.stop_random_changes()
+        for motor in self._motors.values():
+            motor.cancel()
+        self._motors.clear()
         conns = list(self._conns)
         for conn in conns:
             self._retire(conn)
@@ -991,7 +997,7 @@ class StudioSimulator:
         )
 
     def _device_spec(self, dev: SimDevice) -> dict[str, Any]:
-        return {
+        spec: dict[str, Any] = {
             "deviceId": dev.device_id,
             "name": dev.name,
             "model": dev.model,
@@ -999,6 +1005,9 @@ class StudioSimulator:
             "state": 1 if dev.online else 0,
             "endpoints": endpoints_tree(dev, lambda tr: tr.value),
         }
+        if dev.space is not None:  # as in Aqara's GetAllDevicesWithSpace cache
+            spec["space"] = {"spaceId": f"space.{sum(map(ord, dev.space))}", "name": dev.space}
+        return spec
 
     # -- handlers: (data, conn) -> (response data, after-callbacks)
 
@@ -1114,9 +1123,44 @@ class StudioSimulator:
             failed.append({**item, "code": code, "message": message})
 
         def apply(rec: _Rec, value: Any) -> Callable[[], None]:
-            return lambda: self._apply(rec, value)
+            def run() -> None:
+                self._apply(rec, value)
+                self._actuate(rec)
+            return run
 
         return failed, [apply(rec, value) for rec, value in changes]
+
+    def _actuate(self, rec: _Rec) -> None:
+        """A written target sets the device moving, as a real motor does: a curtain's current
+        position follows its target step by step, with ``OperationalStatus`` Opening/Closing
+        while it moves and Stopped when it is there."""
+        device_id, endpoint_id, function_code, trait_code = rec.key
+        if (function_code, trait_code) != ("WindowCovering", "TargetPositionPercentage"):
+            return
+        current = self._index.get((device_id, endpoint_id, function_code,
+                                   "CurrentPositionPercentage"))
+        if current is None:
+            return
+        motor = self._motors.pop((device_id, endpoint_id), None)
+        if motor is not None:
+            motor.cancel()
+        status = self._index.get((device_id, endpoint_id, function_code, "OperationalStatus"))
+        self._motors[(device_id, endpoint_id)] = asyncio.get_running_loop().create_task(
+            self._move(rec, current, status))
+
+    async def _move(self, target: _Rec, current: _Rec, status: _Rec | None) -> None:
+        goal = target.trait.value
+        position = current.trait.value
+        if not isinstance(goal, int | float) or not isinstance(position, int | float):
+            return
+        if status is not None and position != goal:
+            self._apply(status, "1" if goal > position else "2")  # Opening / Closing
+        while position != goal:
+            await asyncio.sleep(self.motor_step_seconds)
+            position = min(goal, position + 10) if goal > position else max(goal, position - 10)
+            self._apply(current, position)
+        if status is not None and status.trait.value != "0":
+            self._apply(status, "0")  # Stopped
 
     def _h_history(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
         try:

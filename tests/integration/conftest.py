@@ -22,13 +22,15 @@ SWITCH = "lumi1.54ef448a0b73"  # double rocker with metering
 OFFLINE = "lumi.158d00045a1b2c"
 
 
-def bridge_config(mosquitto: Mosquitto, hub: StudioSimulator, token: str = TOKEN,
+def bridge_config(mosquitto: Mosquitto, hub: StudioSimulator | str, token: str = TOKEN,
                   extra: str = "", mqtt_extra: str = "") -> Config:
-    """A config for the daemon under test (short write window, a few friendly names)."""
+    """A config for the daemon under test (short write window, a few friendly names); ``hub``
+    is the simulator or a hub URL (e.g. a closed port)."""
+    hub_url = hub if isinstance(hub, str) else hub.url
     text = f"""
 mqtt: {{url: "{mosquitto.url}", base_topic: aqara, keepalive: 10{mqtt_extra}}}
 backends:
-  - {{type: studio, name: home, url: "{hub.url}", token: "{token}", request_timeout: 5}}
+  - {{type: studio, name: home, url: "{hub_url}", token: "{token}", request_timeout: 5}}
 devices:
   {PLUG}: {{name: kitchen_plug}}
   {LIGHT}: {{name: dining_light}}

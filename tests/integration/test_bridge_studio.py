@@ -113,7 +113,7 @@ BAD_WRITES = [
     ("aqara/dining_light/1/LevelControl/CurrentLevel/set", "150", "maximum 100"),
     ("aqara/dining_light/1/LevelControl/CurrentLevel/set", "12.5", "12.5"),
     (f"aqara/{THERMOSTAT}/1/Thermostat/HeaterCoolerMode/set", "Turbo", "Turbo"),
-    (f"aqara/{THERMOSTAT}/1/Thermostat/SetTemperature/set", "", "empty"),
+    (f"aqara/{THERMOSTAT}/1/Thermostat/SetTemperature/set", " ", "empty"),
     ("aqara/kitchen_plug/x/Output/OnOff/set", "ON", "not an integer"),
     ("aqara/dining_light/set", '{"1": {"Output": {"OnOff": true}, '
      '"LevelControl": {"CurrentLevel": 900}}}', "maximum 100"),
@@ -143,9 +143,41 @@ async def test_retained_commands_are_not_replayed(mosquitto: Mosquitto, hub: Stu
     await probe.publish(f"{PLUG_ONOFF}/set", "ON", retain=True)  # left behind by a careless client
     async with running(Daemon(bridge_config(mosquitto, hub))):
         entry = (await probe.next_on("aqara/bridge/log", 0)).json()
-        assert "retained commands are ignored" in entry["message"]
+        assert "retained command ignored" in entry["message"]
         await probe.value(PLUG_ONOFF, "false")
     assert executes(hub) == []
+
+
+async def test_empty_string_is_a_value_not_a_deletion(mosquitto: Mosquitto, daemon: Daemon,
+                                                       hub: StudioSimulator,
+                                                       probe: MqttProbe) -> None:
+    topic = "aqara/kitchen_plug/0/BasicInformation/FirmwareRevision"
+    hub.set_value(PLUG, 0, "BasicInformation", "FirmwareRevision", "")
+    assert (await probe.value(topic, '""')) == '""'
+    await probe.wait_for(lambda: json.loads(probe.last["aqara/kitchen_plug"].payload)["0"][
+        "BasicInformation"]["FirmwareRevision"] == "")
+    # a subscriber arriving now still gets the value, typed: a JSON string
+    fresh = await MqttProbe(mosquitto.port, [topic, "aqara/_sync/#"]).start()
+    try:
+        await synced(fresh)
+        (message,) = [m for m in fresh.messages if m.topic == topic]
+        assert message.retain
+        assert message.payload == b'""'
+        assert message.content_type == "application/json"
+    finally:
+        fresh.stop()
+
+
+async def test_content_types_tell_strings_from_numbers(daemon: Daemon, probe: MqttProbe) -> None:
+    firmware = await probe.value("aqara/kitchen_plug/0/BasicInformation/FirmwareRevision")
+    assert firmware  # e.g. "1.0.3": text, not a number to parse
+    types = {m.topic.rsplit("/", 1)[-1]: m.content_type for m in probe.messages}
+    assert types["FirmwareRevision"] == "text/plain; charset=utf-8"
+    assert types["OnOff"] == "application/json"
+    await probe.value("aqara/kitchen_plug")
+    assert probe.last["aqara/kitchen_plug"].content_type == "application/json"
+    await probe.value("aqara/kitchen_plug/availability")
+    assert probe.last["aqara/kitchen_plug/availability"].content_type == types["FirmwareRevision"]
 
 
 async def test_mqtt5_response_topic_answers_writes(daemon: Daemon, probe: MqttProbe) -> None:
@@ -290,3 +322,17 @@ async def test_stop_publishes_offline(mosquitto: Mosquitto, hub: StudioSimulator
     async with running(Daemon(bridge_config(mosquitto, hub))):
         await probe.value("aqara/bridge/state", "online")
     assert await probe.value("aqara/bridge/state", "offline") == "offline"
+
+
+async def test_curtain_position_follows_its_target(daemon: Daemon, probe: MqttProbe) -> None:
+    base = "aqara/lumi.158d0006c1d2e3/1/WindowCovering"
+    assert await probe.value(f"{base}/CurrentPositionPercentage") == "60"
+    start = len(probe.messages)
+    await probe.publish(f"{base}/TargetPositionPercentage/set", "10")
+    await probe.value(f"{base}/CurrentPositionPercentage", "10")
+    await probe.value(f"{base}/OperationalStatus", "Stopped")
+    moves = [m.text for m in probe.messages[start:]
+             if m.topic in (f"{base}/CurrentPositionPercentage", f"{base}/OperationalStatus")]
+    assert moves[0] == "Closing"
+    assert moves[-2:] == ["10", "Stopped"]
+    assert "30" in moves  # it went through the positions in between

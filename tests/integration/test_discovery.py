@@ -10,8 +10,8 @@ from bridge.config import parse_config
 from bridge.simulators.sample_home import sample_home, synthetic_devices
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import LIGHT, PLUG, TOKEN, bridge_config, running
-from tests.mosquitto import Mosquitto
-from tests.mqtt_probe import MqttProbe, synced
+from tests.mosquitto import Mosquitto, free_port
+from tests.mqtt_probe import MqttProbe, eventually, synced
 
 PREFIX = "homeassistant"
 
@@ -96,6 +96,102 @@ async def test_removed_device_configs_are_cleared(mosquitto: Mosquitto, hub: Stu
         light_topic = f"{PREFIX}/device/aqara_mqtt_{LIGHT.replace('.', '_')}/config"
         async with running(Daemon(bridge_config(mosquitto, hub))):
             assert await ha.value(light_topic, "") == ""
+    finally:
+        ha.stop()
+
+
+def retained_configs(probe: MqttProbe) -> dict[str, bytes]:
+    return {t: m.payload for t, m in probe.last.items()
+            if t.startswith(PREFIX + "/") and t.endswith("/config") and m.payload}
+
+
+async def test_unreachable_hub_at_start_keeps_every_entity(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    """MQTT up before the hub answers (or a hub that is down) must not clear any config."""
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub))) as first:
+            await settled(ha, first)
+        before = retained_configs(ha)
+        assert len(before) == len(sample_home())
+        closed = f"ws://127.0.0.1:{free_port()}"
+        async with running(Daemon(bridge_config(mosquitto, closed))) as second:
+            discovery = second.bridge.discovery
+            assert discovery is not None
+            await eventually(lambda: discovery.in_step)
+            await synced(ha, PREFIX)  # whatever it published has arrived by now
+            assert discovery.messages_sent == 0
+            assert retained_configs(ha) == before
+            assert len(discovery.orphans) == len(before)
+        # Home Assistant restarting now still finds every config retained
+        fresh = await MqttProbe(mosquitto.port, [f"{PREFIX}/#"]).start()
+        try:
+            await synced(fresh, PREFIX)
+            assert retained_configs(fresh) == before
+        finally:
+            fresh.stop()
+        # the hub answering later adopts the retained configs: nothing to send
+        async with running(Daemon(bridge_config(mosquitto, hub))) as third:
+            await settled(ha, third)
+            assert third.bridge.discovery is not None
+            assert third.bridge.discovery.messages_sent == 0
+            assert retained_configs(ha) == before
+    finally:
+        ha.stop()
+
+
+def layout_config(mosquitto: Mosquitto, hub: StudioSimulator, device_based: bool) -> Daemon:
+    daemon = Daemon(bridge_config(
+        mosquitto, hub, extra=f"homeassistant: {{device_based: {str(device_based).lower()}}}"))
+    assert daemon.bridge.discovery is not None
+    daemon.bridge.discovery.migration_step = 0.3
+    return daemon
+
+
+async def test_device_based_switch_migrates_in_both_directions(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    """Home Assistant's documented order: migrate payload on the old topics, the new configs,
+    then the old topics cleared; never the new configs first."""
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    object_id = "aqara_mqtt_" + PLUG.replace(".", "_")
+    device_topic = f"{PREFIX}/device/{object_id}/config"
+
+    def is_entity(topic: str) -> bool:
+        return f"/{object_id}/" in topic and topic != device_topic
+
+    try:
+        async with running(layout_config(mosquitto, hub, True)) as first:
+            await settled(ha, first)
+        unique_ids = {c["uniq_id"] for c in device_config(ha, PLUG)["cmps"].values()}
+        for device_based, old, new in ((False, lambda t: t == device_topic, is_entity),
+                                       (True, is_entity, lambda t: t == device_topic)):
+            start = len(ha.messages)
+            async with running(layout_config(mosquitto, hub, device_based)):
+                def migrated(start: int = start, old: Any = old) -> bool:
+                    return any(m.topic.endswith("/config") and old(m.topic) and not m.payload
+                               for m in ha.messages[start:])
+
+                await ha.wait_for(migrated, 30)
+            seen = [(m.topic, m.payload) for m in ha.messages[start:]
+                    if m.topic.startswith(PREFIX + "/") and (old(m.topic) or new(m.topic))]
+            kinds = ["migrate" if p == b'{"migrate_discovery":true}' else
+                     "clear" if not p else "config" for _, p in seen]
+            olds = [k for (t, _), k in zip(seen, kinds, strict=True) if old(t)]
+            news = [k for (t, _), k in zip(seen, kinds, strict=True) if new(t)]
+            assert set(olds) == {"migrate", "clear"}
+            assert "config" not in olds
+            assert set(news) == {"config"}
+            first_new = kinds.index("config")
+            assert "migrate" in kinds[:first_new]
+            assert "clear" not in kinds[:first_new]
+            assert kinds.index("clear") > len(kinds) - 1 - kinds[::-1].index("config")
+            # the same entities (unique ids) in the new layout, nothing retained in the old one
+            documents = [json.loads(ha.last[t].payload) for t in ha.last
+                         if new(t) and ha.last[t].payload]
+            ids = {c["uniq_id"] for d in documents
+                   for c in (d["cmps"].values() if "cmps" in d else [d])}
+            assert ids == unique_ids
+            assert not [t for t in ha.last if old(t) and ha.last[t].payload]
     finally:
         ha.stop()
 

@@ -324,7 +324,21 @@ async def test_response_properties_carry_correlation_data(mosquitto: Mosquitto,
         link.publish("link/reply", "{}", properties=bridge.mqtt.response_properties(b"\x01id"))
         reply = await probe.next_on("link/reply", 0)
         assert reply.correlation_data == b"\x01id"
-    assert bridge.mqtt.response_properties(None) is None
+        assert reply.content_type == "application/json"
+    assert bridge.mqtt.response_properties(None) is bridge.mqtt.content_properties(bridge.mqtt.JSON)
+
+
+async def test_parked_retained_messages_keep_their_content_type(mosquitto: Mosquitto,
+                                                                probe: MqttProbe) -> None:
+    link, _ = make_link(mosquitto.port)
+    async with running(link):
+        await link.wait_connected(10)
+        text = bridge.mqtt.content_properties(bridge.mqtt.TEXT)
+        link._parked_retained["link/parked"] = (b"1.0", 1, text)  # as a slow broker leaves it
+        link._flush_parked()
+        parked = await probe.next_on("link/parked", 0)
+        assert parked.payload == b"1.0"
+        assert parked.content_type == bridge.mqtt.TEXT
 
 
 # ---- backpressure -------------------------------------------------------------------------------

@@ -323,7 +323,9 @@ async def test_get_devices_shapes(sim: StudioSimulator) -> None:
         )["data"]
         assert [d["deviceId"] for d in picked] == [THERMO, HUB]
         thermo = picked[0]
-        assert set(thermo) == {"deviceId", "name", "model", "deviceTypesList", "state", "endpoints"}
+        assert set(thermo) == {"deviceId", "name", "model", "deviceTypesList", "state", "endpoints",
+                               "space"}
+        assert thermo["space"]["name"] == "Hallway"
         root = thermo["endpoints"][0]
         assert (root["endpointId"], root["endpointTypes"]) == (0, ["Root"])
         basic = root["functions"][0]

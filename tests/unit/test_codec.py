@@ -200,7 +200,8 @@ def test_from_wire_none_is_unknown(spec: TraitSpec) -> None:
         (BOOL, True, "true"), (BOOL, False, "false"), (LEVEL, 42, "42"), (TEMP, 21.0, "21"),
         (TEMP, 21.5, "21.5"), (TEMP, 1e-07, "0.0000001"), (FREE_NUMBER, -0.0, "0"),
         (MODE, "1", "Cool"), (MODE, "9", "9"), (OPEN_ENUM, "x", "x"), (TEXT, " hi ", " hi "),
-        (TEXT, "", ""), (OTHER, {"a": [1, 2], "b": "é"}, '{"a":[1,2],"b":"é"}'),
+        (TEXT, "", '""'), (TEXT, '"quoted"', '"\\"quoted\\""'), (TEXT, 'a"b', 'a"b'),
+        (OTHER, {"a": [1, 2], "b": "é"}, '{"a":[1,2],"b":"é"}'),
         (OTHER, [], "[]"), (OTHER, "raw", "raw"), (BOOL, None, "null"), (MODE, None, "null"),
     ],
 )
@@ -294,7 +295,7 @@ def test_toggle_needs_current() -> None:
         (LEVEL, '{"value": 42}', 42), (LEVEL, '"42"', 42), (LEVEL, "0", 0), (LEVEL, "100", 100),
         (LEVEL, "1e2", 100), (LEVEL, "42.", 42),
         (TEMP, "21.5", 21.5), (TEMP, "21", 21.0), (TEMP, "5", 5.0), (TEMP, "30.0", 30.0),
-        (TEMP, "21.3", 21.3),  # step is not enforced
+        (TEMP, "21.000000001", 21.0),  # float noise is snapped to the step grid
         (FREE_NUMBER, "-1e-7", -1e-07), (FREE_NUMBER, ".5", 0.5),
     ],
 )
@@ -553,6 +554,9 @@ def spec_and_value(draw: st.DrawFn) -> tuple[TraitSpec, Any]:
         spec = draw(number_specs())
         if spec.is_integer:
             return spec, draw(st.integers(min_value=-(2**63), max_value=2**63))
+        if spec.step is not None:  # values on the step grid, as a device reports them
+            units = draw(st.integers(min_value=-(10**12), max_value=10**12))
+            return spec, float(Decimal(units) * Decimal(repr(float(spec.step))))
         return spec, draw(finite)
     if kind is TraitType.ENUM:
         spec = draw(enum_specs())
@@ -666,3 +670,30 @@ def test_from_wire_only_raises_value_error(spec: TraitSpec, raw: Any) -> None:
     to_json_value(spec, value)
     to_string_wire(spec, value)
     to_studio_wire(spec, value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "payload", "message"),
+    [
+        (TEMP, "21.3", "value 21.3 is not on the step 0.5 (nearest valid: 21 or 21.5)"),
+        (TEMP, "29.9", "value 29.9 is not on the step 0.5 (nearest valid: 29.5 or 30)"),
+        (TraitSpec(TraitType.NUMBER, format="int32", min=153, max=370, step=5, writable=True),
+         "250", "value 250 is not on the step 5 (nearest valid: 248 or 253)"),
+        (TraitSpec(TraitType.NUMBER, format="float", min=0, max=1, step=0.4, writable=True),
+         "0.9", "value 0.9 is not on the step 0.4 (nearest valid: 0.8)"),
+    ],
+)
+def test_off_step_values_are_rejected_with_the_nearest_valid_ones(
+        spec: TraitSpec, payload: str, message: str) -> None:
+    assert rejected(spec, payload) == message
+    with pytest.raises(WriteRejected):
+        decode_value(spec, float(payload))  # the device JSON path checks the same
+
+
+def test_step_snaps_float_noise_and_big_integers_exactly() -> None:
+    tenth = TraitSpec(TraitType.NUMBER, format="float", step=0.1, writable=True)
+    assert decode_set(tenth, "0.30000000000000004") == 0.3
+    assert decode_set(tenth, "45024418611.1") == 45024418611.1  # on the grid, float error aside
+    big = TraitSpec(TraitType.NUMBER, format="int64", step=2, writable=True)
+    assert decode_set(big, str(2**62)) == 2**62
+    assert "step 2" in rejected(big, str(2**62 + 1))

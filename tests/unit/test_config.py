@@ -890,6 +890,7 @@ def test_summary_has_no_secrets_and_useful_facts() -> None:
         "write_window_ms": 50,
         "publish_unchanged": False,
         "device_state_topic": True,
+        "clear_stale_topics": True,
     }
     assert summary["log"] == {"level": "info", "format": "console"}
 

@@ -404,23 +404,32 @@ async def test_device_document_can_be_turned_off() -> None:
     assert rig.mqtt.retained[f"aqara/{LIGHT}/1/Output/OnOff"] == "false"
 
 
-async def test_trait_payload_text_per_type() -> None:
+async def test_trait_payload_text_and_content_type_per_type() -> None:
     rig = make_rig()
     rig.snapshot(light())
-    cases: list[tuple[str, str, str, Any, str]] = [
-        ("Output", "OnOff", "1/Output/OnOff", False, "false"),
-        ("LevelControl", "CurrentLevel", "1/LevelControl/CurrentLevel", 7, "7"),
-        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 1e-7, "0.0000001"),
-        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 250.0, "250"),
-        ("Effects", "Effect", "1/Effects/Effect", "1", "Rainbow"),
-        ("Effects", "Effect", "1/Effects/Effect", "9", "9"),  # not an option: the raw value
-        ("Effects", "Config", "1/Effects/Config", [1, {"b": None}], '[1,{"b":null}]'),
-        ("Effects", "Label", "1/Effects/Label", "ünïcode text", "ünïcode text"),
+    json_type, text_type = "application/json", "text/plain; charset=utf-8"
+    cases: list[tuple[str, str, str, Any, str, str]] = [
+        ("Output", "OnOff", "1/Output/OnOff", False, "false", json_type),
+        ("LevelControl", "CurrentLevel", "1/LevelControl/CurrentLevel", 7, "7", json_type),
+        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 1e-7, "0.0000001",
+         json_type),
+        ("ColorControl", "ColorTemperature", "1/ColorControl/ColorTemperature", 250.0, "250",
+         json_type),
+        ("Effects", "Effect", "1/Effects/Effect", "1", "Rainbow", text_type),
+        ("Effects", "Effect", "1/Effects/Effect", "9", "9", text_type),  # not an option: raw
+        ("Effects", "Config", "1/Effects/Config", [1, {"b": None}], '[1,{"b":null}]', json_type),
+        ("Effects", "Label", "1/Effects/Label", "ünïcode text", "ünïcode text", text_type),
+        ("Effects", "Label", "1/Effects/Label", "1.0", "1.0", text_type),  # a string stays one
+        ("Effects", "Label", "1/Effects/Label", "true", "true", text_type),
+        ("Effects", "Label", "1/Effects/Label", "", '""', json_type),  # never an empty payload
     ]
-    for function, trait, suffix, value, text in cases:
+    for function, trait, suffix, value, text, content_type in cases:
         endpoint = int(suffix[0])
         rig.event(TraitChanged(addr(LIGHT, endpoint, function, trait), value))
-        assert rig.mqtt.sent[-1] == Sent(f"aqara/{LIGHT}/{suffix}", text, True), (value, text)
+        sent = rig.mqtt.sent[-1]
+        assert (sent.topic, sent.payload, sent.retain) == (f"aqara/{LIGHT}/{suffix}", text, True)
+        assert sent.properties.ContentType == content_type, (value, text)
+        assert sent.properties.PayloadFormatIndicator == 1
 
 
 # ---- availability -------------------------------------------------------------------------------
@@ -950,7 +959,7 @@ REJECTIONS: list[tuple[str, str | bytes, str]] = [
     (f"aqara/{LIGHT}/0/BasicInformation/FirmwareRevision/set", "2.0", "read-only"),
     (f"{T}/Output/OnOff/set", "banana", "not a boolean"),
     (f"{T}/Output/OnOff/set", "2", "not a boolean"),
-    (f"{T}/Output/OnOff/set", "", "empty payload"),
+    (f"{T}/Output/OnOff/set", " ", "empty payload"),
     (f"{T}/Output/OnOff/set", b"\xff\xfe", "not valid UTF-8"),
     (f"{T}/LevelControl/CurrentLevel/set", "101", "above the maximum 100"),
     (f"{T}/LevelControl/CurrentLevel/set", "-1", "below the minimum 0"),
@@ -996,6 +1005,38 @@ async def test_rejections_go_to_the_log_with_topic_and_payload(
     assert rig.mqtt.on("aqara/bridge/log")[0].retain is False
     # nothing else: no retained state changes because of a bad command
     assert [s.topic for s in rig.mqtt.sent] == ["aqara/bridge/log"]
+
+
+async def test_clearing_a_retained_set_is_not_a_command() -> None:
+    rig = make_rig()
+    rig.snapshot(light())
+    await next_turn()
+    rig.mqtt.clear()
+    rig.send(f"{T}/Output/OnOff/set", "")  # mosquitto_pub -r -n: deletes a retained /set
+    rig.send(f"aqara/{LIGHT}/set", "")
+    await rig.settle()
+    assert rig.mqtt.sent == []
+    assert rig.backend.writes == []
+    # with a response topic it is a live command and gets an answer
+    rig.send(f"{T}/Output/OnOff/set", "", response_topic="me/answer")
+    assert rig.mqtt.on("me/answer")
+    assert "empty payload" in rig.mqtt.logs()[-1]["message"]
+
+
+async def test_retained_command_is_ignored_then_cleared_once_backends_are_complete() -> None:
+    rig = make_rig()
+    rig.bridge.on_mqtt_connected()
+    rig.send(f"{T}/Output/OnOff/set", "ON", retain=True)  # replayed by the broker
+    assert "retained command ignored" in rig.mqtt.logs()[-1]["message"]
+    assert not [s for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"]
+    stale = rig.bridge.stale
+    assert stale is not None
+    marker = next(s.topic for s in rig.mqtt.sent if "/stale_sync/" in s.topic)
+    rig.send(marker, "1")  # the learning round is over: no stale device levels
+    assert not [s for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"]
+    rig.snapshot(light())  # the only backend is complete: now the command is cleared
+    assert [s.payload for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"] == [""]
+    assert rig.backend.writes == []
 
 
 async def test_writes_to_an_offline_device_or_a_disconnected_hub_are_rejected() -> None:
@@ -1064,7 +1105,7 @@ async def test_retained_commands_are_ignored() -> None:
     ]:
         rig.send(topic, payload, retain=True, response_topic="r/x", correlation=b"c")
         entry = rig.mqtt.logs()[-1]
-        assert "retained commands are ignored" in entry["message"]
+        assert "retained command ignored" in entry["message"]
         assert entry["topic"] == topic
     await rig.settle()
     assert rig.backend.writes == []
@@ -1130,7 +1171,8 @@ async def test_response_topic_and_correlation_data_on_success_and_error() -> Non
     assert ok.properties.CorrelationData == b"\x00c1"
     (nocorr,) = await rig.replies("replies/nocorr")
     assert nocorr.json()["status"] == "ok"
-    assert nocorr.properties is None
+    assert not hasattr(nocorr.properties, "CorrelationData")
+    assert nocorr.properties.ContentType == "application/json"
     assert len(rig.backend.writes) == 1
 
 
@@ -1353,7 +1395,8 @@ async def test_on_mqtt_connected_republishes_everything() -> None:
     rig.bridge.on_mqtt_connected()
     await next_turn()
     assert rig.mqtt.retained == before
-    assert all(s.retain for s in rig.mqtt.sent)
+    # everything but the stale-topic sweeper's learning marker is retained
+    assert all(s.retain for s in rig.mqtt.sent if "/stale_sync/" not in s.topic)
     # availability is forced out again even though it did not change
     assert [s.payload for s in rig.mqtt.on(f"aqara/{PLUG}/availability")] == ["offline"]
     assert len(rig.mqtt.on("aqara/dining")) == 1

@@ -295,14 +295,18 @@ def component_errors(platform: str, config: dict[str, Any]) -> list[str]:
 
 def check_availability(document: dict[str, Any], device: Device) -> None:
     assert document["avty_mode"] == "all"
-    assert document["avty"] == [{"t": "aqara/bridge/state"},
-                                {"t": f"aqara/{device.id}/availability"}]
+    if document.get("dev_cla") == "connectivity":  # shows Disconnected when the device is gone
+        assert document["avty"] == [{"t": "aqara/bridge/state"}]
+    else:
+        assert document["avty"] == [{"t": "aqara/bridge/state"},
+                                    {"t": f"aqara/{device.id}/availability"}]
     assert document["qos"] in (0, 1, 2)
 
 
 def check_device_block(document: dict[str, Any], device: Device) -> None:
     dev = document["dev"]
-    assert set(dev) <= {"ids", "name", "mf", "mdl", "sw", "hw", "sa", "sn", "cns", "cu"}
+    assert set(dev) <= {"ids", "name", "mf", "mdl", "sw", "hw", "sa", "sn", "cns", "cu",
+                        "via_device"}
     assert dev["ids"] == [device_object_id(device.id, OPTIONS)]
     assert dev["name"] == device.name
     assert dev["mf"] == "Aqara"
@@ -378,7 +382,7 @@ def test_per_entity_mode_gives_the_same_components() -> None:
             check_availability(document, device)
             component = {k: v for k, v in document.items()
                          if k not in ("dev", "o", "avty", "avty_mode", "qos")}
-            assert component == {k: v for k, v in config.items() if k != "p"}
+            assert component == {k: v for k, v in config.items() if k not in ("p", "avty")}
             assert not component_errors(config["p"], {**component, "p": config["p"]})
         assert component_count(messages) == len(device_based)
 
@@ -887,12 +891,18 @@ def test_writable_lock_is_a_lock_and_read_only_a_binary_sensor() -> None:
     lock = only_component(one_trait_device(
         "DoorLock", "LockState", TraitSpec(TraitType.ENUM, enums=states, writable=True), "1"))
     assert lock["p"] == "lock"
-    assert (lock["pl_lock"], lock["pl_unlk"], lock["stat_locked"], lock["stat_unlocked"],
-            lock["stat_jam"]) == ("Locked", "Unlocked", "Locked", "Unlocked", "NotFullyLocked")
+    assert (lock["pl_lock"], lock["pl_unlk"], lock["stat_locked"], lock["stat_unlocked"]) == (
+        "Locked", "Unlocked", "Locked", "Unlocked")
+    # not fully locked is shown as unlocked: it is not locked, and nothing is jammed
+    assert "stat_jam" not in lock
+    assert render(lock["val_tpl"], value="NotFullyLocked") == "Unlocked"
+    assert render(lock["val_tpl"], value="Locked") == "Locked"
+    assert lock["name"] is None  # the lock is the device
     sensor = only_component(one_trait_device(
         "DoorLock", "LockState", TraitSpec(TraitType.ENUM, enums=states), "1"))
     assert sensor["p"] == "binary_sensor"
     assert sensor["dev_cla"] == "lock"
+    assert sensor["name"] is None  # "Front Door Lock", not "Front Door Lock Lock"
     assert render(sensor["val_tpl"], value="Locked") == "OFF"
     assert render(sensor["val_tpl"], value="Unlocked") == "ON"
     assert render(sensor["val_tpl"], value="NotFullyLocked") == "ON"
@@ -921,8 +931,10 @@ def test_labels_with_template_characters_are_escaped() -> None:
 
 def test_multi_endpoint_names() -> None:
     names = {k: c["name"] for k, c in cmps_of(_device("Living Room Wall Switch")).items()}
-    assert names["ep2_output_on_off"] == "Switch 2"
-    assert names["ep3_output_on_off"] == "Switch 3"
+    # rockers on endpoints 2 and 3 are the device's switch 1 and 2, and the device's name
+    # already says Switch: Home Assistant shows "Living Room Wall Switch 1" and "… 2"
+    assert names["ep2_output_on_off"] == "1"
+    assert names["ep3_output_on_off"] == "2"
     assert names["ep1_energy_management_current_power"] == "Power"
     assert names["ep1_energy_management_cumulative_energy_consumption"] == "Energy"
     assert names["ep0_basic_information_firmware_revision"] == "Firmware"
@@ -1110,3 +1122,18 @@ def test_tuya_switches_and_sensors() -> None:
                for k, c in sensors.items()}
     assert classes == {"va_temperature": ("temperature", "°C"), "va_humidity": ("humidity", "%"),
                        "battery_percentage": ("battery", "%"), "pm25_value": ("pm25", "µg/m³")}
+
+
+def test_relay_switches_are_numbered_from_one_and_linked_to_their_hub() -> None:
+    device = _device("Living Room Wall Switch")
+    device.name = "Garage Relay"
+    device.extra["room"] = "Garage"
+    (message,) = discovery_messages(device, device.id, None, OPTIONS, "lumi1.54ef44100000")
+    document = json.loads(discovery_messages(device, device.id, None, OPTIONS,
+                                             "lumi1.54ef44100000")[message])
+    assert document["dev"]["via_device"] == "aqara_mqtt_lumi1_54ef44100000"
+    assert document["dev"]["sa"] == "Garage"
+    names = {k: c["name"] for k, c in document["cmps"].items()}
+    assert (names["ep2_output_on_off"], names["ep3_output_on_off"]) == ("Switch 1", "Switch 2")
+    hub = discovery_messages(device, device.id, None, OPTIONS, device.id)
+    assert "via_device" not in json.loads(next(iter(hub.values())))["dev"]  # not its own hub

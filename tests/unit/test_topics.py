@@ -173,6 +173,8 @@ PARSE_CASES: list[tuple[str, Incoming | None]] = [
     ("aqara/kitchen/get", DeviceGet("kitchen")),
     ("aqara/bridge/request/devices", BridgeRequest("devices")),
     ("aqara/bridge/request/device/rename", BridgeRequest("device/rename")),
+    ("aqara/bridge/request/device.rename", BridgeRequest("device/rename")),
+    ("aqara/bridge/request/tuya.room.devices.add", BridgeRequest("tuya/room/devices/add")),
     ("aqara/bridge/request/", BadTopic("missing request command")),
     ("aqara/bridge/request", BadTopic("missing request command")),
     ("aqara/kitchen/x/Output/OnOff/set", BadTopic("endpoint id 'x' is not an integer")),
@@ -285,3 +287,23 @@ def test_parse_never_raises(topic: str) -> None:
     result = t.parse(topic)
     if not topic.startswith("aqara/"):
         assert result is None
+
+
+def test_response_mirrors_how_the_request_wrote_the_command() -> None:
+    t = TopicScheme("aqara")
+    assert t.response_to("aqara/bridge/request/device.rename") == \
+        "aqara/bridge/response/device.rename"
+    assert t.response_to("aqara/bridge/request/device/rename") == \
+        "aqara/bridge/response/device/rename"
+
+
+def test_the_bridge_never_needs_a_five_level_topic_of_its_own() -> None:
+    """``<base>/+/+/+/+`` is the trait wildcard: dotted commands keep bridge topics shorter."""
+    from bridge.api import COMMANDS
+    t = TopicScheme("aqara")
+    for command in COMMANDS:
+        dotted = command.replace("/", ".")
+        assert t.parse(f"aqara/bridge/request/{dotted}") == BridgeRequest(command)
+        for topic in (f"aqara/bridge/request/{dotted}",
+                      t.response_to(f"aqara/bridge/request/{dotted}")):
+            assert topic.count("/") == 3, topic

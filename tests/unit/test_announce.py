@@ -1,0 +1,129 @@
+"""Discovery bookkeeping (sans-IO): configs cleared only on a backend's word; migration order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bridge.announce import MIGRATE_PAYLOAD, HomeAssistantDiscovery
+from bridge.discovery import DiscoveryOptions, discovery_messages
+from bridge.homie_output import HomieOutput
+from bridge.model import Device, DeviceRemoved, Snapshot
+from tests.unit.test_core import PLUG, FakeBackend, Rig, light, make_rig, plug
+
+PREFIX = "homeassistant/"
+
+
+def with_discovery(rig: Rig, device_based: bool = True) -> HomeAssistantDiscovery:
+    options = DiscoveryOptions(device_based=device_based)
+    discovery = HomeAssistantDiscovery(options, rig.bridge.topics,
+                                       lambda: list(rig.bridge.devices.values()),
+                                       migration_step=0.01)
+    rig.bridge.enable_discovery(discovery)
+    return discovery
+
+
+def configs(device: Device, device_based: bool = True) -> dict[str, str]:
+    return discovery_messages(device, device.id, None, DiscoveryOptions(device_based=device_based))
+
+
+def connect(rig: Rig, retained: dict[str, str]) -> None:
+    """A broker connect: the announcer learns ``retained`` (as the broker replays it)."""
+    rig.bridge.on_mqtt_connected()
+    for topic, payload in retained.items():
+        rig.send(topic, payload, retain=True)
+    marker = next(s.topic for s in rig.mqtt.sent if "/discovery_sync/" in s.topic)
+    rig.send(marker, "1")
+
+
+def discovery_sent(rig: Rig) -> dict[str, str]:
+    return {s.topic: s.payload for s in rig.mqtt.sent if s.topic.startswith(PREFIX)}
+
+
+async def test_a_hub_that_has_not_answered_removes_nothing() -> None:
+    rig = make_rig()
+    discovery = with_discovery(rig)
+    connect(rig, {**configs(light()), **configs(plug())})
+    assert discovery.in_step
+    assert discovery_sent(rig) == {}
+    assert len(discovery.orphans) == 2
+    # the hub answers without the plug: now, and only now, the plug's config goes
+    rig.snapshot(light())
+    assert discovery_sent(rig) == dict.fromkeys(configs(plug()), "")
+    assert discovery.orphans == {}
+
+
+async def test_every_backend_must_be_complete_before_orphans_go() -> None:
+    local, cloud = FakeBackend("home"), FakeBackend("cloud")
+    rig = make_rig([local, cloud])
+    with_discovery(rig)
+    connect(rig, {**configs(light()), **configs(plug(backend="cloud"))})
+    rig.snapshot(light())  # "home" is complete, "cloud" has not answered
+    assert discovery_sent(rig) == {}
+    rig.bridge.handle_event(cloud, Snapshot(()))  # cloud: complete, and no plug
+    assert discovery_sent(rig) == dict.fromkeys(configs(plug()), "")
+
+
+async def test_a_device_reported_later_adopts_its_retained_config() -> None:
+    rig = make_rig()
+    discovery = with_discovery(rig)
+    connect(rig, configs(light()))
+    rig.snapshot(light())
+    assert discovery_sent(rig) == {}
+    assert discovery.messages_sent == 0
+
+
+async def test_a_removed_event_clears_even_while_other_backends_are_missing() -> None:
+    local, cloud = FakeBackend("home"), FakeBackend("cloud")
+    rig = make_rig([local, cloud])
+    with_discovery(rig)
+    connect(rig, {})
+    rig.snapshot(light(), plug())
+    assert set(discovery_sent(rig)) == set(configs(light())) | set(configs(plug()))
+    rig.mqtt.clear()
+    rig.bridge.handle_event(local, DeviceRemoved(PLUG))
+    assert discovery_sent(rig) == dict.fromkeys(configs(plug()), "")
+
+
+async def test_layout_switch_migrates_old_topics_first_and_clears_them_last() -> None:
+    rig = make_rig()
+    with_discovery(rig, device_based=False)
+    old = configs(light(), device_based=True)
+    connect(rig, old)
+    rig.snapshot(light())
+    new = configs(light(), device_based=False)
+    assert discovery_sent(rig) == dict.fromkeys(old, MIGRATE_PAYLOAD)
+    await asyncio.sleep(0.05)
+    sent = [(s.topic, s.payload) for s in rig.mqtt.sent if s.topic.startswith(PREFIX)]
+    assert sent[0] == (next(iter(old)), MIGRATE_PAYLOAD)
+    assert dict(sent[1:-1]) == new
+    assert sent[-1] == (next(iter(old)), "")
+    assert rig.mqtt.under("homeassistant") == new
+
+
+async def test_migration_back_to_device_based() -> None:
+    rig = make_rig()
+    with_discovery(rig, device_based=True)
+    old = configs(light(), device_based=False)
+    connect(rig, old)
+    rig.snapshot(light())
+    assert discovery_sent(rig) == dict.fromkeys(old, MIGRATE_PAYLOAD)
+    await asyncio.sleep(0.05)
+    assert rig.mqtt.under("homeassistant") == configs(light())
+    cleared = [s.topic for s in rig.mqtt.sent if s.topic in old and s.payload == ""]
+    assert sorted(cleared) == sorted(old)
+
+
+async def test_homie_root_lists_its_children_only_once_every_backend_is_complete() -> None:
+    local, cloud = FakeBackend("home"), FakeBackend("cloud")
+    rig = make_rig([local, cloud])
+    homie = HomieOutput("homie", lambda: list(rig.bridge.devices.values()))
+    rig.bridge.enable_homie(homie)
+    rig.bridge.on_mqtt_connected()
+    rig.snapshot(light())
+    await asyncio.sleep(0)
+    root = "homie/5/aqara-mqtt/$description"
+    assert not rig.mqtt.on(root)  # "cloud" has not answered: its children would be missing
+    rig.bridge.handle_event(cloud, Snapshot((plug(backend="cloud"),)))
+    await asyncio.sleep(0)
+    (description,) = rig.mqtt.on(root)
+    assert len(description.json()["children"]) == 2
