@@ -37,7 +37,7 @@ from bridge.logsetup import get_logger
 from bridge.retained import RetainedLearner, Subscriber
 
 if TYPE_CHECKING:
-    from bridge.core import DeviceEntry
+    from bridge.entries import DeviceEntry
     from bridge.topics import TopicScheme
 
 log = get_logger("bridge.announce")

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bridge import payloads
 from bridge.backends.base import Backend, BackendError
-from bridge.core import Bridge, DeviceEntry, Origin
+from bridge.core import Bridge, Origin
+from bridge.entries import DeviceEntry
 from bridge.logsetup import get_logger, set_level
 from bridge.mqtt import IncomingMessage, MqttLink
 

@@ -19,6 +19,7 @@ from bridge.announce import HomeAssistantDiscovery
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
+from bridge.entries import DeviceEntry
 from bridge.homie import homie_value, set_payload_text
 from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
@@ -101,19 +102,6 @@ class Origin:
     payload: str
     response_topic: str | None = None
     correlation_data: bytes | None = None
-
-
-@dataclass(slots=True)
-class DeviceEntry:
-    """A device the bridge publishes, with its topics."""
-
-    device: Device
-    backend: Backend
-    friendly_name: str
-    topic_name: str
-    trait_topics: dict[TraitAddress, str]
-    retained: set[str] = field(default_factory=set)
-    available: bool | None = None
 
 
 class Bridge:

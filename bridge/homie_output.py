@@ -31,7 +31,7 @@ from bridge.homie import (
 from bridge.model import TraitAddress
 
 if TYPE_CHECKING:
-    from bridge.core import DeviceEntry
+    from bridge.entries import DeviceEntry
     from bridge.homie import Layout
 
 ROOT_ID = "aqara-mqtt"
