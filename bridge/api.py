@@ -24,7 +24,8 @@ from bridge.backends.base import Backend, BackendError
 from bridge.core import Bridge, Origin
 from bridge.entries import DeviceEntry
 from bridge.logsetup import get_logger, set_level
-from bridge.mqtt import IncomingMessage, MqttLink
+from bridge.messages import IncomingMessage
+from bridge.mqtt import MqttLink
 
 log = get_logger("bridge.api")
 

@@ -23,6 +23,13 @@ from bridge.entries import DeviceEntry
 from bridge.homie import homie_value, set_payload_text
 from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
+from bridge.messages import (
+    JSON_PROPERTIES,
+    TEXT_PROPERTIES,
+    IncomingMessage,
+    PublishProperties,
+    response_properties,
+)
 from bridge.model import (
     Availability,
     BackendStatus,
@@ -39,7 +46,6 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
-from bridge.mqtt import JSON, TEXT, IncomingMessage, content_properties, response_properties
 from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
@@ -54,8 +60,8 @@ from bridge.topics import (
 
 log = get_logger("bridge.core")
 
-_JSON = content_properties(JSON)
-_TEXT = content_properties(TEXT)
+_JSON = JSON_PROPERTIES
+_TEXT = TEXT_PROPERTIES
 
 
 SOURCE_PREFERENCE = ("studio", "aqara_cloud", "tuya")
@@ -73,7 +79,8 @@ class Publisher(Protocol):
     """What the core needs from the MQTT side (``bridge.mqtt.MqttLink`` in production)."""
 
     def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None, properties: Any = None) -> None: ...
+                qos: int | None = None,
+                properties: PublishProperties | None = None) -> None: ...
 
     def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
 
@@ -159,7 +166,7 @@ class Bridge:
         return lambda event: self.handle_event(backend, event)
 
     def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                properties: Any = None) -> None:
+                properties: PublishProperties | None = None) -> None:
         """Publish through the attached MQTT link (dropped when none is attached)."""
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, retain, None, properties)

@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.logsetup import get_logger
+from bridge.messages import IncomingMessage, PublishProperties
 
 log = get_logger("bridge.mqtt")
 
@@ -37,11 +38,6 @@ acknowledgement, so a huge window makes publishing quadratic; more are queued in
 
 CONNACK_TIMEOUT = 10.0
 """Seconds to wait for the broker's answer to CONNECT."""
-
-JSON = "application/json"
-"""Content type of payloads that are JSON text (numbers, booleans, documents, quoted strings)."""
-TEXT = "text/plain; charset=utf-8"
-"""Content type of payloads that are a string as it is (not to be parsed)."""
 
 _UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
 _V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
@@ -70,17 +66,6 @@ class MqttSettings:
     will_payload: str = "offline"
     stop_payload: str = "offline"
     """Published on the will topic by a clean :meth:`MqttLink.stop`."""
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingMessage:
-    """A message received on one of our subscriptions."""
-
-    topic: str
-    payload: bytes
-    retain: bool = False
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
 
 
 class MqttLink:
@@ -125,26 +110,27 @@ class MqttLink:
         payload: str | bytes,
         retain: bool = False,
         qos: int | None = None,
-        properties: Properties | None = None,
+        properties: PublishProperties | None = None,
     ) -> None:
         """Queue a message; never blocks and never awaits."""
         data = payload.encode() if isinstance(payload, str) else payload
+        props = None if properties is None else paho_properties(properties)
         level = self.settings.qos if qos is None else qos
         client = self._client
         if not self.connected or client is None:
             if not retain:  # retained state is republished whole on reconnect
-                self._park_other(topic, data, level, properties)
+                self._park_other(topic, data, level, props)
             return
         if self.published - self.acknowledged >= self.settings.max_queued or (
             self._parked_retained or self._parked_other
         ):
             if retain:
-                self._parked_retained[topic] = (data, level, properties)
+                self._parked_retained[topic] = (data, level, props)
             else:
-                self._park_other(topic, data, level, properties)
+                self._park_other(topic, data, level, props)
             return
         self.published += 1
-        client.publish(topic, data, level, retain, properties)
+        client.publish(topic, data, level, retain, props)
 
     def _park_other(self, topic: str, data: bytes, qos: int, props: Properties | None) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
@@ -449,14 +435,13 @@ def content_properties(content_type: str) -> Properties:
     return _PackedProperties(content_type)
 
 
-def response_properties(correlation_data: bytes | None,
-                        content_type: str = JSON) -> Properties:
-    """MQTT 5 PUBLISH properties of an answer: content type, and the request's correlation data
-    when it carried some."""
-    if correlation_data is None:
-        return content_properties(content_type)
+def paho_properties(properties: PublishProperties) -> Properties:
+    """paho's PUBLISH properties for the bridge's plain values (shared when they carry no
+    correlation data, which is all of the hot path)."""
+    if properties.correlation_data is None:
+        return content_properties(properties.content_type)
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.ContentType = content_type
+    props.ContentType = properties.content_type
     props.PayloadFormatIndicator = 1
-    props.CorrelationData = correlation_data
+    props.CorrelationData = properties.correlation_data
     return props

@@ -26,7 +26,8 @@ from bridge.embedded_broker import (
     free_port,
     mosquitto_binary,
 )
-from bridge.mqtt import response_properties
+from bridge.messages import response_properties
+from bridge.mqtt import paho_properties
 from bridge.simulators.sample_home import sample_home
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import TOKEN, running
@@ -133,7 +134,8 @@ async def test_mqtt5_properties_travel_and_mosquitto_rr_works(broker: DemoBroker
         request = await responder.next_on("conf/request", 0)
         assert request.correlation_data == b"c-42"
         info = responder.client.publish("conf/response", b"answer", 1, False,
-                                        response_properties(request.correlation_data))
+                                        paho_properties(response_properties(
+                                            request.correlation_data)))
         await asyncio.to_thread(info.wait_for_publish, 5)
         answer = await asker.next_on("conf/response", 0)
         assert (answer.text, answer.correlation_data) == ("answer", b"c-42")

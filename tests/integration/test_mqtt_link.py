@@ -20,9 +20,11 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
+import bridge.messages
 import bridge.mqtt
 from bridge.embedded_broker import EmbeddedBroker
-from bridge.mqtt import IncomingMessage, MqttLink, MqttSettings
+from bridge.messages import IncomingMessage
+from bridge.mqtt import MqttLink, MqttSettings
 from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_probe import MqttProbe, synced
 
@@ -321,11 +323,13 @@ async def test_response_properties_carry_correlation_data(mosquitto: Mosquitto,
     link, _ = make_link(mosquitto.port)
     async with running(link):
         await link.wait_connected(10)
-        link.publish("link/reply", "{}", properties=bridge.mqtt.response_properties(b"\x01id"))
+        link.publish("link/reply", "{}", properties=bridge.messages.response_properties(b"\x01id"))
         reply = await probe.next_on("link/reply", 0)
         assert reply.correlation_data == b"\x01id"
         assert reply.content_type == "application/json"
-    assert bridge.mqtt.response_properties(None) is bridge.mqtt.content_properties(bridge.mqtt.JSON)
+    plain = bridge.messages.response_properties(None)
+    shared = bridge.mqtt.content_properties(bridge.messages.JSON)
+    assert bridge.mqtt.paho_properties(plain) is shared
 
 
 async def test_parked_retained_messages_keep_their_content_type(mosquitto: Mosquitto,
@@ -333,12 +337,12 @@ async def test_parked_retained_messages_keep_their_content_type(mosquitto: Mosqu
     link, _ = make_link(mosquitto.port)
     async with running(link):
         await link.wait_connected(10)
-        text = bridge.mqtt.content_properties(bridge.mqtt.TEXT)
+        text = bridge.mqtt.content_properties(bridge.messages.TEXT)
         link._parked_retained["link/parked"] = (b"1.0", 1, text)  # as a slow broker leaves it
         link._flush_parked()
         parked = await probe.next_on("link/parked", 0)
         assert parked.payload == b"1.0"
-        assert parked.content_type == bridge.mqtt.TEXT
+        assert parked.content_type == bridge.messages.TEXT
 
 
 # ---- backpressure -------------------------------------------------------------------------------

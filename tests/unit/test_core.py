@@ -17,6 +17,7 @@ from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.studio import StudioBackend
 from bridge.config import StudioBackendConfig, parse_config
 from bridge.core import Bridge, CoreOptions
+from bridge.messages import IncomingMessage
 from bridge.model import (
     Availability,
     BackendStatus,
@@ -38,7 +39,6 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
-from bridge.mqtt import IncomingMessage
 
 # ---- specs and devices --------------------------------------------------------------------------
 
@@ -428,8 +428,7 @@ async def test_trait_payload_text_and_content_type_per_type() -> None:
         rig.event(TraitChanged(addr(LIGHT, endpoint, function, trait), value))
         sent = rig.mqtt.sent[-1]
         assert (sent.topic, sent.payload, sent.retain) == (f"aqara/{LIGHT}/{suffix}", text, True)
-        assert sent.properties.ContentType == content_type, (value, text)
-        assert sent.properties.PayloadFormatIndicator == 1
+        assert sent.properties.content_type == content_type, (value, text)
 
 
 # ---- availability -------------------------------------------------------------------------------
@@ -1165,14 +1164,14 @@ async def test_response_topic_and_correlation_data_on_success_and_error() -> Non
             "message": "value -3 is below the minimum 0 for 1.LevelControl.CurrentLevel",
         },
     }
-    assert bad.properties.CorrelationData == b"c2"
+    assert bad.properties.correlation_data == b"c2"
     (ok,) = await rig.replies("replies/ok")
     assert ok.json() == {"status": "ok", "data": None}
-    assert ok.properties.CorrelationData == b"\x00c1"
+    assert ok.properties.correlation_data == b"\x00c1"
     (nocorr,) = await rig.replies("replies/nocorr")
     assert nocorr.json()["status"] == "ok"
-    assert not hasattr(nocorr.properties, "CorrelationData")
-    assert nocorr.properties.ContentType == "application/json"
+    assert nocorr.properties.correlation_data is None
+    assert nocorr.properties.content_type == "application/json"
     assert len(rig.backend.writes) == 1
 
 
@@ -1207,7 +1206,7 @@ async def test_writes_in_a_window_are_coalesced_latest_wins_all_answered() -> No
     for n in range(5):
         (reply,) = await rig.replies(f"r/{n}")
         assert reply.json()["status"] == "ok"
-        assert reply.properties.CorrelationData == str(n).encode()
+        assert reply.properties.correlation_data == str(n).encode()
     assert rig.backend.writes == [
         [
             WriteItem(addr(LIGHT, 1, "LevelControl", "CurrentLevel"), 40),
@@ -1260,7 +1259,7 @@ async def test_items_the_hub_refuses_are_reported() -> None:
         "code": "hub_error",
         "message": "the hub refused 1.LevelControl.CurrentLevel: device offline (code 602)",
     }
-    assert reply.properties.CorrelationData == b"d"
+    assert reply.properties.correlation_data == b"d"
     (onoff,) = await rig.replies("r/onoff")
     assert onoff.json()["status"] == "ok"  # its item went through
     (entry,) = rig.mqtt.logs()
@@ -1324,7 +1323,7 @@ async def test_trait_get_rereads_and_republishes_even_if_unchanged() -> None:
     rig.send(f"{T}/Output/OnOff/get", "", response_topic="r/get", correlation=b"g")
     (reply,) = await rig.replies("r/get")
     assert reply.json() == {"status": "ok", "data": None}
-    assert reply.properties.CorrelationData == b"g"
+    assert reply.properties.correlation_data == b"g"
     assert rig.backend.reads == [[onoff]]
     assert [s.payload for s in rig.mqtt.on(f"{T}/Output/OnOff")] == ["true"]
     rig.backend.values[onoff] = False

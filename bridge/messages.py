@@ -1,0 +1,44 @@
+"""MQTT messages as plain values: what the core and the outputs send and receive.
+
+No MQTT library type appears here; the MQTT edge (:mod:`bridge.mqtt`) converts these to and from
+paho's, so everything above it stays sans-IO and library-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+JSON = "application/json"
+"""Content type of payloads that are JSON text (numbers, booleans, documents, quoted strings)."""
+TEXT = "text/plain; charset=utf-8"
+"""Content type of payloads that are a string as it is (not to be parsed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishProperties:
+    """The MQTT 5 PUBLISH properties the bridge sets (ignored on MQTT 3.1.1)."""
+
+    content_type: str
+    correlation_data: bytes | None = None
+
+
+JSON_PROPERTIES = PublishProperties(JSON)
+TEXT_PROPERTIES = PublishProperties(TEXT)
+
+
+def response_properties(correlation_data: bytes | None) -> PublishProperties:
+    """The properties of an answer: JSON, with the request's correlation data if it had some."""
+    if correlation_data is None:
+        return JSON_PROPERTIES
+    return PublishProperties(JSON, correlation_data)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message received on one of our subscriptions."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
