@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bridge import health
-from bridge.announce import HomeAssistantDiscovery
 from bridge.api import Api
 from bridge.backends.aqara_cloud import AqaraCloudBackend
 from bridge.backends.base import Backend, EventSink
@@ -24,12 +23,13 @@ from bridge.config import (
     TuyaBackendConfig,
 )
 from bridge.core import Bridge, CoreOptions
-from bridge.discovery import DiscoveryOptions
-from bridge.homie import DISCONNECTED, LOST, READY
-from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
 from bridge.model import BackendStatus, Event, Snapshot
 from bridge.mqtt import MqttLink, MqttSettings
+from bridge.outputs.announce import HomeAssistantDiscovery
+from bridge.outputs.discovery import DiscoveryOptions
+from bridge.outputs.homie import DISCONNECTED, LOST, READY
+from bridge.outputs.homie_output import HomieOutput
 from bridge.secrets import register_secret
 from bridge.systemd import Notifier
 

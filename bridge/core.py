@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge import __version__, health, payloads
-from bridge.announce import HomeAssistantDiscovery
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
 from bridge.entries import DeviceEntry
-from bridge.homie import homie_value, set_payload_text
-from bridge.homie_output import HomieOutput
 from bridge.logsetup import get_logger
 from bridge.messages import (
     JSON_PROPERTIES,
@@ -46,6 +43,9 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.outputs.announce import HomeAssistantDiscovery
+from bridge.outputs.homie import homie_value, set_payload_text
+from bridge.outputs.homie_output import HomieOutput
 from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,

@@ -6,7 +6,7 @@ import json
 import socket
 
 from bridge.app import Daemon
-from bridge.homie import device_homie_id
+from bridge.outputs.homie import device_homie_id
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import PLUG, bridge_config, running
 from tests.mosquitto import Mosquitto

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.announce import MIGRATE_PAYLOAD, HomeAssistantDiscovery
-from bridge.discovery import DiscoveryOptions, discovery_messages
-from bridge.homie_output import HomieOutput
 from bridge.model import Device, DeviceRemoved, Snapshot
+from bridge.outputs.announce import MIGRATE_PAYLOAD, HomeAssistantDiscovery
+from bridge.outputs.discovery import DiscoveryOptions, discovery_messages
+from bridge.outputs.homie_output import HomieOutput
 from tests.unit.test_core import PLUG, FakeBackend, Rig, light, make_rig, plug
 
 PREFIX = "homeassistant/"

@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 
 from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
-from bridge.discovery import (
+from bridge.model import (
+    Device,
+    Endpoint,
+    EnumOption,
+    Function,
+    Trait,
+    TraitAddress,
+    TraitSpec,
+    TraitType,
+)
+from bridge.outputs.discovery import (
     DEVICE_CLASS_UNITS,
     DiscoveryOptions,
     binary_class,
@@ -24,16 +34,6 @@ from bridge.discovery import (
     numeric_device_class,
     safe_id,
     snake,
-)
-from bridge.model import (
-    Device,
-    Endpoint,
-    EnumOption,
-    Function,
-    Trait,
-    TraitAddress,
-    TraitSpec,
-    TraitType,
 )
 from bridge.simulators.sample_home import SimDevice, sample_home
 from bridge.topics import TopicScheme, TraitSet

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from bridge.codec import decode_set
-from bridge.homie import (
+from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpec, TraitType
+from bridge.outputs.homie import (
     DISCONNECTED,
     EMPTY_STRING,
     ID_PATTERN,
@@ -33,7 +34,6 @@ from bridge.homie import (
     value_format,
     value_message,
 )
-from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpec, TraitType
 from tests.unit.test_discovery import home
 
 DATATYPES = frozenset({"integer", "float", "boolean", "string", "enum", "color", "datetime",

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.codec import plain_number, string_label, to_payload
-from bridge.discovery import humanize, trait_label
 from bridge.model import Device, TraitAddress, TraitSpec, TraitType
+from bridge.outputs.discovery import humanize, trait_label
 from bridge.topics import TopicScheme
 
 HOMIE_VERSION = "5.0"
@@ -272,7 +272,7 @@ def homie_messages(device: Device, topic_name: str = "", scheme: TopicScheme | N
     ``$state`` is not included: the caller publishes :data:`INIT` before and :data:`READY` after
     these messages (and ``""`` to :func:`state_topic` first when removing the device, then ``""``
     to each of these topics). ``topic_name`` and ``scheme`` are accepted for symmetry with
-    :func:`bridge.discovery.discovery_messages`; Homie ids derive from the hub device id.
+    :func:`bridge.outputs.discovery.discovery_messages`; Homie ids derive from the hub device id.
     """
     ids = layout(device)
     base = f"{root}/5/{ids.device_id}"

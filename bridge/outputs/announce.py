@@ -26,14 +26,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from bridge.discovery import (
+from bridge.logsetup import get_logger
+from bridge.outputs.discovery import (
     DiscoveryOptions,
     device_object_id,
     discovery_changes,
     discovery_messages,
     is_hub,
 )
-from bridge.logsetup import get_logger
 from bridge.retained import RetainedLearner, Subscriber
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bridge.homie import (
+from bridge.model import TraitAddress
+from bridge.outputs.homie import (
     HOMIE_VERSION,
     INIT,
     READY,
@@ -28,11 +29,10 @@ from bridge.homie import (
     set_subscription,
     state_topic,
 )
-from bridge.model import TraitAddress
 
 if TYPE_CHECKING:
     from bridge.entries import DeviceEntry
-    from bridge.homie import Layout
+    from bridge.outputs.homie import Layout
 
 ROOT_ID = "aqara-mqtt"
 """The Homie id of the bridge's own (root) device."""

@@ -1,0 +1,1 @@
+"""Outputs: extensions the core feeds (Home Assistant discovery, Homie), each on its own topics."""
