@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bridge import payloads
 from bridge.backends.base import Backend, BackendError
-from bridge.core import Bridge, Origin
+from bridge.core import Bridge
 from bridge.entries import DeviceEntry
 from bridge.logsetup import get_logger, set_level
-from bridge.messages import IncomingMessage
+from bridge.messages import IncomingMessage, Origin
 from bridge.mqtt import MqttLink
 
 log = get_logger("bridge.api")
@@ -161,8 +161,7 @@ class Api:
 
     def handle(self, command: str, message: IncomingMessage) -> None:
         """Entry point from the core for ``bridge/request/<command>`` (synchronous)."""
-        origin = Origin(message.topic, message.payload.decode("utf-8", "replace"),
-                        message.response_topic, message.correlation_data)
+        origin = Origin.of(message)
         transaction = None
         try:
             body = json.loads(message.payload) if message.payload.strip() else {}

@@ -124,20 +124,19 @@ class Daemon:
             make_backend(b) for b in config.backends
         ]
         self.bridge = Bridge(self.backends, core_options(config))
-        subscriptions = self.bridge.topics.subscriptions()
+        self.discovery: HomeAssistantDiscovery | None = None
         if config.homeassistant.enabled:
-            discovery = make_discovery(config, self.bridge)
-            self.bridge.enable_discovery(discovery)
-            subscriptions += discovery.subscriptions
+            self.discovery = make_discovery(config, self.bridge)
+            self.bridge.add_output(self.discovery)
         self.homie_keeper: MqttLink | None = None
         if config.homie.enabled:
             homie = HomieOutput(config.homie.root, lambda: list(self.bridge.devices.values()))
-            self.bridge.enable_homie(homie)
-            subscriptions += homie.subscriptions
+            self.bridge.add_output(homie)
             self.homie_keeper = make_homie_keeper(config, homie)
         self.mqtt = MqttLink(
             mqtt_settings(config),
-            subscriptions,
+            self.bridge.topics.subscriptions()
+            + [topic for output in self.bridge.outputs for topic in output.subscriptions],
             self.bridge.handle_message,
             self._on_mqtt_connected,
         )

@@ -12,18 +12,21 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from bridge import __version__, health, payloads
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
 from bridge.entries import DeviceEntry
+from bridge.extension import Output
 from bridge.logsetup import get_logger
 from bridge.messages import (
     JSON_PROPERTIES,
     TEXT_PROPERTIES,
     IncomingMessage,
+    MqttPort,
+    Origin,
     PublishProperties,
     response_properties,
 )
@@ -43,9 +46,6 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
-from bridge.outputs.announce import HomeAssistantDiscovery
-from bridge.outputs.homie import homie_value, set_payload_text
-from bridge.outputs.homie_output import HomieOutput
 from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
@@ -75,18 +75,6 @@ def source_rank(backend: Backend) -> int:
     return SOURCE_PREFERENCE.index(kind) if kind in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE)
 
 
-class Publisher(Protocol):
-    """What the core needs from the MQTT side (``bridge.mqtt.MqttLink`` in production)."""
-
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None,
-                properties: PublishProperties | None = None) -> None: ...
-
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
-
-    def unsubscribe(self, filters: list[str]) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class CoreOptions:
     """The core's settings (from the ``mqtt``, ``devices`` and ``bridge`` config sections)."""
@@ -99,16 +87,6 @@ class CoreOptions:
     device_state_topic: bool = True
     clear_stale_topics: bool = True
     info: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a write came from, to answer it (bridge/log and the MQTT 5 response topic)."""
-
-    topic: str
-    payload: str
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
 
 
 class Bridge:
@@ -125,13 +103,14 @@ class Bridge:
         self._docs_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._snapshots_seen: set[str] = set()
-        self._mqtt: Publisher | None = None
+        self._mqtt: MqttPort | None = None
         self._qos: int | None = None
         self.started_at = time.time()
         self.events_handled = 0
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
-        self.discovery: HomeAssistantDiscovery | None = None
-        self.homie: HomieOutput | None = None
+        self.outputs: list[Output] = []
+        self._value_outputs: list[Output] = []
+        """The outputs that want every value (the hot path calls only these)."""
         self.stale: StaleTopicSweeper | None = None
         if options.clear_stale_topics:
             self.stale = StaleTopicSweeper(
@@ -139,27 +118,25 @@ class Bridge:
 
     # ---- wiring ---------------------------------------------------------------------------
 
-    def attach(self, mqtt: Publisher) -> None:
-        """Use this publisher for everything the bridge sends."""
+    def attach(self, mqtt: MqttPort) -> None:
+        """Use this MQTT link for everything the bridge sends."""
         self._mqtt = mqtt
-        if self.discovery is not None:
-            self.discovery.attach(mqtt)
-        if self.homie is not None:
-            self.homie.attach(mqtt)
+        for output in self.outputs:
+            output.attach(mqtt, self)
         if self.stale is not None:
             self.stale.attach(mqtt)
 
-    def enable_homie(self, homie: HomieOutput) -> None:
-        """Publish devices by the Homie convention too."""
-        self.homie = homie
+    def add_output(self, output: Output) -> None:
+        """Feed ``output`` from now on (it takes incoming messages in the order added)."""
+        self.outputs.append(output)
+        if type(output).value_changed is not Output.value_changed:
+            self._value_outputs.append(output)
         if self._mqtt is not None:
-            homie.attach(self._mqtt)
+            output.attach(self._mqtt, self)
 
-    def enable_discovery(self, discovery: HomeAssistantDiscovery) -> None:
-        """Announce devices to Home Assistant with ``discovery``."""
-        self.discovery = discovery
-        if self._mqtt is not None:
-            discovery.attach(self._mqtt)
+    def entries(self) -> Iterable[DeviceEntry]:
+        """Every device the bridge publishes."""
+        return self.devices.values()
 
     def sink_for(self, backend: Backend) -> EventSink:
         """The event callback to hand to ``backend.run``."""
@@ -188,10 +165,8 @@ class Bridge:
             self.publish_homes()
         for entry in self.devices.values():
             self._publish_device(entry, force=True)
-        if self.discovery is not None:
-            self.discovery.on_connected()
-        if self.homie is not None:
-            self.homie.on_connected()
+        for output in self.outputs:
+            output.on_connected()
         if self.stale is not None:
             self.stale.on_connected()
 
@@ -234,7 +209,8 @@ class Bridge:
                 old = entry.device.name
                 entry.device.name = event.name
                 self._event("device_renamed", entry, old_name=old)
-                self._announce(entry)
+                for output in self.outputs:
+                    output.device_renamed(entry)
                 self.publish_device_list()
         elif isinstance(event, BackendStatus):
             self._on_backend_status(backend, event)
@@ -270,8 +246,8 @@ class Bridge:
         self.publish(topic, payload, True, _JSON if is_json else _TEXT)
         entry.retained.add(topic)
         self._mark_doc(entry)
-        if self.homie is not None:
-            self.homie.value_changed(entry.device.id, address, homie_value(trait.spec, value))
+        for output in self._value_outputs:
+            output.value_changed(entry, address, trait)
 
     def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
         seen: set[str] = set()
@@ -288,9 +264,10 @@ class Bridge:
         self.publish_device_list()
         if self.backends_complete:
             # only now is a device that no backend has really gone: outputs may clear it
-            for output in (self.discovery, self.homie, self.stale):
-                if output is not None:
-                    output.backends_complete()
+            for output in self.outputs:
+                output.backends_complete()
+            if self.stale is not None:
+                self.stale.backends_complete()
 
     def _on_backend_status(self, backend: Backend, status: BackendStatus) -> None:
         if not status.connected:
@@ -324,7 +301,8 @@ class Bridge:
             self._by_topic[name] = entry
             self._by_topic.setdefault(device_level(device.id), entry)
             self._publish_device(entry, force=True)
-            self._announce(entry)
+            for output in self.outputs:
+                output.device_added(entry)
             return
         if entry.backend is not backend:
             if source_rank(backend) >= source_rank(entry.backend):
@@ -348,13 +326,8 @@ class Bridge:
                 entry.retained.add(topic)
                 self._mark_doc(entry)
         self._publish_availability(entry)
-        self._announce(entry)
-
-    def _announce(self, entry: DeviceEntry) -> None:
-        if self.discovery is not None:
-            self.discovery.device_changed(entry)
-        if self.homie is not None:
-            self.homie.device_changed(entry)
+        for output in self.outputs:
+            output.device_changed(entry)
 
     def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
         return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
@@ -384,10 +357,8 @@ class Bridge:
         """Forget a device and clear every retained topic published for it."""
         self._clear_topics(entry)
         del self.devices[entry.device.id]
-        if self.discovery is not None:
-            self.discovery.device_removed(entry.device.id)
-        if self.homie is not None:
-            self.homie.device_removed(entry.device.id)
+        for output in self.outputs:
+            output.device_removed(entry.device.id)
         for name in [n for n, e in self._by_topic.items() if e is entry]:
             del self._by_topic[name]
 
@@ -398,6 +369,8 @@ class Bridge:
         entry.available = available
         topic = self.topics.availability(entry.topic_name)
         self.publish(topic, "online" if available else "offline", True, _TEXT)
+        for output in self.outputs:
+            output.availability_changed(entry, available)
 
     def _mark_doc(self, entry: DeviceEntry) -> None:
         if not self.options.device_state_topic:
@@ -451,7 +424,8 @@ class Bridge:
         self._by_topic[level] = entry
         self._by_topic.setdefault(device_level(entry.device.id), entry)
         self._publish_device(entry, force=True)
-        self._announce(entry)
+        for output in self.outputs:
+            output.device_renamed(entry)
         self._event("device_renamed", entry, old_friendly_name=old_name)
         self.publish_device_list()
 
@@ -512,11 +486,12 @@ class Bridge:
                                                          message.retain):
             return
         command = self.topics.parse(message.topic)
-        if command is None:
-            self._handle_foreign(message)
+        if command is None:  # outside the base topic: the outputs' topics
+            for output in self.outputs:
+                if output.handle(message):
+                    return
             return
-        origin = Origin(message.topic, message.payload.decode("utf-8", "replace"),
-                        message.response_topic, message.correlation_data)
+        origin = Origin.of(message)
         if isinstance(command, BridgeRequest):
             if self.request_handler is not None:
                 self.request_handler(command.command, message)
@@ -551,26 +526,19 @@ class Bridge:
             readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
             self._spawn(self._answer_get(entry, readable, origin))
 
-    def _handle_foreign(self, message: IncomingMessage) -> None:
-        """Messages outside the base topic: discovery bookkeeping and Homie commands."""
-        if self.discovery is not None and self.discovery.handle(message.topic, message.payload,
-                                                                 message.retain):
+    def write(self, device_id: str, address: TraitAddress, raw: bytes | str,
+              origin: Origin) -> None:
+        """The one validated write path for outputs: check ``raw`` against the trait's spec and
+        queue it for the hub, or answer ``origin`` with the reason it was rejected."""
+        entry = self.devices.get(device_id)
+        if entry is None:
             return
-        if self.homie is None or message.retain:
+        try:
+            item = self._validate(entry, address, raw)
+        except WriteRejected as exc:
+            self._reject(origin, exc.reason)
             return
-        target = self.homie.resolve(message.topic)
-        if target is None:
-            return
-        origin = Origin(message.topic, message.payload.decode("utf-8", "replace"),
-                        message.response_topic, message.correlation_data)
-        entry = self.devices.get(target[0])
-        if entry is not None:
-            try:
-                item = self._validate(entry, target[1], set_payload_text(message.payload))
-            except WriteRejected as exc:
-                self._reject(origin, exc.reason)
-                return
-            self._queue_writes(entry.backend, [item], origin)
+        self._queue_writes(entry.backend, [item], origin)
 
     def _ignore_retained(self, origin: Origin) -> None:
         """A command the broker replays from its store (it was published with the retain flag):

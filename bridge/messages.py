@@ -7,6 +7,7 @@ paho's, so everything above it stays sans-IO and library-free.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 JSON = "application/json"
 """Content type of payloads that are JSON text (numbers, booleans, documents, quoted strings)."""
@@ -42,3 +43,30 @@ class IncomingMessage:
     retain: bool = False
     response_topic: str | None = None
     correlation_data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a write came from, to answer it (bridge/log and the MQTT 5 response topic)."""
+
+    topic: str
+    payload: str
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+    @classmethod
+    def of(cls, message: IncomingMessage) -> Origin:
+        """The origin of a received message."""
+        return cls(message.topic, message.payload.decode("utf-8", "replace"),
+                   message.response_topic, message.correlation_data)
+
+
+class MqttPort(Protocol):
+    """The MQTT operations the core and the outputs use (``bridge.mqtt.MqttLink``)."""
+
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
+                qos: int | None = None, properties: PublishProperties | None = None) -> None: ...
+
+    def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
+
+    def unsubscribe(self, filters: list[str]) -> None: ...

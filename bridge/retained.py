@@ -12,18 +12,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Any, Protocol
 
-
-class Subscriber(Protocol):
-    """The MQTT operations a learner needs."""
-
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None, properties: Any = None) -> None: ...
-
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
-
-    def unsubscribe(self, filters: list[str]) -> None: ...
+from bridge.messages import MqttPort
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -48,7 +38,7 @@ class RetainedLearner:
         self.accept = accept
         self._learned: dict[str, bytes] | None = None
         self._marker = ""
-        self._mqtt: Subscriber | None = None
+        self._mqtt: MqttPort | None = None
         self._on_done: Callable[[dict[str, bytes]], None] | None = None
 
     @property
@@ -56,7 +46,7 @@ class RetainedLearner:
         """True between :meth:`start` and the marker's return."""
         return self._learned is not None
 
-    def start(self, mqtt: Subscriber, on_done: Callable[[dict[str, bytes]], None]) -> None:
+    def start(self, mqtt: MqttPort, on_done: Callable[[dict[str, bytes]], None]) -> None:
         """Subscribe, publish the marker; ``on_done(topic → payload)`` once it is back."""
         self._mqtt = mqtt
         self._on_done = on_done

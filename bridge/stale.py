@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bridge.logsetup import get_logger
-from bridge.retained import RetainedLearner, Subscriber
+from bridge.messages import MqttPort
+from bridge.retained import RetainedLearner
 from bridge.topics import TopicScheme
 
 log = get_logger("bridge.stale")
@@ -30,7 +31,7 @@ class StaleTopicSweeper:
         self.complete = False
         self.cleared = 0
         """Retained topics cleared so far (for tests and the log)."""
-        self._mqtt: Subscriber | None = None
+        self._mqtt: MqttPort | None = None
         self._levels: set[str] | None = None
         self._commands: set[str] = set()
         base = scheme.base
@@ -39,7 +40,7 @@ class StaleTopicSweeper:
             scheme.bridge("stale_sync"), [f"{base}/+", f"{base}/+/availability"], self._is_device)
         self._topics_learner: RetainedLearner | None = None
 
-    def attach(self, mqtt: Subscriber) -> None:
+    def attach(self, mqtt: MqttPort) -> None:
         """Use this MQTT link."""
         self._mqtt = mqtt
 

@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from bridge.extension import Core, Output
 from bridge.logsetup import get_logger
+from bridge.messages import IncomingMessage, MqttPort
 from bridge.outputs.discovery import (
     DiscoveryOptions,
     device_object_id,
@@ -34,7 +36,7 @@ from bridge.outputs.discovery import (
     discovery_messages,
     is_hub,
 )
-from bridge.retained import RetainedLearner, Subscriber
+from bridge.retained import RetainedLearner
 
 if TYPE_CHECKING:
     from bridge.entries import DeviceEntry
@@ -54,7 +56,7 @@ asynchronously and gives no sign when it is done, and a new config that arrives 
 entity is still loaded is rejected as a duplicate unique id."""
 
 
-class HomeAssistantDiscovery:
+class HomeAssistantDiscovery(Output):
     """Keeps the retained discovery configs in step with the devices."""
 
     def __init__(self, options: DiscoveryOptions, scheme: TopicScheme,
@@ -73,7 +75,7 @@ class HomeAssistantDiscovery:
         self.orphans: dict[str, dict[str, str]] = {}
         """Object id → retained configs of devices no backend has reported (yet)."""
         self.messages_sent = 0
-        self._mqtt: Subscriber | None = None
+        self._mqtt: MqttPort | None = None
         self.in_step = False
         """True once the retained configs were learned and reconciled after a connect."""
         self.complete = False
@@ -91,8 +93,8 @@ class HomeAssistantDiscovery:
             [f"{prefix}/device/+/config", f"{prefix}/+/+/+/config"], self._is_ours)
         self._object_prefix = f"{options.node_id}_"
 
-    def attach(self, mqtt: Subscriber) -> None:
-        """Use this MQTT link."""
+    def attach(self, mqtt: MqttPort, core: Core | None = None) -> None:
+        """Use this MQTT link (discovery never writes to a device)."""
         self._mqtt = mqtt
 
     @property
@@ -112,9 +114,10 @@ class HomeAssistantDiscovery:
         self._hubs.clear()
         self._learner.start(self._mqtt, self._finish_learning)
 
-    def handle(self, topic: str, payload: bytes, retain: bool = True) -> bool:
+    def handle(self, message: IncomingMessage) -> bool:
         """Take a message on one of our subscriptions; False when it is not ours."""
-        if self._learner.handle(topic, payload, retain):
+        topic, payload = message.topic, message.payload
+        if self._learner.handle(topic, payload, message.retain):
             return True
         if topic == self.status_topic:
             if payload.strip() == b"online":

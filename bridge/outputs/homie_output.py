@@ -14,18 +14,22 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from bridge.model import TraitAddress
+from bridge.extension import Core, Output
+from bridge.messages import IncomingMessage, MqttPort, Origin
+from bridge.model import Trait, TraitAddress
 from bridge.outputs.homie import (
     HOMIE_VERSION,
     INIT,
     READY,
     device_homie_id,
     homie_messages,
+    homie_value,
     layout,
     parse_homie_set,
     resolve_set,
+    set_payload_text,
     set_subscription,
     state_topic,
 )
@@ -38,18 +42,14 @@ ROOT_ID = "aqara-mqtt"
 """The Homie id of the bridge's own (root) device."""
 
 
-class Publisher(Protocol):
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None, properties: Any = None) -> None: ...
-
-
-class HomieOutput:
+class HomieOutput(Output):
     """Keeps ``homie/5/…`` in step with the bridge's devices."""
 
     def __init__(self, root: str, entries: Callable[[], Iterable[DeviceEntry]]) -> None:
         self.root = root
         self.entries = entries
-        self._mqtt: Publisher | None = None
+        self._mqtt: MqttPort | None = None
+        self._core: Core | None = None
         self._topics: dict[str, dict[str, str]] = {}
         """Device id → the retained messages (besides $state) published for it."""
         self._layouts: dict[str, Layout] = {}
@@ -58,9 +58,10 @@ class HomieOutput:
         self.complete = False
         """True once every backend delivered a complete snapshot (the children are known)."""
 
-    def attach(self, mqtt: Publisher) -> None:
-        """Use this MQTT link."""
+    def attach(self, mqtt: MqttPort, core: Core | None = None) -> None:
+        """Use this MQTT link, and this core for the commands controllers send."""
         self._mqtt = mqtt
+        self._core = core
 
     @property
     def subscriptions(self) -> list[str]:
@@ -125,10 +126,14 @@ class HomieOutput:
         if new_device:
             self._publish_root()
 
-    def value_changed(self, device_id: str, address: TraitAddress, payload: str | None) -> None:
+    def value_changed(self, entry: DeviceEntry, address: TraitAddress, trait: Trait) -> None:
         """A trait's new value (hot path: one dict look-up and one publish)."""
+        device_id = entry.device.id
         known = self._layouts.get(device_id)
-        if known is None or payload is None:
+        if known is None:
+            return
+        payload = homie_value(trait.spec, trait.value)
+        if payload is None:
             return
         node, prop = known.properties[address]
         topic = f"{self.root}/5/{known.device_id}/{node}/{prop}"
@@ -146,6 +151,16 @@ class HomieOutput:
         for topic in messages or {}:
             self._send(topic, "")
         self._publish_root()
+
+    def handle(self, message: IncomingMessage) -> bool:
+        """A controller's ``…/set``: handed to the core's validated write path. Retained
+        commands are the broker replaying old ones, never executed."""
+        target = self.resolve(message.topic)
+        if target is None:
+            return False
+        if not message.retain and self._core is not None:
+            self._core.write(*target, set_payload_text(message.payload), Origin.of(message))
+        return True
 
     def resolve(self, topic: str) -> tuple[str, TraitAddress] | None:
         """The device id and trait a Homie ``…/set`` topic addresses, if any."""

@@ -165,14 +165,14 @@ async def test_mosquitto_rr_gets_the_bridges_answer_and_discovery_works(
                     "-t", "aqara/bridge/request/health_check",
                     "-e", "aqara/bridge/response/health_check", "-m", "{}", "-W", "20")
                 assert '"status": "ok"' in answer
-                discovery = first.bridge.discovery
+                discovery = first.discovery
                 assert discovery is not None
                 await ha.wait_for(lambda: len([m for m in ha.messages if m.topic.endswith(
                     "/config")]) == len(sample_home()), 30)
                 assert discovery.messages_sent == len(sample_home())
             assert first.mqtt.version == "5"
             async with running(Daemon(config)) as second:
-                again = second.bridge.discovery
+                again = second.discovery
                 assert again is not None
                 # the daemon exposes no event for "reconciled": check its state as it goes
                 await until(lambda: again.in_step and len(again.published) == len(sample_home()))

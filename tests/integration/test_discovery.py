@@ -24,7 +24,7 @@ def configs(probe: MqttProbe, start: int = 0) -> list[tuple[str, bytes]]:
 
 async def settled(probe: MqttProbe, daemon: Daemon) -> None:
     """Wait until the bridge finished reconciling discovery and the broker delivered it all."""
-    discovery = daemon.bridge.discovery
+    discovery = daemon.discovery
     assert discovery is not None
     await probe.wait_for(lambda: daemon.bridge.devices and discovery.in_step
                          and len(discovery.published) == len(daemon.bridge.devices), 30)
@@ -55,8 +55,8 @@ async def test_sample_home_then_restart_sends_almost_nothing(
         async with running(Daemon(bridge_config(mosquitto, hub))) as second:
             await settled(probe_all, second)
             assert configs(probe_all, start) == []
-            assert second.bridge.discovery is not None
-            assert second.bridge.discovery.messages_sent == 0
+            assert second.discovery is not None
+            assert second.discovery.messages_sent == 0
     finally:
         probe_all.stop()
 
@@ -68,13 +68,13 @@ async def test_thousand_devices_counted(mosquitto: Mosquitto) -> None:
     try:
         async with running(Daemon(bridge_config(mosquitto, hub))) as first:
             await settled(probe, first)
-            assert first.bridge.discovery is not None
-            sent_first = first.bridge.discovery.messages_sent
+            assert first.discovery is not None
+            sent_first = first.discovery.messages_sent
         assert 950 <= sent_first <= 1000  # devices without any entity send nothing
         async with running(Daemon(bridge_config(mosquitto, hub))) as second:
             await settled(probe, second)
-            assert second.bridge.discovery is not None
-            assert second.bridge.discovery.messages_sent == 0
+            assert second.discovery is not None
+            assert second.discovery.messages_sent == 0
     finally:
         probe.stop()
         await hub.stop()
@@ -116,7 +116,7 @@ async def test_unreachable_hub_at_start_keeps_every_entity(
         assert len(before) == len(sample_home())
         closed = f"ws://127.0.0.1:{free_port()}"
         async with running(Daemon(bridge_config(mosquitto, closed))) as second:
-            discovery = second.bridge.discovery
+            discovery = second.discovery
             assert discovery is not None
             await eventually(lambda: discovery.in_step)
             await synced(ha, PREFIX)  # whatever it published has arrived by now
@@ -133,8 +133,8 @@ async def test_unreachable_hub_at_start_keeps_every_entity(
         # the hub answering later adopts the retained configs: nothing to send
         async with running(Daemon(bridge_config(mosquitto, hub))) as third:
             await settled(ha, third)
-            assert third.bridge.discovery is not None
-            assert third.bridge.discovery.messages_sent == 0
+            assert third.discovery is not None
+            assert third.discovery.messages_sent == 0
             assert retained_configs(ha) == before
     finally:
         ha.stop()
@@ -143,8 +143,8 @@ async def test_unreachable_hub_at_start_keeps_every_entity(
 def layout_config(mosquitto: Mosquitto, hub: StudioSimulator, device_based: bool) -> Daemon:
     daemon = Daemon(bridge_config(
         mosquitto, hub, extra=f"homeassistant: {{device_based: {str(device_based).lower()}}}"))
-    assert daemon.bridge.discovery is not None
-    daemon.bridge.discovery.migration_step = 0.3
+    assert daemon.discovery is not None
+    daemon.discovery.migration_step = 0.3
     return daemon
 
 

@@ -18,7 +18,7 @@ def with_discovery(rig: Rig, device_based: bool = True) -> HomeAssistantDiscover
     discovery = HomeAssistantDiscovery(options, rig.bridge.topics,
                                        lambda: list(rig.bridge.devices.values()),
                                        migration_step=0.01)
-    rig.bridge.enable_discovery(discovery)
+    rig.bridge.add_output(discovery)
     return discovery
 
 
@@ -117,7 +117,7 @@ async def test_homie_root_lists_its_children_only_once_every_backend_is_complete
     local, cloud = FakeBackend("home"), FakeBackend("cloud")
     rig = make_rig([local, cloud])
     homie = HomieOutput("homie", lambda: list(rig.bridge.devices.values()))
-    rig.bridge.enable_homie(homie)
+    rig.bridge.add_output(homie)
     rig.bridge.on_mqtt_connected()
     rig.snapshot(light())
     await asyncio.sleep(0)

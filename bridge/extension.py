@@ -1,0 +1,73 @@
+"""The interface between the core and its outputs.
+
+An output is an extension the core feeds: it hears about the device registry (devices added,
+changed, renamed, removed; values; availability), about MQTT (re)connects, and takes the incoming
+messages on the topics it owns. The core keeps a list of outputs and names none of them. An output
+that wants to change a device hands the decoded write to :meth:`Core.write`, the core's one
+validated write path, so every write is checked the same way whichever topic it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from bridge.entries import DeviceEntry
+from bridge.messages import IncomingMessage, MqttPort, Origin
+from bridge.model import Trait, TraitAddress
+
+
+class Core(Protocol):
+    """What an output may ask of the core."""
+
+    def entries(self) -> Iterable[DeviceEntry]:
+        """Every device the bridge publishes."""
+        ...
+
+    def write(self, device_id: str, address: TraitAddress, raw: bytes | str,
+              origin: Origin) -> None:
+        """Validate a decoded write against the trait's spec and queue it for the hub (or answer
+        ``origin`` with the reason it was rejected)."""
+        ...
+
+
+class Output:
+    """Base of every output; each hook does nothing unless the output overrides it."""
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """Topic filters this output owns (subscribed on every connection)."""
+        return []
+
+    def attach(self, mqtt: MqttPort, core: Core) -> None:
+        """Use this MQTT link, and this core for writes."""
+
+    def on_connected(self) -> None:
+        """The broker (re)connected: republish what it may have lost."""
+
+    def backends_complete(self) -> None:
+        """Every backend delivered a complete snapshot: devices not seen are really gone."""
+
+    def device_changed(self, entry: DeviceEntry) -> None:
+        """A device's description changed (also the default for added and renamed)."""
+
+    def device_added(self, entry: DeviceEntry) -> None:
+        """A new device is published."""
+        self.device_changed(entry)
+
+    def device_renamed(self, entry: DeviceEntry) -> None:
+        """A device's name (hub name or friendly name) changed."""
+        self.device_changed(entry)
+
+    def device_removed(self, device_id: str) -> None:
+        """A device is gone (its backend said so)."""
+
+    def value_changed(self, entry: DeviceEntry, address: TraitAddress, trait: Trait) -> None:
+        """A readable trait has a new value, ``trait.value`` (hot path: keep it cheap)."""
+
+    def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
+        """A device became reachable or unreachable."""
+
+    def handle(self, message: IncomingMessage) -> bool:
+        """Take a message outside the base topic; True when it is this output's."""
+        return False
