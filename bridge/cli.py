@@ -8,20 +8,15 @@ import contextlib
 import json
 import secrets
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge import __version__, health
 from bridge.app import Daemon, make_backend, mqtt_settings, run_until_signalled
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.embedded_broker import BrokerUnavailable
 from bridge.logsetup import configure_logging, get_logger
-from bridge.mqtt import MqttLink, MqttSettings
+from bridge.mqtt import MqttLink, MqttSettings, read_retained
 from bridge.secrets import redact
 
 log = get_logger("bridge.cli")
@@ -168,44 +163,17 @@ def health_check(config: Config, timeout: float) -> int:
     settings = companion_settings(config, "health")
     base = config.mqtt.base_topic
     state_topic, info_topic = f"{base}/bridge/state", f"{base}/bridge/info"
-    got: dict[str, bytes] = {}
-    refused: list[str] = []
-    done = threading.Event()
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id)
-    if settings.username is not None:
-        client.username_pw_set(settings.username, settings.password)
-    if settings.use_tls:
-        client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert,
-                       keyfile=settings.tls_key)
-        client.tls_insecure_set(settings.tls_insecure)
-
-    def on_connect(c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if reason.is_failure:
-            refused.append(str(reason))
-            done.set()
-        else:
-            c.subscribe([(state_topic, 1), (info_topic, 1)])
-
-    def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        got[msg.topic] = bytes(msg.payload)
-        if state_topic in got and (got[state_topic] != b"online" or info_topic in got):
-            done.set()
-
-    client.on_connect = on_connect
-    client.on_message = on_message
     where = f"{settings.host}:{settings.port}"
     try:
-        client.connect(settings.host, settings.port, 30)
+        got, refusal = read_retained(
+            settings, [state_topic, info_topic], timeout,
+            lambda got: state_topic in got and (got[state_topic] != b"online" or info_topic in got))
     except OSError as exc:
         print(f"{health.OFFLINE}: cannot reach the broker at {where}: {exc.strerror or exc}")
         return health.EXIT_CODES[health.OFFLINE]
-    client.loop_start()
-    done.wait(timeout)
-    client.disconnect()
-    client.loop_stop()
     state = got.get(state_topic)
-    if refused:
-        line = f"the broker at {where} refused the connection: {refused[0]}"
+    if refusal is not None:
+        line = f"the broker at {where} refused the connection: {refusal}"
     elif state is None:
         line = f"{state_topic} is not set (is the bridge running with this broker?)"
     elif state != b"online":

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import random
 import ssl
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -445,3 +446,43 @@ def paho_properties(properties: PublishProperties) -> Properties:
     props.PayloadFormatIndicator = 1
     props.CorrelationData = properties.correlation_data
     return props
+
+
+def read_retained(settings: MqttSettings, topics: list[str], timeout: float,
+                  done: Callable[[dict[str, bytes]], bool]) -> tuple[dict[str, bytes], str | None]:
+    """Collect the retained messages on ``topics`` with a throwaway client (its own thread) until
+    ``done(collected)`` or ``timeout``; returns them and the broker's refusal, if it refused.
+
+    Raises OSError when the broker cannot be reached.
+    """
+    got: dict[str, bytes] = {}
+    refused: list[str] = []
+    finished = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id)
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.use_tls:
+        client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert,
+                       keyfile=settings.tls_key)
+        client.tls_insecure_set(settings.tls_insecure)
+
+    def on_connect(c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+            finished.set()
+        else:
+            c.subscribe([(topic, 1) for topic in topics])
+
+    def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        got[msg.topic] = bytes(msg.payload)
+        if done(got):
+            finished.set()
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.connect(settings.host, settings.port, 30)
+    client.loop_start()
+    finished.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    return got, refused[0] if refused else None
