@@ -39,5 +39,7 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contracts (the layering in ARCHITECTURE.md)"
+.venv/bin/lint-imports
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@"
