@@ -132,6 +132,8 @@ class Bridge:
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
         self.discovery: HomeAssistantDiscovery | None = None
         self.homie: HomieOutput | None = None
+        self.info_extra: Callable[[], Mapping[str, Any]] | None = None
+        """More top-level ``bridge/info`` fields (the MQTT link's counters)."""
 
     # ---- wiring ---------------------------------------------------------------------------
 
@@ -438,6 +440,8 @@ class Bridge:
             "backends": [backend.summary() for backend in self.backends.values()],
             "config": dict(self.options.info),
         }
+        if self.info_extra is not None:
+            info.update(self.info_extra())
         self.publish(self.topics.bridge("info"), json.dumps(info), retain=True)
 
     def publish_homes(self) -> None:

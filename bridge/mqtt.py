@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.logsetup import get_logger
+from bridge.ratelimit import Throttle
 
 log = get_logger("bridge.mqtt")
 
@@ -34,11 +35,40 @@ INFLIGHT_WINDOW = 100
 """QoS>0 messages paho keeps in flight. paho rescans its whole in-flight table on every
 acknowledgement, so a huge window makes publishing quadratic; more are queued in paho meanwhile."""
 
+DENIED_REPORT_INTERVAL = 60.0
+"""Seconds between two reports of refused publishes to the same topic."""
+
 CONNACK_TIMEOUT = 10.0
 """Seconds to wait for the broker's answer to CONNECT."""
 
-_UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
-_V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
+_PROTOCOL_REFUSALS = frozenset({
+    132,  # MQTT 5 CONNACK reason "Unsupported protocol version"
+    1,  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
+})
+
+
+class TlsFileError(Exception):
+    """A TLS file of the config cannot be used; the message names it."""
+
+
+def tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """The client's TLS context; TlsFileError names the CA, certificate or key that failed."""
+    try:
+        context = ssl.create_default_context(cafile=s.tls_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsFileError(f"TLS: cannot use the CA file {s.tls_ca}: "
+                           f"{getattr(exc, 'reason', None) or exc.strerror or exc}") from None
+    if s.tls_cert:
+        try:
+            context.load_cert_chain(s.tls_cert, s.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            files = s.tls_cert if not s.tls_key else f"{s.tls_cert} / key {s.tls_key}"
+            raise TlsFileError(f"TLS: cannot use the client certificate {files}: "
+                               f"{getattr(exc, 'reason', None) or exc.strerror or exc}") from None
+    if s.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +126,13 @@ class MqttLink:
         self.published = 0
         self.acknowledged = 0
         self.dropped = 0
+        self.denied = 0
+        """Publishes the broker refused (MQTT 5 reason codes >= 0x80), since start."""
+        self.last_denied: dict[str, str] | None = None
+        self.on_denied: Callable[[str, str], None] | None = None
+        """Called with (topic, reason) for each reported (rate-limited) refused publish."""
+        self._denied_throttle = Throttle(DENIED_REPORT_INTERVAL)
+        self._in_flight: dict[int, str] = {}
         self._parked_retained: dict[str, tuple[bytes, int]] = {}
         self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
         self._flush_scheduled = False
@@ -105,6 +142,8 @@ class MqttLink:
         self._up = asyncio.Event()
         self._connack: asyncio.Future[tuple[int, str]] | None = None
         self._stopping = False
+        self._fallback_logged = False
+        self._socket_error: OSError | None = None
 
     # ---- publishing (hot path) ------------------------------------------------------------
 
@@ -138,15 +177,21 @@ class MqttLink:
                 self._park_other(topic, data, level, properties)
             return
         self.published += 1
-        client.publish(topic, data, level, retain, properties)
+        info = client.publish(topic, data, level, retain, properties)
+        if level:
+            self._in_flight[info.mid] = topic
 
     def _park_other(self, topic: str, data: bytes, qos: int, props: Properties | None) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
             self.dropped += 1
         self._parked_other.append((topic, data, qos, props))
 
-    def _on_publish(self, *_args: Any) -> None:
+    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: Any = None,
+                    _p: Any = None) -> None:
         self.acknowledged += 1
+        topic = self._in_flight.pop(mid, None)
+        if topic is not None and getattr(reason, "value", 0) >= 0x80:
+            self._denied(topic, str(reason))
         if (
             (self._parked_retained or self._parked_other)
             and not self._flush_scheduled
@@ -165,14 +210,34 @@ class MqttLink:
         while self._parked_other and budget > 0:
             topic, data, qos, props = self._parked_other.popleft()
             self.published += 1
-            client.publish(topic, data, qos, False, props)
+            if qos:
+                self._in_flight[client.publish(topic, data, qos, False, props).mid] = topic
+            else:
+                client.publish(topic, data, qos, False, props)
             budget -= 1
         while self._parked_retained and budget > 0:
             topic = next(iter(self._parked_retained))
             data, qos = self._parked_retained.pop(topic)
             self.published += 1
-            client.publish(topic, data, qos, True)
+            if qos:
+                self._in_flight[client.publish(topic, data, qos, True).mid] = topic
+            else:
+                client.publish(topic, data, qos, True)
             budget -= 1
+
+    def _denied(self, topic: str, reason: str) -> None:
+        """The broker refused a publish (PUBACK/PUBCOMP reason >= 0x80, e.g. an ACL): count it,
+        and report it, at most once a minute per topic."""
+        self.denied += 1
+        self.last_denied = {"topic": topic, "reason": reason}
+        held = self._denied_throttle.allow(topic)
+        if held is None:
+            return
+        if self.on_denied is not None:
+            self.on_denied(topic, reason)
+        else:
+            log.warning("the broker refused a publish", topic=topic, reason=reason,
+                        refused_total=self.denied)
 
     @property
     def parked(self) -> int:
@@ -251,28 +316,64 @@ class MqttLink:
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.use_tls:
-            context = ssl.create_default_context(cafile=s.tls_ca)
-            if s.tls_cert:
-                context.load_cert_chain(s.tls_cert, s.tls_key)
-            if s.tls_insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            client.tls_set_context(context)
+            client.tls_set_context(tls_context(s))
         client.will_set(s.will_topic, s.will_payload, 1, True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_log = self._on_log
         return client
 
     async def _connect_once(self) -> str | None:
-        """One connection attempt; None on success, else the reason."""
+        """One connection attempt; None on success, else the reason.
+
+        The configured protocol is tried first on every attempt: a broker that was only slow,
+        stopped or restarting gets MQTT 5 again. 3.1.1 is tried only after the broker refused
+        MQTT 5 in its CONNACK ("unsupported protocol version"), never after silence.
+        """
+        assert self._loop is not None
+        self.version = self.settings.version
+        outcome = await self._attempt()
+        if isinstance(outcome, tuple) and outcome[0] in _PROTOCOL_REFUSALS and (
+                self.version == "5"):
+            (log.warning if not self._fallback_logged else log.debug)(
+                "the broker refused MQTT 5 (unsupported protocol version); using MQTT 3.1.1 "
+                "for this connection (set mqtt.version: \"3.1.1\" to skip the attempt)",
+                broker=self._where())
+            self._fallback_logged = True
+            self.version = "3.1.1"
+            outcome = await self._attempt()
+        if isinstance(outcome, tuple):
+            return f"broker refused the connection: {outcome[1]}"
+        if outcome is not None:
+            return outcome
+        client = self._client
+        assert client is not None
+        client.on_log = None  # only the handshake is watched (formatting every line costs)
+        self.connected = True
+        self._up.set()
+        self.subscribe(self.subscriptions)
+        if self.parked:  # what waited during the outage goes first (nothing else flushes it)
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_parked)
+        log.info("mqtt connected", broker=self._where(), protocol=self.version)
+        self.on_connected()
+        return None
+
+    async def _attempt(self) -> tuple[int, str] | str | None:
+        """Connect with :attr:`version`: None when accepted, (code, text) when the CONNACK
+        refused us, else why there was no CONNACK."""
         assert self._loop is not None
         self._teardown()
-        client = self._make_client()
+        try:
+            client = self._make_client()
+        except TlsFileError as exc:
+            return str(exc)
         self._client = client
         self._connack = self._loop.create_future()
         self._disconnected.clear()
+        self._socket_error = None
         s = self.settings
         try:
             # The TCP (and TLS) handshake blocks, so it runs in a thread; the socket is then
@@ -286,33 +387,45 @@ class MqttLink:
                     clean_start=True if self.version == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 ),
             )
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            return self._tls_failure(exc)
+        except OSError as exc:
             return f"cannot reach broker: {exc.strerror or exc}"
         self._attach(client)
         try:
             async with asyncio.timeout(CONNACK_TIMEOUT):
                 code, text = await self._connack
         except TimeoutError:
-            code, text = -1, "no CONNACK from the broker"
-        refused_v5 = code in (_UNSUPPORTED_PROTOCOL, _V311_REFUSED_PROTOCOL) or code == -1
-        if refused_v5 and self.version == "5":
-            # Some brokers answer an MQTT 5 CONNECT with a refusal, others with silence or by
-            # hanging up (amqtt): either way, 3.1.1 is worth one try before backing off.
-            log.warning("broker did not accept MQTT 5; trying 3.1.1", broker=self._where(),
-                        reason=text)
-            self.version = "3.1.1"
-            return await self._connect_once()
-        if code != 0:
-            return f"broker refused the connection: {text}"
-        self.connected = True
-        self._up.set()
-        self.subscribe(self.subscriptions)
-        if self.parked:  # what waited during the outage goes first (nothing else flushes it)
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush_parked)
-        log.info("mqtt connected", broker=self._where(), protocol=self.version)
-        self.on_connected()
-        return None
+            hint = (" (a broker that only speaks MQTT 3.1.1 may ignore an MQTT 5 CONNECT: "
+                    "then set mqtt.version: \"3.1.1\")") if self.version == "5" else ""
+            return f"no CONNACK from the broker within {CONNACK_TIMEOUT:g} s{hint}"
+        if code == -1:
+            if self._socket_error is not None and s.use_tls:
+                return self._tls_failure(self._socket_error)
+            return text
+        return None if code == 0 else (code, text)
+
+    def _tls_failure(self, exc: OSError) -> str:
+        """A TLS problem said as such, naming the file concerned."""
+        s = self.settings
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            ca = s.tls_ca or "the system's CA certificates"
+            return (f"TLS handshake failed: the broker's certificate is not trusted by {ca}: "
+                    f"{exc.verify_message or reason}")
+        text = str(reason).upper()
+        if "CERTIFICATE" in text or "UNKNOWN_CA" in text:
+            if s.tls_cert:
+                return (f"TLS: the broker refused the client certificate {s.tls_cert}: "
+                        f"{reason}")
+            return (f"TLS: the broker requires a client certificate (set mqtt.tls.cert and "
+                    f"mqtt.tls.key): {reason}")
+        return f"TLS handshake failed: {reason}"
+
+    def _on_log(self, _c: paho.Client, _u: Any, level: int, text: str) -> None:
+        """During the handshake: remember why paho lost the socket (e.g. a TLS alert)."""
+        if level == paho.MQTT_LOG_ERR and self._socket_error is None and "SSL" in text:
+            self._socket_error = ssl.SSLError(text.split(": ", 1)[-1])
 
     def _attach(self, client: paho.Client) -> None:
         loop = self._loop
@@ -380,6 +493,7 @@ class MqttLink:
             client.disconnect()
         self._client = None
         self.published = self.acknowledged = 0
+        self._in_flight.clear()
 
     async def _misc_loop(self) -> None:
         while True:

@@ -52,6 +52,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge import jsonlimits
 from bridge.backends.aqara_sign import (
     header,
     is_auth_intent,
@@ -582,7 +583,7 @@ class AqaraCloudBackend(Backend):
         if status == 429:
             return _Answer(429, "too many requests", rate_limited=True, retry_after=retry_after)
         try:
-            envelope = json.loads(raw)
+            envelope = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
         except (ValueError, UnicodeDecodeError):
             envelope = None
         code = _int(envelope.get("code")) if isinstance(envelope, dict) else None
@@ -1067,7 +1068,7 @@ class AqaraCloudBackend(Backend):
                         backend=self.name, remote=request.remote)
             return web.json_response({"code": 401, "message": "unauthorized"}, status=401)
         try:
-            message = json.loads(raw)
+            message = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
         except (ValueError, UnicodeDecodeError):
             message = None
         if not isinstance(message, dict):

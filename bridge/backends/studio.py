@@ -21,6 +21,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from bridge import jsonlimits
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.studio_mgmt import (
@@ -89,6 +90,8 @@ class StudioBackend(Backend):
         self._buffer: list[dict[str, Any]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.garbage_received = 0
+        self._malformed: dict[str, str] = {}
+        """Devices skipped as malformed, by id, with the reason last logged."""
 
     @classmethod
     def from_config(cls, spec: StudioBackendConfig) -> StudioBackend:
@@ -184,8 +187,8 @@ class StudioBackend(Backend):
     async def _read_loop(self, ws: ClientConnection) -> None:
         async for raw in ws:
             try:
-                message = json.loads(raw)
-            except ValueError:
+                message = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
+            except ValueError:  # JsonLimitError too: a nested frame is garbage, not a crash
                 message = None
             if not isinstance(message, dict):
                 self.garbage_received += 1
@@ -257,7 +260,8 @@ class StudioBackend(Backend):
                 raise BackendError("GetAllDeviceInfoResponse data is not a list")
             states = {
                 str(first(d, "deviceId", "did")): parse_online(first(d, "state", "online"))
-                for d in listing if isinstance(d, Mapping)
+                for d in listing
+                if isinstance(d, Mapping) and isinstance(first(d, "deviceId", "did"), str)
             }
             device_ids = list(states)
         else:
@@ -269,17 +273,28 @@ class StudioBackend(Backend):
             if not isinstance(data, list):
                 raise BackendError("GetDevicesResponse data is not a list")
             for obj in data:
-                if not isinstance(obj, Mapping):
-                    raise BackendError("GetDevicesResponse lists a non-object")
                 try:
                     device = parse_device(obj, self.name)
-                except SpecError as exc:
-                    raise BackendError(f"GetDevicesResponse: {exc}") from None
+                except SpecError as exc:  # one bad device must not take the others offline
+                    self._skip_malformed(obj, chunk, str(exc))
+                    continue
+                self._malformed.pop(device.id, None)
                 if device.id in states and first(obj, "state", "online") is None:
                     device.online = states[device.id]
                 devices.append(device)
         await self._fill_missing_values(devices)
         return devices
+
+    def _skip_malformed(self, obj: Any, requested: Sequence[str], reason: str) -> None:
+        """Log a device the hub describes unusably, once per device and reason."""
+        device_id = first(obj, "deviceId", "did") if isinstance(obj, Mapping) else None
+        if not isinstance(device_id, str):
+            device_id = "?"
+        key = device_id if device_id != "?" else f"? among {len(requested)} requested"
+        if self._malformed.get(key) != reason:
+            self._malformed[key] = reason
+            log.warning("studio hub describes a device unusably; skipping it", backend=self.name,
+                        device=device_id, reason=reason)
 
     async def _fill_missing_values(self, devices: list[Device]) -> None:
         """Ask GetTraitValueRequest for readable traits the device tree gave no value for."""

@@ -45,6 +45,7 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from bridge import jsonlimits
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.tuya_actions import TUYA_COMMANDS, rest_call, validate
 from bridge.backends.tuya_model import (
@@ -234,7 +235,7 @@ class TuyaBackend(Backend):
                 reason = f"no answer within {self.request_timeout:g} s"
             raise BackendError(f"Tuya cloud unreachable: {reason}") from None
         try:
-            envelope = json.loads(text)
+            envelope = jsonlimits.loads(text, jsonlimits.HUB_MAX_BYTES)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict):
