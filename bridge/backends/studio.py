@@ -49,11 +49,19 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 
 log = get_logger("bridge.studio")
 
 SNAPSHOT_CHUNK = 50
 """Devices per GetDevicesRequest, so one answer stays well below the WebSocket frame limit."""
+
+MAX_BUFFERED_PUSHES = 10_000
+"""Pushes kept while a snapshot is taken; on overflow they are dropped and the snapshot is taken
+again (the buffer exists only so that no push is lost: a fresh snapshot serves the same end)."""
+
+SNAPSHOT_RETRIES = 3
+"""Snapshots taken again after a buffer overflow before going live with the last one."""
 
 
 def auth_header(token: str) -> str:
@@ -74,6 +82,7 @@ class StudioBackend(Backend):
         request_timeout: float = 10.0,
         ping_interval: float = 30.0,
         reconnect_max_delay: float = 60.0,
+        max_buffered: int = MAX_BUFFERED_PUSHES,
     ) -> None:
         super().__init__(name)
         self.ws_url = ws_url
@@ -88,6 +97,12 @@ class StudioBackend(Backend):
         self._specs: dict[TraitAddress, TraitSpec] = {}
         self._sink: EventSink = lambda _event: None
         self._buffer: list[dict[str, Any]] | None = None
+        self.max_buffered = max_buffered
+        self.buffer_overflows = 0
+        self._overflowed = False
+        self._describing: dict[str, bool] = {}
+        """Devices being described now -> whether another description was asked meanwhile."""
+        self._warn = RateLimitedLog(log)
         self._tasks: set[asyncio.Task[None]] = set()
         self.garbage_received = 0
         self._malformed: dict[str, str] = {}
@@ -133,7 +148,7 @@ class StudioBackend(Backend):
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_interval,
             open_timeout=self.request_timeout,
-            max_size=64 * 1024 * 1024,
+            max_size=jsonlimits.HUB_MAX_BYTES,
             max_queue=None,
         )
 
@@ -161,7 +176,7 @@ class StudioBackend(Backend):
             try:
                 self._buffer = []
                 await self.call("SubscribeAllRequest", None)
-                devices = await self.snapshot()
+                devices = await self._snapshot_buffered()
                 self.connected = True
                 self.detail = "connected"
                 log.info("studio hub connected", backend=self.name, devices=len(devices))
@@ -178,6 +193,29 @@ class StudioBackend(Backend):
                 for task in list(self._tasks):
                     task.cancel()
 
+    async def _snapshot_buffered(self) -> list[Device]:
+        """A snapshot while pushes are buffered; taken again when the buffer overflowed."""
+        for attempt in range(SNAPSHOT_RETRIES + 1):
+            self._overflowed = False
+            devices = await self.snapshot()
+            if not self._overflowed:
+                break
+            log.warning("too many pushes during the snapshot; they were dropped" + (
+                        ", taking it again" if attempt < SNAPSHOT_RETRIES else
+                        ", going on with the last snapshot"),
+                        backend=self.name, limit=self.max_buffered, attempt=attempt + 1)
+            self._buffer = []
+        return devices
+
+    def _buffer_push(self, message: dict[str, Any], buffer: list[dict[str, Any]]) -> None:
+        if len(buffer) < self.max_buffered:
+            buffer.append(message)
+        elif not self._overflowed:
+            self._overflowed = True
+            self.buffer_overflows += 1
+            buffer.clear()
+        # once overflowed, further pushes are moot: the snapshot is taken again
+
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
             if not future.done():
@@ -192,8 +230,9 @@ class StudioBackend(Backend):
                 message = None
             if not isinstance(message, dict):
                 self.garbage_received += 1
-                log.warning("studio hub sent an unparsable message", backend=self.name,
-                            sample=str(raw)[:120])
+                self._warn.warning("garbage", "studio hub sent an unparsable message",
+                                   backend=self.name, sample=str(raw)[:120],
+                                   total=self.garbage_received)
                 continue
             future = self._pending.pop(str(message.get("msgId")), None)
             if future is not None:
@@ -202,7 +241,7 @@ class StudioBackend(Backend):
             elif message.get("type") == "ErrorMessage":
                 self._fail_unattributed(message)
             elif self._buffer is not None:
-                self._buffer.append(message)
+                self._buffer_push(message, self._buffer)
             else:
                 self._handle_push(message)
 
@@ -330,8 +369,9 @@ class StudioBackend(Backend):
             try:
                 values[addr] = from_wire(spec, entry.get("value"))
             except ValueError as exc:
-                log.warning("studio hub sent an unusable value", backend=self.name,
-                            trait=addr.path(), device=addr.device_id, reason=str(exc))
+                self._warn.warning(("value", addr), "studio hub sent an unusable value",
+                                   backend=self.name, trait=addr.path(), device=addr.device_id,
+                                   reason=str(exc))
         return values
 
     async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
@@ -397,8 +437,9 @@ class StudioBackend(Backend):
         try:
             value = from_wire(spec, item.get("value"))
         except ValueError as exc:
-            log.warning("studio hub pushed an unusable value", backend=self.name,
-                        device=addr.device_id, trait=addr.path(), reason=str(exc))
+            self._warn.warning(("value", addr), "studio hub pushed an unusable value",
+                               backend=self.name, device=addr.device_id, trait=addr.path(),
+                               reason=str(exc))
             return
         stamp = item.get("time")
         self._sink(TraitChanged(addr, value, stamp if isinstance(stamp, int) else None))
@@ -419,7 +460,11 @@ class StudioBackend(Backend):
             self._emit(DeviceRenamed(device_id, str(first(body, "name", "deviceName"))))
         elif kind in ("DEVICE_ADDED", "DEVICE_ADD", "DEVICE_NAME_UPDATE",
                       "DEVICE_TRAIT_PARAMETER_UPDATE"):
-            self._spawn(self._describe(device_id, added=kind.startswith("DEVICE_ADD")))
+            if device_id in self._describing:  # coalesced: one more description afterwards
+                self._describing[device_id] = True
+            else:
+                self._describing[device_id] = False
+                self._spawn(self._describe(device_id, added=kind.startswith("DEVICE_ADD")))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -427,16 +472,24 @@ class StudioBackend(Backend):
         task.add_done_callback(self._tasks.discard)
 
     async def _describe(self, device_id: str, added: bool) -> None:
+        """Fetch a device's description, once more if it changed again meanwhile."""
         try:
-            devices = await self._fetch_devices([device_id])
-        except BackendError as exc:
-            log.warning("could not describe device", backend=self.name, device=device_id,
-                        reason=exc.message)
-            return
-        for device in devices:
-            for addr, trait in device.iter_traits():
-                self._specs[addr] = trait.spec
-            self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
+            while True:
+                self._describing[device_id] = False
+                try:
+                    devices = await self._fetch_devices([device_id])
+                except BackendError as exc:
+                    log.warning("could not describe device", backend=self.name,
+                                device=device_id, reason=exc.message)
+                    return
+                for device in devices:
+                    for addr, trait in device.iter_traits():
+                        self._specs[addr] = trait.spec
+                    self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
+                if not self._describing.get(device_id):
+                    return
+        finally:
+            self._describing.pop(device_id, None)
 
 
 def classify_error(exc: BaseException) -> tuple[str, bool]:

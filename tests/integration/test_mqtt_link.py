@@ -22,7 +22,8 @@ import pytest
 
 import bridge.mqtt
 from bridge.embedded_broker import EmbeddedBroker
-from bridge.mqtt import IncomingMessage, MqttLink, MqttSettings
+from bridge.mqtt import IncomingMessage, MqttLink, MqttSettings, response_properties
+from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_probe import MqttProbe, synced
 
@@ -95,48 +96,6 @@ async def running(link: MqttLink) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-class LogWatch(logging.Handler):
-    """Every log line of the process, awaitable: the link reports a lost or refused connection
-    only in its log (there is no public event for it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self._loop.call_soon_threadsafe(self._changed.set)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_for(self, text: str, after: int = 0, timeout: float = 10.0) -> str:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.lines[after:]:
-                    if text in line:
-                        return line
-                self._changed.clear()
-                await self._changed.wait()
-
-
-@pytest.fixture
-async def logs() -> AsyncIterator[LogWatch]:
-    watch = LogWatch()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(watch)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield watch
-    finally:
-        root.removeHandler(watch)
-        root.setLevel(level)
 
 
 @pytest.fixture
@@ -378,16 +337,23 @@ async def test_non_retained_publishes_while_disconnected_are_bounded() -> None:
 # ---- MQTT 3.1.1 fallback (amqtt) ---------------------------------------------------------------
 
 
-async def test_falls_back_to_311_against_the_embedded_broker(
+async def test_silence_to_mqtt5_is_not_a_refusal_and_311_works_when_configured(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # amqtt neither refuses nor answers an MQTT 5 CONNECT: the link gives up waiting for the
-    # CONNACK and retries with 3.1.1. Shorten that wait so the test stays fast.
+    # amqtt neither refuses nor answers an MQTT 5 CONNECT. Silence is no proof of an old broker
+    # (a stopped or slow one is silent too), so the link says so instead of downgrading itself;
+    # configured for 3.1.1 it works. Shorten the CONNACK wait so the test stays fast.
     monkeypatch.setattr(bridge.mqtt, "CONNACK_TIMEOUT", 2.0)
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port)
     await broker.start()
     try:
-        link, recorder = make_link(port, ["link/in/#"], version="5")
+        silent = MqttLink(settings(port, version="5"), [], lambda _m: None, lambda: None)
+        reason = await asyncio.wait_for(silent.probe(), 20)
+        assert reason is not None
+        assert "no CONNACK" in reason
+        assert 'mqtt.version: "3.1.1"' in reason
+        assert silent.version == "5"
+        link, recorder = make_link(port, ["link/in/#"], version="3.1.1")
         async with running(link):
             await link.wait_connected(20)
             assert link.version == "3.1.1"
@@ -516,3 +482,79 @@ async def test_right_password_is_accepted(auth_port: int) -> None:
         await link.wait_connected(10)
         assert recorder.connects == 1
         assert link.version == "5"
+
+
+# ---- MQTT 5 -> 3.1.1 only on a refusal, per connection attempt ---------------------------------
+
+
+async def _read_connect(reader: asyncio.StreamReader) -> int:
+    """Read one CONNECT packet; its protocol level (4 = 3.1.1, 5 = MQTT 5)."""
+    assert (await reader.readexactly(1))[0] >> 4 == 1, "not a CONNECT"
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    body = await reader.readexactly(length)
+    return body[6]  # after the protocol name b"\x00\x04MQTT"
+
+
+async def test_mqtt5_refusal_falls_back_for_that_connection_only(logs: LogWatch) -> None:
+    # A real socket that answers like a 3.1.1-only broker: CONNACK "unacceptable protocol
+    # version" to MQTT 5, acceptance to 3.1.1.
+    levels: list[int] = []
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        level = await _read_connect(reader)
+        levels.append(level)
+        writer.write(b"\x20\x02\x00\x01" if level == 5 else b"\x20\x02\x00\x00")
+        await writer.drain()
+        if level == 5:
+            writer.close()
+            return
+        accepted.append(writer)
+        with contextlib.suppress(OSError):
+            while await reader.read(4096):
+                pass
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        recorder = Recorder()
+        link = MqttLink(settings(port), [], recorder.message, recorder.connected)
+        async with running(link):
+            await link.wait_connected(20)
+            assert link.version == "3.1.1"
+            accepted[0].close()  # the broker hangs up: the next attempt tries MQTT 5 again
+            await recorder.wait_for(lambda: recorder.connects == 2, 20)
+            assert link.version == "3.1.1"
+    finally:
+        server.close()
+    assert levels == [5, 4, 5, 4]
+    assert logs.count("refused MQTT 5") == 1  # said once, clearly; later at debug level
+
+
+async def test_a_silent_broker_does_not_downgrade_mqtt5(
+        mosquitto: Mosquitto, probe: MqttProbe, logs: LogWatch,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bridge.mqtt, "CONNACK_TIMEOUT", 1.0)
+    assert mosquitto.process is not None
+    pid = mosquitto.process.pid
+    link, _ = make_link(mosquitto.port)
+    os.kill(pid, signal.SIGSTOP)  # accepts TCP (the kernel does) but never answers CONNECT
+    try:
+        async with running(link):
+            await logs.wait_for("no CONNACK", timeout=20)  # a silent attempt (or more)
+            os.kill(pid, signal.SIGCONT)
+            await link.wait_connected(30)
+            assert link.version == "5"
+            # an MQTT 5 feature end to end: correlation data reaches an MQTT 5 subscriber
+            link.publish("link/out", "answer", properties=response_properties(b"corr-7"))
+            received = await probe.next_on("link/out", 0)
+            assert received.correlation_data == b"corr-7"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert logs.count("refused MQTT 5", logging.DEBUG) == 0
