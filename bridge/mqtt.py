@@ -143,7 +143,8 @@ class MqttLink:
         self._connack: asyncio.Future[tuple[int, str]] | None = None
         self._stopping = False
         self._fallback_logged = False
-        self._socket_error: OSError | None = None
+        self._socket_error: str | None = None
+        """paho's last socket error text during the handshake (it keeps no exception)."""
 
     # ---- publishing (hot path) ------------------------------------------------------------
 
@@ -400,32 +401,38 @@ class MqttLink:
                     "then set mqtt.version: \"3.1.1\")") if self.version == "5" else ""
             return f"no CONNACK from the broker within {CONNACK_TIMEOUT:g} s{hint}"
         if code == -1:
-            if self._socket_error is not None and s.use_tls:
-                return self._tls_failure(self._socket_error)
-            return text
+            return self._tls_message(self._socket_error) if s.use_tls else text
         return None if code == 0 else (code, text)
 
-    def _tls_failure(self, exc: OSError) -> str:
-        """A TLS problem said as such, naming the file concerned."""
-        s = self.settings
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+    def _tls_failure(self, exc: ssl.SSLError) -> str:
+        """A failed TLS handshake said as such, naming the file concerned."""
         if isinstance(exc, ssl.SSLCertVerificationError):
-            ca = s.tls_ca or "the system's CA certificates"
+            ca = self.settings.tls_ca or "the system's CA certificates"
             return (f"TLS handshake failed: the broker's certificate is not trusted by {ca}: "
-                    f"{exc.verify_message or reason}")
-        text = str(reason).upper()
+                    f"{exc.verify_message or exc.reason}")
+        return self._tls_message(exc.strerror or str(exc.reason or exc))
+
+    def _tls_message(self, reason: str | None) -> str:
+        """A TLS error text (a handshake failure, an alert from the broker) with the file."""
+        s = self.settings
+        text = (reason or "").upper()
+        wanted = (f"the client certificate {s.tls_cert}" if s.tls_cert else
+                  "a client certificate (set mqtt.tls.cert and mqtt.tls.key)")
         if "CERTIFICATE" in text or "UNKNOWN_CA" in text:
             if s.tls_cert:
-                return (f"TLS: the broker refused the client certificate {s.tls_cert}: "
-                        f"{reason}")
-            return (f"TLS: the broker requires a client certificate (set mqtt.tls.cert and "
-                    f"mqtt.tls.key): {reason}")
+                return f"TLS: the broker refused {wanted}: {reason}"
+            return f"TLS: the broker requires {wanted}: {reason}"
+        if not reason or "EOF" in text:
+            # TLS 1.3 checks the client's certificate after the client's side of the handshake:
+            # a refusal can look like a plain hang-up
+            return (f"TLS: the broker closed the connection right after the TLS handshake "
+                    f"({reason or 'no reason given'}); it probably refused {wanted}")
         return f"TLS handshake failed: {reason}"
 
     def _on_log(self, _c: paho.Client, _u: Any, level: int, text: str) -> None:
         """During the handshake: remember why paho lost the socket (e.g. a TLS alert)."""
-        if level == paho.MQTT_LOG_ERR and self._socket_error is None and "SSL" in text:
-            self._socket_error = ssl.SSLError(text.split(": ", 1)[-1])
+        if level == paho.MQTT_LOG_ERR and self._socket_error is None:
+            self._socket_error = text.split(": ", 1)[-1]
 
     def _attach(self, client: paho.Client) -> None:
         loop = self._loop

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import logging
 import os
 import shutil
@@ -19,12 +21,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import bridge.mqtt
 from bridge.embedded_broker import EmbeddedBroker
 from bridge.mqtt import IncomingMessage, MqttLink, MqttSettings, response_properties
 from tests.logwatch import LogWatch
-from tests.mosquitto import Mosquitto, free_port
+from tests.mosquitto import Mosquitto, free_port, running_mosquitto
 from tests.mqtt_probe import MqttProbe, synced
 
 pytestmark = pytest.mark.integration
@@ -558,3 +564,113 @@ async def test_a_silent_broker_does_not_downgrade_mqtt5(
     finally:
         os.kill(pid, signal.SIGCONT)
     assert logs.count("refused MQTT 5", logging.DEBUG) == 0
+
+
+# ---- TLS errors say TLS --------------------------------------------------------------------------
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+          issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None
+           ) -> str:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        path.with_suffix(".key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    return str(path)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """A throwaway CA with a server certificate, and a client certificate from another CA."""
+    ca_key, rogue_key, server_key, client_key = _key(), _key(), _key(), _key()
+    ca = _cert("test CA", ca_key, "test CA", ca_key, ca=True)
+    rogue = _cert("rogue CA", rogue_key, "rogue CA", rogue_key, ca=True)
+    files = {
+        "ca": _write(tmp_path / "ca.pem", ca),
+        "rogue_ca": _write(tmp_path / "rogue-ca.pem", rogue),
+        "server": _write(tmp_path / "server.pem",
+                         _cert("127.0.0.1", server_key, "test CA", ca_key, ca=False), server_key),
+        "client": _write(tmp_path / "client.pem",
+                         _cert("bridge", client_key, "rogue CA", rogue_key, ca=False),
+                         client_key),
+    }
+    files["server_key"] = files["server"].replace(".pem", ".key")
+    files["client_key"] = files["client"].replace(".pem", ".key")
+    return files
+
+
+@pytest.fixture
+def tls_broker(tls_files: dict[str, str]) -> Iterator[Mosquitto]:
+    """Mosquitto with a TLS listener that requires a client certificate from its CA."""
+    user = "user root\n" if os.geteuid() == 0 else ""  # else it could not read our tmp files
+    extra = (f"cafile {tls_files['ca']}\ncertfile {tls_files['server']}\n"
+             f"keyfile {tls_files['server_key']}\nrequire_certificate true\n{user}")
+    with running_mosquitto(extra) as broker:
+        yield broker
+
+
+async def test_a_refused_client_certificate_is_reported_as_tls(
+        tls_broker: Mosquitto, tls_files: dict[str, str]) -> None:
+    link = MqttLink(settings(tls_broker.port, use_tls=True, tls_ca=tls_files["ca"],
+                             tls_cert=tls_files["client"], tls_key=tls_files["client_key"]),
+                    [], lambda _m: None, lambda: None)
+    reason = await asyncio.wait_for(link.probe(), 20)
+    assert reason is not None
+    assert reason.startswith("TLS"), reason
+    assert tls_files["client"] in reason
+    assert "CONNACK" not in reason
+
+
+async def test_a_missing_client_certificate_is_reported_as_tls(
+        tls_broker: Mosquitto, tls_files: dict[str, str]) -> None:
+    link = MqttLink(settings(tls_broker.port, use_tls=True, tls_ca=tls_files["ca"]),
+                    [], lambda _m: None, lambda: None)
+    reason = await asyncio.wait_for(link.probe(), 20)
+    assert reason is not None
+    assert "TLS" in reason, reason
+    assert "client certificate" in reason
+
+
+async def test_an_untrusted_broker_certificate_names_the_ca_file(
+        tls_broker: Mosquitto, tls_files: dict[str, str]) -> None:
+    link = MqttLink(settings(tls_broker.port, use_tls=True, tls_ca=tls_files["rogue_ca"]),
+                    [], lambda _m: None, lambda: None)
+    reason = await asyncio.wait_for(link.probe(), 20)
+    assert reason is not None
+    assert reason.startswith("TLS handshake failed"), reason
+    assert tls_files["rogue_ca"] in reason
+
+
+async def test_an_unreadable_tls_file_is_a_reason_not_a_crash(tmp_path: Path,
+                                                              logs: LogWatch) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    link, recorder = make_link(free_port(), use_tls=True, tls_ca=missing)
+    async with running(link) as task:
+        line = await logs.wait_for("mqtt connection failed")
+        assert not task.done()  # the link keeps retrying: the file may appear
+    assert f"TLS: cannot use the CA file {missing}" in line
+    assert recorder.connects == 0
