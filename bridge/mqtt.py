@@ -96,6 +96,11 @@ class MqttSettings:
     """Published on the will topic by a clean :meth:`MqttLink.stop`."""
 
 
+_Sent = tuple[str, bytes | None, int, Properties | None, bool]
+"""A publish kept for later: topic, payload (None: retained, not kept), QoS, properties, and
+whether it is already a second attempt."""
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """A message received on one of our subscriptions."""
@@ -132,9 +137,10 @@ class MqttLink:
         self.on_denied: Callable[[str, str], None] | None = None
         """Called with (topic, reason) for each reported (rate-limited) refused publish."""
         self._denied_throttle = Throttle(DENIED_REPORT_INTERVAL)
-        self._in_flight: dict[int, str] = {}
+        self._in_flight: dict[int, _Sent] = {}
+        """QoS>0 publishes awaiting their acknowledgement, by packet id."""
         self._parked_retained: dict[str, tuple[bytes, int]] = {}
-        self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
+        self._parked_other: deque[_Sent] = deque(maxlen=1000)
         self._flush_scheduled = False
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +173,7 @@ class MqttLink:
         client = self._client
         if not self.connected or client is None:
             if not retain:  # retained state is republished whole on reconnect
-                self._park_other(topic, data, level, properties)
+                self._park_other((topic, data, level, properties, False))
             return
         if self.published - self.acknowledged >= self.settings.max_queued or (
             self._parked_retained or self._parked_other
@@ -175,24 +181,25 @@ class MqttLink:
             if retain:
                 self._parked_retained[topic] = (data, level)
             else:
-                self._park_other(topic, data, level, properties)
+                self._park_other((topic, data, level, properties, False))
             return
         self.published += 1
         info = client.publish(topic, data, level, retain, properties)
         if level:
-            self._in_flight[info.mid] = topic
+            self._in_flight[info.mid] = (topic, None if retain else data, level, properties,
+                                         False)
 
-    def _park_other(self, topic: str, data: bytes, qos: int, props: Properties | None) -> None:
+    def _park_other(self, sent: _Sent) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
             self.dropped += 1
-        self._parked_other.append((topic, data, qos, props))
+        self._parked_other.append(sent)
 
     def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: Any = None,
                     _p: Any = None) -> None:
         self.acknowledged += 1
-        topic = self._in_flight.pop(mid, None)
-        if topic is not None and getattr(reason, "value", 0) >= 0x80:
-            self._denied(topic, str(reason))
+        sent = self._in_flight.pop(mid, None)
+        if sent is not None and getattr(reason, "value", 0) >= 0x80:
+            self._denied(sent[0], str(reason))
         if (
             (self._parked_retained or self._parked_other)
             and not self._flush_scheduled
@@ -209,21 +216,20 @@ class MqttLink:
             return
         budget = self.settings.max_queued - self.outstanding
         while self._parked_other and budget > 0:
-            topic, data, qos, props = self._parked_other.popleft()
+            sent = self._parked_other.popleft()
+            topic, data, qos, props, _resent = sent
             self.published += 1
+            info = client.publish(topic, data, qos, False, props)
             if qos:
-                self._in_flight[client.publish(topic, data, qos, False, props).mid] = topic
-            else:
-                client.publish(topic, data, qos, False, props)
+                self._in_flight[info.mid] = sent
             budget -= 1
         while self._parked_retained and budget > 0:
             topic = next(iter(self._parked_retained))
             data, qos = self._parked_retained.pop(topic)
             self.published += 1
+            info = client.publish(topic, data, qos, True)
             if qos:
-                self._in_flight[client.publish(topic, data, qos, True).mid] = topic
-            else:
-                client.publish(topic, data, qos, True)
+                self._in_flight[info.mid] = (topic, None, qos, None, False)
             budget -= 1
 
     def _denied(self, topic: str, reason: str) -> None:
@@ -500,7 +506,19 @@ class MqttLink:
             client.disconnect()
         self._client = None
         self.published = self.acknowledged = 0
+        self._repark_in_flight()
+
+    def _repark_in_flight(self) -> None:
+        """Non-retained messages the broker never acknowledged are sent again after the
+        reconnect, once (retained ones are republished whole anyway): a broker that drops the
+        connection (Mosquitto does after an ACL refusal) must not lose a response or a log line.
+        """
+        lost = [(t, d, q, p, True) for t, d, q, p, resent in self._in_flight.values()
+                if d is not None and not resent]
         self._in_flight.clear()
+        room = (self._parked_other.maxlen or 0) - len(self._parked_other)
+        self.dropped += max(0, len(lost) - room)
+        self._parked_other.extendleft(reversed(lost[:room]))
 
     async def _misc_loop(self) -> None:
         while True:
