@@ -82,6 +82,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 from bridge.secrets import register_secret
 
 log = get_logger("bridge.aqara_cloud")
@@ -325,6 +326,8 @@ class AqaraCloudBackend(Backend):
         self.pushes_received = 0
         self.pushes_rejected = 0
         self.garbage_received = 0
+        self._warn = RateLimitedLog(log)
+        self._once = RateLimitedLog(log, interval=math.inf)  # per device: said once is enough
         self._load_tokens()
         self._known_tokens.append(self._tokens.access)
 
@@ -734,8 +737,13 @@ class AqaraCloudBackend(Backend):
             if dids:
                 data["dids"] = list(dids)
             result = await self.call("query.device.info", data)
-            entries = [e for e in _result_list(result)
+            listed = _result_list(result)
+            entries = [e for e in listed
                        if isinstance(e, Mapping) and isinstance(first(e, "did", "deviceId"), str)]
+            if len(entries) < len(listed):  # cannot be named, so not published
+                self._warn.warning("no did", "the Aqara cloud lists devices without an id; "
+                                   "skipping them", backend=self.name,
+                                   skipped=len(listed) - len(entries))
             infos.extend(entries)
             total = _int(result.get("totalCount")) if isinstance(result, Mapping) else None
             if not entries or total is None or len(infos) >= total or page >= 1000:
@@ -781,8 +789,9 @@ class AqaraCloudBackend(Backend):
             try:
                 device = parse_device({**tree, "deviceId": device_id}, self.name)
             except SpecError as exc:
-                log.warning("unusable device spec; the device has no traits", backend=self.name,
-                            device=device_id, reason=str(exc))
+                self._once.warning(("spec", device_id, str(exc)), "unusable device spec; the "
+                                   "device has no traits", backend=self.name, device=device_id,
+                                   reason=str(exc))
                 device = parse_device({"deviceId": device_id}, self.name)
             device.name = str(first(info, "deviceName", "name", default=device_id))
             device.model = model or device.model
@@ -1073,8 +1082,9 @@ class AqaraCloudBackend(Backend):
             message = None
         if not isinstance(message, dict):
             self.garbage_received += 1
-            log.warning("the Aqara cloud pushed an unusable message", backend=self.name,
-                        sample=raw[:120].decode("utf-8", "replace"))
+            self._warn.warning("garbage push", "the Aqara cloud pushed an unusable message",
+                               backend=self.name, sample=raw[:120].decode("utf-8", "replace"),
+                               total=self.garbage_received)
             return web.json_response({"code": 400, "message": "not a JSON object"}, status=400)
         self.pushes_received += 1
         if message.get("eventType"):
@@ -1100,8 +1110,9 @@ class AqaraCloudBackend(Backend):
         try:
             value = from_wire(spec, item.get("value"))
         except ValueError as exc:
-            log.warning("the Aqara cloud pushed an unusable value", backend=self.name,
-                        device=addr.device_id, trait=addr.path(), reason=str(exc))
+            self._warn.warning(("value", addr), "the Aqara cloud pushed an unusable value",
+                               backend=self.name, device=addr.device_id, trait=addr.path(),
+                               reason=str(exc))
             return
         stamp = _int(item.get("time"))
         if self._buffer is not None:

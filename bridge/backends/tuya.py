@@ -84,6 +84,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 from bridge.secrets import register_secret
 
 log = get_logger("bridge.tuya")
@@ -154,6 +155,7 @@ class TuyaBackend(Backend):
         self.push_connected = False
         self.push_detail = "disabled" if not self.push_enabled else "not started"
         self.garbage_received = 0
+        self._warn = RateLimitedLog(log)
         self.polls = 0
         self.push_messages = 0
         self._http: aiohttp.ClientSession | None = None
@@ -576,8 +578,9 @@ class TuyaBackend(Backend):
             try:
                 value = from_tuya(dp, raw)
             except ValueError as exc:
-                log.warning("tuya sent an unusable value", backend=self.name, device=device_id,
-                            code=code, reason=str(exc))
+                self._warn.warning(("value", device_id, code), "tuya sent an unusable value",
+                                   backend=self.name, device=device_id, code=code,
+                                   reason=str(exc))
                 continue
             current[code] = raw
             if self._overlay is not None:
@@ -781,8 +784,9 @@ class TuyaBackend(Backend):
             message_id, payload, data = decode_push_frame(self._secret, raw)
         except ValueError as exc:
             self.garbage_received += 1
-            log.warning("tuya message service sent an unusable frame", backend=self.name,
-                        reason=str(exc.args[0]))
+            self._warn.warning("garbage", "tuya message service sent an unusable frame",
+                               backend=self.name, reason=str(exc.args[0]),
+                               total=self.garbage_received)
             return str(exc.args[1]) if len(exc.args) > 1 else None
         if message_id in self._seen_set:
             return message_id  # a redelivery of something already applied
