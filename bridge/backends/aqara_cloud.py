@@ -328,6 +328,7 @@ class AqaraCloudBackend(Backend):
         self.garbage_received = 0
         self._warn = RateLimitedLog(log)
         self._once = RateLimitedLog(log, interval=math.inf)  # per device: said once is enough
+        self._adding: set[str] = set()
         self._load_tokens()
         self._known_tokens.append(self._tokens.access)
 
@@ -1152,7 +1153,9 @@ class AqaraCloudBackend(Backend):
             if isinstance(name, str) and device_id in self._infos:
                 self._infos[device_id] = {**self._infos[device_id], "deviceName": name}
                 self._emit(DeviceRenamed(device_id, name))
-        elif kind in _ADDED_EVENTS and device_id not in self._infos:
+        elif (kind in _ADDED_EVENTS and device_id not in self._infos
+              and device_id not in self._adding):
+            self._adding.add(device_id)  # repeated events while it is described: one call
             self._spawn(self._add_by_id(device_id))
 
     async def _add_by_id(self, device_id: str) -> None:
@@ -1163,6 +1166,8 @@ class AqaraCloudBackend(Backend):
         except BackendError as exc:
             log.warning("could not describe a new device", backend=self.name, device=device_id,
                         reason=exc.message)
+        finally:
+            self._adding.discard(device_id)
 
     # ---- plumbing -------------------------------------------------------------------------
 

@@ -156,6 +156,8 @@ class TuyaBackend(Backend):
         self.push_detail = "disabled" if not self.push_enabled else "not started"
         self.garbage_received = 0
         self._warn = RateLimitedLog(log)
+        self._resyncing = False
+        self._resync_again = False
         self.polls = 0
         self.push_messages = 0
         self._http: aiohttp.ClientSession | None = None
@@ -810,9 +812,10 @@ class TuyaBackend(Backend):
         if not isinstance(device_id, str) or not isinstance(items, list):
             return
         if device_id not in self._specs:
-            log.info("status of a device not known yet; reading the homes again",
-                     backend=self.name, device=device_id)
-            self._spawn(self._safe_resync())
+            if not self._resyncing:
+                log.info("status of a device not known yet; reading the homes again",
+                         backend=self.name, device=device_id)
+            self._want_resync()
             return
         values: dict[str, Any] = {}
         stamps: dict[str, int] = {}
@@ -839,13 +842,30 @@ class TuyaBackend(Backend):
                 info["name"] = biz["name"]
                 self._emit(DeviceRenamed(device_id, biz["name"]))
         elif code in ("delete", "bindUser", "dpNameUpdate"):
+            self._want_resync()
+
+    def _want_resync(self) -> None:
+        """One resync at a time: what asks meanwhile gets one more afterwards, not one each
+        (a storm of pushes for an unknown device is one or two reads of the homes)."""
+        if self._resyncing:
+            self._resync_again = True
+        else:
+            self._resyncing = True
             self._spawn(self._safe_resync())
 
     async def _safe_resync(self) -> None:
         try:
-            await self.resync()
-        except BackendError as exc:
-            log.warning("could not read the homes again", backend=self.name, reason=exc.message)
+            while True:
+                self._resync_again = False
+                try:
+                    await self.resync()
+                except BackendError as exc:
+                    log.warning("could not read the homes again", backend=self.name,
+                                reason=exc.message)
+                if not self._resync_again:
+                    return
+        finally:
+            self._resyncing = False
 
 
 def _device_list(raw: Any) -> list[Mapping[str, Any]]:
