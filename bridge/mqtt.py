@@ -4,7 +4,8 @@ Publishing is synchronous and never blocks: paho queues the packet and the loop 
 the socket is writable. Backpressure is bounded: when more than ``max_queued`` messages are
 unacknowledged, retained publications are parked in a dict keyed by topic (the latest value
 wins, so the broker still converges to the current state) and non-retained ones in a bounded
-deque (the oldest are dropped and counted). While disconnected nothing is queued in paho; the
+deque (the oldest are dropped and counted). While disconnected nothing is queued in paho but
+parked the same way (so a retained clear made meanwhile still reaches a persistent broker); the
 ``on_connected`` hook republishes the full state after every (re)connect.
 """
 
@@ -172,7 +173,9 @@ class MqttLink:
         level = self.settings.qos if qos is None else qos
         client = self._client
         if not self.connected or client is None:
-            if not retain:  # retained state is republished whole on reconnect
+            if retain:  # latest per topic: a clear must reach a broker that persisted the value
+                self._parked_retained[topic] = (data, level)
+            else:
                 self._park_other((topic, data, level, properties, False))
             return
         if self.published - self.acknowledged >= self.settings.max_queued or (

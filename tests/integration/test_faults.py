@@ -6,9 +6,11 @@ requests) and checks that the bridge says so once, keeps everything else working
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -272,3 +274,49 @@ async def test_a_push_storm_during_the_snapshot_overflows_and_still_converges(
                 assert held is not None
                 if trait.readable and trait.subscribable:
                     assert held.value == trait.value, (device.device_id, trait.code)
+
+
+# ---- broker killed and restarted, with persistence -------------------------------------------
+
+
+def saved(db: Path, after: float) -> bool:
+    """Whether Mosquitto's autosave wrote its database after ``after``, waiting up to 15 s
+    (a file has no event to await: polled, in a thread)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if db.exists() and db.stat().st_mtime > after:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_a_killed_persistent_broker_converges_with_nothing_stale(
+        tmp_path: Path, hub: StudioSimulator) -> None:
+    user = "user root\n" if os.geteuid() == 0 else ""
+    extra = f"persistence true\npersistence_location {tmp_path}/\nautosave_interval 1\n{user}"
+    with running_mosquitto(extra) as broker:
+        probe = await MqttProbe(broker.port, ["aqara/#"]).start()
+        async with running(Daemon(bridge_config(broker, hub))):
+            await probe.wait_for(lambda: probe.last.get("aqara/bridge/devices"))
+            await probe.value(f"aqara/{SWITCH}/2/Output/OnOff")
+            probe.stop()
+            assert await asyncio.to_thread(saved, tmp_path / "mosquitto.db", time.time())
+            assert broker.process is not None
+            broker.process.kill()  # no goodbye, no final save
+            broker.process.wait()
+            broker.process = None
+            hub.set_value(PLUG, 1, "EnergyManagement", "CurrentPower", 55.5)  # while it is down
+            hub.remove_device(SWITCH)
+            broker.start()
+            fresh = await MqttProbe(broker.port, ["aqara/#"]).start()
+            try:
+                await fresh.value("aqara/kitchen_plug/1/EnergyManagement/CurrentPower", "55.5",
+                                  timeout=30)
+                await fresh.value(f"aqara/{SWITCH}/2/Output/OnOff", "", timeout=30)
+                await synced(fresh)
+                stale = [t for t, m in fresh.last.items()
+                         if t.startswith(f"aqara/{SWITCH}") and m.payload]
+                assert stale == []
+                assert fresh.last["aqara/bridge/state"].text == "online"
+            finally:
+                fresh.stop()
