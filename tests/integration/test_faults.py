@@ -23,6 +23,8 @@ from bridge.app import Daemon
 from bridge.backends.studio import StudioBackend
 from bridge.config import StudioBackendConfig
 from bridge.simulators.studio import StudioSimulator
+from bridge.simulators.studio_automations import check_value
+from tests.fuzz import commands
 from tests.integration.conftest import LIGHT, PLUG, SWITCH, TOKEN, bridge_config, running
 from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, running_mosquitto
@@ -320,3 +322,33 @@ async def test_a_killed_persistent_broker_converges_with_nothing_stale(
                 assert fresh.last["aqara/bridge/state"].text == "online"
             finally:
                 fresh.stop()
+
+
+# ---- fuzzed /set and requests --------------------------------------------------------------------
+
+
+async def test_fuzzed_commands_crash_nothing_and_reach_the_hub_only_when_valid(
+        daemon: Daemon, hub: StudioSimulator, probe: MqttProbe, logs: LogWatch) -> None:
+    names = {e.device.id: e.topic_name for e in daemon.bridge.devices.values()}
+    stream = commands(hub.devices, names, seed=20261130)
+    for _ in range(1500):
+        topic, payload = next(stream)
+        probe.client.publish(topic, payload, 1)
+    # the bridge reads in order: once this is answered, every fuzzed message was handled
+    start = len(probe.messages)
+    await probe.publish("aqara/bridge/request/health_check", "{}",
+                        response_topic="aqara/_replies/barrier")
+    assert (await probe.next_on("aqara/_replies/barrier", start, timeout=60)
+            ).json()["status"] == "ok"
+    await probe.publish(f"{PLUG_ONOFF}/set", "toggle", response_topic="aqara/_replies/last")
+    await probe.next_on("aqara/_replies/last", start, timeout=30)
+    for request in (m for m in hub.received if m.get("type") == "ExecuteTraitRequest"):
+        for item in request["data"]:
+            key = (item["deviceId"], item["endpointId"], item["functionCode"], item["traitCode"])
+            trait = next(t for ep, fn, t in hub.get_device(key[0]).iter_traits()
+                         if (ep, fn, t.code) == key[1:])
+            assert trait.writable, key
+            assert check_value(trait, item["value"])[0], (key, item["value"])
+    for crash in ("error handling mqtt message", "hub call crashed", "error in mqtt network"):
+        assert logs.count(crash) == 0, crash
+    assert daemon.mqtt.connected
