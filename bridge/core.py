@@ -201,12 +201,10 @@ class Bridge:
             if not self._absurd(backend, event.address, event.value):
                 self._on_trait_changed(backend, event)
             return
-        for device in (event.devices if isinstance(event, Snapshot)
-                       else [event.device] if isinstance(event, DeviceAdded | DeviceUpdated)
-                       else []):
-            for address, trait in device.iter_traits():
-                if trait.value is not None and self._absurd(backend, address, trait.value):
-                    trait.value = None
+        if isinstance(event, Snapshot):
+            self._drop_absurd(backend, event.devices)
+        elif isinstance(event, DeviceAdded | DeviceUpdated):
+            self._drop_absurd(backend, [event.device])
         if isinstance(event, Snapshot):
             self._on_snapshot(backend, event.devices)
         elif isinstance(event, Availability):
@@ -241,6 +239,13 @@ class Bridge:
         if isinstance(event, Snapshot | DeviceAdded | DeviceUpdated | DeviceRemoved) and (
                 backend.homes() is not None):
             self.publish_homes()
+
+    def _drop_absurd(self, backend: Backend, devices: Iterable[Device]) -> None:
+        """Forget values too large to republish in a device description from a hub."""
+        for device in devices:
+            for address, trait in device.iter_traits():
+                if trait.value is not None and self._absurd(backend, address, trait.value):
+                    trait.value = None
 
     def _absurd(self, backend: Backend, address: TraitAddress, value: Any) -> bool:
         """Whether a value from a hub is too large to republish (then logged, rate-limited)."""
