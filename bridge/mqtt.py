@@ -18,7 +18,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -97,9 +97,16 @@ class MqttSettings:
     """Published on the will topic by a clean :meth:`MqttLink.stop`."""
 
 
-_Sent = tuple[str, bytes | None, int, Properties | None, bool]
-"""A publish kept for later: topic, payload (None: retained, not kept), QoS, properties, and
-whether it is already a second attempt."""
+class _Sent(NamedTuple):
+    """A publish kept until the broker acknowledged it, or parked until it can be sent."""
+
+    topic: str
+    data: bytes
+    qos: int
+    props: Properties | None
+    retain: bool = False
+    resent: bool = False
+    """Already sent once on a connection that was lost before the acknowledgement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +183,7 @@ class MqttLink:
             if retain:  # latest per topic: a clear must reach a broker that persisted the value
                 self._parked_retained[topic] = (data, level)
             else:
-                self._park_other((topic, data, level, properties, False))
+                self._park_other(_Sent(topic, data, level, properties))
             return
         if self.published - self.acknowledged >= self.settings.max_queued or (
             self._parked_retained or self._parked_other
@@ -184,13 +191,12 @@ class MqttLink:
             if retain:
                 self._parked_retained[topic] = (data, level)
             else:
-                self._park_other((topic, data, level, properties, False))
+                self._park_other(_Sent(topic, data, level, properties))
             return
         self.published += 1
         info = client.publish(topic, data, level, retain, properties)
         if level:
-            self._in_flight[info.mid] = (topic, None if retain else data, level, properties,
-                                         False)
+            self._in_flight[info.mid] = _Sent(topic, data, level, properties, retain)
 
     def _park_other(self, sent: _Sent) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
@@ -202,7 +208,7 @@ class MqttLink:
         self.acknowledged += 1
         sent = self._in_flight.pop(mid, None)
         if sent is not None and getattr(reason, "value", 0) >= 0x80:
-            self._denied(sent[0], str(reason))
+            self._denied(sent.topic, str(reason))
         if (
             (self._parked_retained or self._parked_other)
             and not self._flush_scheduled
@@ -220,10 +226,9 @@ class MqttLink:
         budget = self.settings.max_queued - self.outstanding
         while self._parked_other and budget > 0:
             sent = self._parked_other.popleft()
-            topic, data, qos, props, _resent = sent
             self.published += 1
-            info = client.publish(topic, data, qos, False, props)
-            if qos:
+            info = client.publish(sent.topic, sent.data, sent.qos, False, sent.props)
+            if sent.qos:
                 self._in_flight[info.mid] = sent
             budget -= 1
         while self._parked_retained and budget > 0:
@@ -232,7 +237,7 @@ class MqttLink:
             self.published += 1
             info = client.publish(topic, data, qos, True)
             if qos:
-                self._in_flight[info.mid] = (topic, None, qos, None, False)
+                self._in_flight[info.mid] = _Sent(topic, data, qos, None, True)
             budget -= 1
 
     def _denied(self, topic: str, reason: str) -> None:
@@ -512,12 +517,16 @@ class MqttLink:
         self._repark_in_flight()
 
     def _repark_in_flight(self) -> None:
-        """Non-retained messages the broker never acknowledged are sent again after the
-        reconnect, once (retained ones are republished whole anyway): a broker that drops the
-        connection (Mosquitto does after an ACL refusal) must not lose a response or a log line.
-        """
-        lost = [(t, d, q, p, True) for t, d, q, p, resent in self._in_flight.values()
-                if d is not None and not resent]
+        """Messages the broker never acknowledged are sent again after the reconnect: a broker
+        that drops the connection (Mosquitto does after an ACL refusal) must lose neither a
+        response nor a retained clear. Non-retained ones once only; a newer parked retained
+        value of the same topic wins."""
+        lost = []
+        for sent in self._in_flight.values():
+            if sent.retain:
+                self._parked_retained.setdefault(sent.topic, (sent.data, sent.qos))
+            elif not sent.resent:
+                lost.append(sent._replace(resent=True))
         self._in_flight.clear()
         room = (self._parked_other.maxlen or 0) - len(self._parked_other)
         self.dropped += max(0, len(lost) - room)
