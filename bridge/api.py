@@ -10,7 +10,6 @@ Commands are documented in ``docs/api.md``.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -19,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bridge import payloads
+from bridge import jsonlimits, payloads
 from bridge.backends.base import Backend, BackendError
 from bridge.core import Bridge
 from bridge.entries import DeviceEntry
@@ -164,11 +163,16 @@ class Api:
         origin = Origin.of(message)
         transaction = None
         try:
-            body = json.loads(message.payload) if message.payload.strip() else {}
+            body = (jsonlimits.loads(message.payload, jsonlimits.MQTT_MAX_BYTES)
+                    if message.payload.strip() else {})
             if not isinstance(body, dict):
                 raise ApiError("invalid_request", "request: the payload must be a JSON object")
             transaction = body.pop("transaction", None)
             handler, args = self._validate(command, body)
+        except jsonlimits.JsonLimitError as exc:
+            self._answer(command, origin, None, ApiError("invalid_request",
+                                                         f"request: the payload is {exc}"))
+            return
         except ValueError:
             self._answer(command, origin, None, ApiError("invalid_request",
                                                          "request: the payload is not JSON"))

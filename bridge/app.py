@@ -8,6 +8,7 @@ import secrets as _random
 import signal
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from bridge import health
 from bridge.api import Api
@@ -141,6 +142,8 @@ class Daemon:
             self._on_mqtt_connected,
         )
         self.bridge.attach(self.mqtt)
+        self.mqtt.on_denied = self._publish_denied
+        self.bridge.info_extra = self._mqtt_info
         self.api = Api(self)
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False
@@ -187,6 +190,17 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+    def _mqtt_info(self) -> dict[str, Any]:
+        return {"mqtt": {"protocol": self.mqtt.version, "denied_publishes": self.mqtt.denied,
+                         "last_denied": self.mqtt.last_denied}}
+
+    def _publish_denied(self, topic: str, reason: str) -> None:
+        """A publish the broker refused (its ACL, most likely): on bridge/log and bridge/info."""
+        self.bridge.report("warning", f"the broker refused a publish to {topic}: {reason} "
+                           "(check the broker's ACL for the bridge's user)",
+                           denied_publishes=self.mqtt.denied)
+        self.bridge.publish_info()
 
     def request_restart(self) -> None:
         """Stop, and tell the runner to build a fresh daemon from the config (``restart``)."""

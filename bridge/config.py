@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from bridge.secrets import is_secret_key
+from bridge.secrets import Redactor, is_secret_key, secret_key_values
 
 __all__ = [
     "SUPPORTED_BACKENDS",
@@ -977,22 +977,29 @@ _ENV_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 
 
+Sources = dict[Loc, list[tuple[str, str]]]
+"""Where ``${ENV}`` substitution put a value: location -> [(variable name, value)]."""
+
+
 def _substitute(
-    node: Any, env: Mapping[str, str], loc: Loc, problems: list[tuple[Loc, str]]
+    node: Any, env: Mapping[str, str], loc: Loc, problems: list[tuple[Loc, str]],
+    sources: Sources,
 ) -> Any:
     if isinstance(node, str):
         if "$" not in node:
             return node
-        return _substitute_text(node, env, loc, problems)
+        return _substitute_text(node, env, loc, problems, sources)
     if isinstance(node, dict):
-        return {k: _substitute(v, env, (*loc, str(k)), problems) for k, v in node.items()}
+        return {k: _substitute(v, env, (*loc, str(k)), problems, sources)
+                for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute(v, env, (*loc, i), problems) for i, v in enumerate(node)]
+        return [_substitute(v, env, (*loc, i), problems, sources) for i, v in enumerate(node)]
     return node
 
 
 def _substitute_text(
-    text: str, env: Mapping[str, str], loc: Loc, problems: list[tuple[Loc, str]]
+    text: str, env: Mapping[str, str], loc: Loc, problems: list[tuple[Loc, str]],
+    sources: Sources,
 ) -> str:
     def replace(match: re.Match[str]) -> str:
         whole = match.group(0)
@@ -1012,10 +1019,11 @@ def _substitute_text(
         name, default = parsed.group(1), parsed.group(2)
         value = env.get(name)
         if default is not None:
-            return value if value else default
-        if value is None:
+            value = value if value else default
+        elif value is None:
             problems.append((loc, f"${{{name}}} is not set in the environment"))
             return ""
+        sources.setdefault(loc, []).append((name, value))
         return value
 
     return _ENV_RE.sub(replace, text)
@@ -1098,11 +1106,15 @@ def _clean_loc(loc: tuple[int | str, ...]) -> Loc:
     return loc
 
 
-def _shown(loc: Loc, value: Any) -> str:
-    """`` (got X)`` for harmless scalar inputs; nothing for secret-looking keys or long text."""
+def _shown(loc: Loc, value: Any, sources: Sources) -> str:
+    """`` (got X)`` for harmless scalar inputs; nothing for secret-looking keys or long text,
+    and only the variable's name for a value that came from the environment."""
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
     if is_secret_key(field):
         return ""
+    if loc in sources:
+        names = ", ".join(f"${{{name}}}" for name, _ in sources[loc])
+        return f" (the value of {names} is not shown)"
     if isinstance(value, bool):
         return f" (got {str(value).lower()})"
     if isinstance(value, int | float):
@@ -1154,7 +1166,7 @@ _ECHO_INPUT = {
 }
 
 
-def _format_error(error: Mapping[str, Any]) -> tuple[Loc, str]:
+def _format_error(error: Mapping[str, Any], sources: Sources) -> tuple[Loc, str]:
     loc = _clean_loc(tuple(error["loc"]))
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -1174,7 +1186,7 @@ def _format_error(error: Mapping[str, Any]) -> tuple[Loc, str]:
         msg = str(error.get("msg", kind))
         return loc, (msg[:1].lower() + msg[1:]) if msg else kind
     if kind in _ECHO_INPUT:
-        message += _shown(loc, error.get("input"))
+        message += _shown(loc, error.get("input"), sources)
     return loc, message
 
 
@@ -1219,7 +1231,8 @@ def parse_config(
             f"not {kind}; see config.example.yaml"
         )
     problems: list[tuple[Loc, str]] = []
-    data = _substitute(data, env, (), problems)
+    sources: Sources = {}
+    data = _substitute(data, env, (), problems, sources)
     if problems:
         lines = [f"{source}: {msg} ({_format_loc(loc)})" for loc, msg in problems]
         raise ConfigError(lines[0], lines)
@@ -1227,7 +1240,13 @@ def parse_config(
     try:
         return Config.model_validate(data, context=context)
     except ValidationError as exc:
-        lines = [_located(source, *_format_error(e)) for e in exc.errors()]
+        # A validator may quote its input: values from the environment or under a secret key
+        # are masked wherever they appear, not only where pydantic reports them.
+        hidden = Redactor()
+        hidden.register_many(value for found in sources.values() for _, value in found)
+        hidden.register_many(secret_key_values(data))
+        lines = [hidden.redact(_located(source, *_format_error(e, sources)))
+                 for e in exc.errors()]
         raise ConfigError(lines[0], lines) from None
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import __version__, health, payloads
+from bridge import __version__, health, jsonlimits, payloads
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
@@ -46,6 +46,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 from bridge.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
@@ -63,6 +64,13 @@ log = get_logger("bridge.core")
 _JSON = JSON_PROPERTIES
 _TEXT = TEXT_PROPERTIES
 
+
+MAX_VALUE_CHARS = 256 * 1024
+"""Longest value (as published text) republished from a hub; longer ones are refused and logged:
+no real trait needs it, and a broken hub must not fill the broker with megabytes."""
+
+MAX_WAITING_GETS = 1000
+"""``/get`` requests that may wait for one trait's (or device's) read; more are refused."""
 
 SOURCE_PREFERENCE = ("studio", "aqara_cloud", "tuya")
 """When two backends report the same device id, the earlier kind here is its source (local
@@ -115,6 +123,11 @@ class Bridge:
         if options.clear_stale_topics:
             self.stale = StaleTopicSweeper(
                 self.topics, lambda: {e.topic_name for e in self.devices.values()})
+        self.info_extra: Callable[[], Mapping[str, Any]] | None = None
+        """More top-level ``bridge/info`` fields (the MQTT link's counters)."""
+        self._gets: dict[tuple[TraitAddress, ...], list[Origin]] = {}
+        self.values_refused = 0
+        self._warn = RateLimitedLog(log)
 
     # ---- wiring ---------------------------------------------------------------------------
 
@@ -181,8 +194,14 @@ class Bridge:
         """Apply one backend event; synchronous, called in the order the hub sent them."""
         self.events_handled += 1
         if isinstance(event, TraitChanged):
-            self._on_trait_changed(backend, event)
-        elif isinstance(event, Snapshot):
+            if not self._absurd(backend, event.address, event.value):
+                self._on_trait_changed(backend, event)
+            return
+        if isinstance(event, Snapshot):
+            self._drop_absurd(backend, event.devices)
+        elif isinstance(event, DeviceAdded | DeviceUpdated):
+            self._drop_absurd(backend, [event.device])
+        if isinstance(event, Snapshot):
             self._on_snapshot(backend, event.devices)
         elif isinstance(event, Availability):
             entry = self._owned(backend, event.device_id)
@@ -217,6 +236,29 @@ class Bridge:
         if isinstance(event, Snapshot | DeviceAdded | DeviceUpdated | DeviceRemoved) and (
                 backend.homes() is not None):
             self.publish_homes()
+
+    def _drop_absurd(self, backend: Backend, devices: Iterable[Device]) -> None:
+        """Forget values too large to republish in a device description from a hub."""
+        for device in devices:
+            for address, trait in device.iter_traits():
+                if trait.value is not None and self._absurd(backend, address, trait.value):
+                    trait.value = None
+
+    def _absurd(self, backend: Backend, address: TraitAddress, value: Any) -> bool:
+        """Whether a value from a hub is too large to republish (then logged, rate-limited)."""
+        if isinstance(value, str):
+            size = len(value)
+        elif isinstance(value, dict | list):
+            size = len(json.dumps(value, separators=(",", ":")))
+        else:
+            return False
+        if size <= MAX_VALUE_CHARS:
+            return False
+        self.values_refused += 1
+        self._warn.warning(("absurd", address), "refused a value from the hub: too large",
+                           backend=backend.name, device=address.device_id,
+                           trait=address.path(), chars=size, limit=MAX_VALUE_CHARS)
+        return True
 
     def _owned(self, backend: Backend, device_id: str) -> DeviceEntry | None:
         """The device's entry when ``backend`` is its source (events from others are ignored)."""
@@ -441,6 +483,8 @@ class Bridge:
             "backends": backends,
             "config": dict(self.options.info),
         }
+        if self.info_extra is not None:
+            info.update(self.info_extra())
         self.publish_json(self.topics.bridge("info"), json.dumps(info), retain=True)
 
     def publish_homes(self) -> None:
@@ -491,10 +535,13 @@ class Bridge:
                 if output.handle(message):
                     return
             return
-        origin = Origin.of(message)
         if isinstance(command, BridgeRequest):
             if self.request_handler is not None:
                 self.request_handler(command.command, message)
+            return
+        origin = Origin.of(message)
+        if len(message.payload) > jsonlimits.MQTT_MAX_BYTES:
+            self._reject(origin, f"the payload is larger than {jsonlimits.MQTT_MAX_BYTES} bytes")
             return
         if not message.payload and message.response_topic is None and isinstance(
                 command, TraitSet | DeviceSet):
@@ -521,10 +568,27 @@ class Bridge:
             if entry.device.trait(*address[1:]) is None:
                 self._reject(origin, f"device '{command.device}' has no trait {address.path()}")
             else:
-                self._spawn(self._answer_get(entry, [address], origin))
+                self._queue_get(entry, (address,), origin)
         elif isinstance(command, DeviceGet):
             readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
-            self._spawn(self._answer_get(entry, readable, origin))
+            self._queue_get(entry, tuple(readable), origin)
+
+    def _queue_get(self, entry: DeviceEntry, addresses: tuple[TraitAddress, ...],
+                   origin: Origin) -> None:
+        """A ``/get``: one hub read per trait (or device) at a time; requests that arrive while
+        it runs share its answer (a storm of /get costs one read, not one each)."""
+        waiting = self._gets.get(addresses)
+        if waiting is None:
+            self._gets[addresses] = [origin]
+            self._spawn(self._answer_get(entry, addresses))
+        elif len(waiting) < MAX_WAITING_GETS:
+            waiting.append(origin)
+        else:
+            self._warn.warning(("gets", addresses[0].device_id), "too many /get requests waiting "
+                               "for one read; refusing the rest", device=entry.device.id)
+            self.respond(origin, payloads.response(
+                "error", error_code="busy",
+                error_message=f"{MAX_WAITING_GETS} requests already wait for this read"))
 
     def write(self, device_id: str, address: TraitAddress, raw: bytes | str,
               origin: Origin) -> None:
@@ -640,21 +704,24 @@ class Bridge:
                 body = payloads.response("ok")
             self.respond(origin, body)
 
-    async def _answer_get(self, entry: DeviceEntry, addresses: list[TraitAddress],
-                          origin: Origin) -> None:
+    async def _answer_get(self, entry: DeviceEntry, addresses: tuple[TraitAddress, ...]) -> None:
+        body, failure = payloads.response("ok"), None
         try:
-            await self.refresh(entry, addresses)
+            await self.refresh(entry, list(addresses))
         except Exception as exc:
             if isinstance(exc, BackendError):
-                code, message = "hub_error", exc.message
+                code, failure = "hub_error", exc.message
             else:  # a bug in a backend: still answer
                 log.exception("backend read crashed", backend=entry.backend.name)
-                code, message = "internal_error", f"internal error: {exc}"
-            self.report("error", f"re-read failed: {message}", origin)
-            self.respond(origin, payloads.response("error", error_code=code,
-                                                   error_message=message))
-            return
-        self.respond(origin, payloads.response("ok"))
+                code, failure = "internal_error", f"internal error: {exc}"
+            body = payloads.response("error", error_code=code, error_message=failure)
+        finally:
+            origins = self._gets.pop(addresses, [])  # later /get requests read again
+        if failure is not None:
+            self.report("error", f"re-read failed: {failure}", origins[0] if origins else None,
+                        requests=len(origins))
+        for origin in origins:
+            self.respond(origin, body)
 
     async def refresh(self, entry: DeviceEntry, addresses: list[TraitAddress]) -> None:
         """Re-read traits from the hub and republish them, changed or not."""

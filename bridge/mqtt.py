@@ -4,7 +4,8 @@ Publishing is synchronous and never blocks: paho queues the packet and the loop 
 the socket is writable. Backpressure is bounded: when more than ``max_queued`` messages are
 unacknowledged, retained publications are parked in a dict keyed by topic (the latest value
 wins, so the broker still converges to the current state) and non-retained ones in a bounded
-deque (the oldest are dropped and counted). While disconnected nothing is queued in paho; the
+deque (the oldest are dropped and counted). While disconnected nothing is queued in paho but
+parked the same way (so a retained clear made meanwhile still reaches a persistent broker); the
 ``on_connected`` hook republishes the full state after every (re)connect.
 """
 
@@ -19,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,6 +31,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.logsetup import get_logger
 from bridge.messages import IncomingMessage, PublishProperties
+from bridge.ratelimit import Throttle
 
 log = get_logger("bridge.mqtt")
 
@@ -37,11 +39,40 @@ INFLIGHT_WINDOW = 100
 """QoS>0 messages paho keeps in flight. paho rescans its whole in-flight table on every
 acknowledgement, so a huge window makes publishing quadratic; more are queued in paho meanwhile."""
 
+DENIED_REPORT_INTERVAL = 60.0
+"""Seconds between two reports of refused publishes to the same topic."""
+
 CONNACK_TIMEOUT = 10.0
 """Seconds to wait for the broker's answer to CONNECT."""
 
-_UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason "Unsupported protocol version"
-_V311_REFUSED_PROTOCOL = 1  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
+_PROTOCOL_REFUSALS = frozenset({
+    132,  # MQTT 5 CONNACK reason "Unsupported protocol version"
+    1,  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
+})
+
+
+class TlsFileError(Exception):
+    """A TLS file of the config cannot be used; the message names it."""
+
+
+def tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """The client's TLS context; TlsFileError names the CA, certificate or key that failed."""
+    try:
+        context = ssl.create_default_context(cafile=s.tls_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsFileError(f"TLS: cannot use the CA file {s.tls_ca}: "
+                           f"{getattr(exc, 'reason', None) or exc.strerror or exc}") from None
+    if s.tls_cert:
+        try:
+            context.load_cert_chain(s.tls_cert, s.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            files = s.tls_cert if not s.tls_key else f"{s.tls_cert} / key {s.tls_key}"
+            raise TlsFileError(f"TLS: cannot use the client certificate {files}: "
+                               f"{getattr(exc, 'reason', None) or exc.strerror or exc}") from None
+    if s.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +100,18 @@ class MqttSettings:
     """Published on the will topic by a clean :meth:`MqttLink.stop`."""
 
 
+class _Sent(NamedTuple):
+    """A publish kept until the broker acknowledged it, or parked until it can be sent."""
+
+    topic: str
+    data: bytes
+    qos: int
+    props: Properties | None
+    retain: bool = False
+    resent: bool = False
+    """Already sent once on a connection that was lost before the acknowledgement."""
+
+
 class MqttLink:
     """One connection to the broker, kept up until :meth:`stop`."""
 
@@ -88,8 +131,16 @@ class MqttLink:
         self.published = 0
         self.acknowledged = 0
         self.dropped = 0
+        self.denied = 0
+        """Publishes the broker refused (MQTT 5 reason codes >= 0x80), since start."""
+        self.last_denied: dict[str, str] | None = None
+        self.on_denied: Callable[[str, str], None] | None = None
+        """Called with (topic, reason) for each reported (rate-limited) refused publish."""
+        self._denied_throttle = Throttle(DENIED_REPORT_INTERVAL)
+        self._in_flight: dict[int, _Sent] = {}
+        """QoS>0 publishes awaiting their acknowledgement, by packet id."""
         self._parked_retained: dict[str, tuple[bytes, int, Properties | None]] = {}
-        self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
+        self._parked_other: deque[_Sent] = deque(maxlen=1000)
         self._flush_scheduled = False
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,6 +148,9 @@ class MqttLink:
         self._up = asyncio.Event()
         self._connack: asyncio.Future[tuple[int, str]] | None = None
         self._stopping = False
+        self._fallback_logged = False
+        self._socket_error: str | None = None
+        """paho's last socket error text during the handshake (it keeps no exception)."""
 
     # ---- publishing (hot path) ------------------------------------------------------------
 
@@ -119,8 +173,10 @@ class MqttLink:
         level = self.settings.qos if qos is None else qos
         client = self._client
         if not self.connected or client is None:
-            if not retain:  # retained state is republished whole on reconnect
-                self._park_other(topic, data, level, props)
+            if retain:  # latest per topic: a clear must reach a broker that persisted the value
+                self._parked_retained[topic] = (data, level, props)
+            else:
+                self._park_other(_Sent(topic, data, level, props))
             return
         if self.published - self.acknowledged >= self.settings.max_queued or (
             self._parked_retained or self._parked_other
@@ -128,18 +184,24 @@ class MqttLink:
             if retain:
                 self._parked_retained[topic] = (data, level, props)
             else:
-                self._park_other(topic, data, level, props)
+                self._park_other(_Sent(topic, data, level, props))
             return
         self.published += 1
-        client.publish(topic, data, level, retain, props)
+        info = client.publish(topic, data, level, retain, props)
+        if level:
+            self._in_flight[info.mid] = _Sent(topic, data, level, props, retain)
 
-    def _park_other(self, topic: str, data: bytes, qos: int, props: Properties | None) -> None:
+    def _park_other(self, sent: _Sent) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
             self.dropped += 1
-        self._parked_other.append((topic, data, qos, props))
+        self._parked_other.append(sent)
 
-    def _on_publish(self, *_args: Any) -> None:
+    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: Any = None,
+                    _p: Any = None) -> None:
         self.acknowledged += 1
+        sent = self._in_flight.pop(mid, None)
+        if sent is not None and getattr(reason, "value", 0) >= 0x80:
+            self._denied(sent.topic, str(reason))
         if (
             (self._parked_retained or self._parked_other)
             and not self._flush_scheduled
@@ -156,16 +218,34 @@ class MqttLink:
             return
         budget = self.settings.max_queued - self.outstanding
         while self._parked_other and budget > 0:
-            topic, data, qos, props = self._parked_other.popleft()
+            sent = self._parked_other.popleft()
             self.published += 1
-            client.publish(topic, data, qos, False, props)
+            info = client.publish(sent.topic, sent.data, sent.qos, False, sent.props)
+            if sent.qos:
+                self._in_flight[info.mid] = sent
             budget -= 1
         while self._parked_retained and budget > 0:
             topic = next(iter(self._parked_retained))
             data, qos, props = self._parked_retained.pop(topic)
             self.published += 1
-            client.publish(topic, data, qos, True, props)
+            info = client.publish(topic, data, qos, True, props)
+            if qos:
+                self._in_flight[info.mid] = _Sent(topic, data, qos, props, True)
             budget -= 1
+
+    def _denied(self, topic: str, reason: str) -> None:
+        """The broker refused a publish (PUBACK/PUBCOMP reason >= 0x80, e.g. an ACL): count it,
+        and report it, at most once a minute per topic."""
+        self.denied += 1
+        self.last_denied = {"topic": topic, "reason": reason}
+        held = self._denied_throttle.allow(topic)
+        if held is None:
+            return
+        if self.on_denied is not None:
+            self.on_denied(topic, reason)
+        else:
+            log.warning("the broker refused a publish", topic=topic, reason=reason,
+                        refused_total=self.denied)
 
     @property
     def parked(self) -> int:
@@ -244,29 +324,65 @@ class MqttLink:
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.use_tls:
-            context = ssl.create_default_context(cafile=s.tls_ca)
-            if s.tls_cert:
-                context.load_cert_chain(s.tls_cert, s.tls_key)
-            if s.tls_insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            client.tls_set_context(context)
+            client.tls_set_context(tls_context(s))
         if s.will_topic:  # empty for helper connections (check), which must not set a will
             client.will_set(s.will_topic, s.will_payload, 1, True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_log = self._on_log
         return client
 
     async def _connect_once(self) -> str | None:
-        """One connection attempt; None on success, else the reason."""
+        """One connection attempt; None on success, else the reason.
+
+        The configured protocol is tried first on every attempt: a broker that was only slow,
+        stopped or restarting gets MQTT 5 again. 3.1.1 is tried only after the broker refused
+        MQTT 5 in its CONNACK ("unsupported protocol version"), never after silence.
+        """
+        assert self._loop is not None
+        self.version = self.settings.version
+        outcome = await self._attempt()
+        if isinstance(outcome, tuple) and outcome[0] in _PROTOCOL_REFUSALS and (
+                self.version == "5"):
+            (log.warning if not self._fallback_logged else log.debug)(
+                "the broker refused MQTT 5 (unsupported protocol version); using MQTT 3.1.1 "
+                "for this connection (set mqtt.version: \"3.1.1\" to skip the attempt)",
+                broker=self._where())
+            self._fallback_logged = True
+            self.version = "3.1.1"
+            outcome = await self._attempt()
+        if isinstance(outcome, tuple):
+            return f"broker refused the connection: {outcome[1]}"
+        if outcome is not None:
+            return outcome
+        client = self._client
+        assert client is not None
+        client.on_log = None  # only the handshake is watched (formatting every line costs)
+        self.connected = True
+        self._up.set()
+        self.subscribe(self.subscriptions)
+        if self.parked:  # what waited during the outage goes first (nothing else flushes it)
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_parked)
+        log.info("mqtt connected", broker=self._where(), protocol=self.version)
+        self.on_connected()
+        return None
+
+    async def _attempt(self) -> tuple[int, str] | str | None:
+        """Connect with :attr:`version`: None when accepted, (code, text) when the CONNACK
+        refused us, else why there was no CONNACK."""
         assert self._loop is not None
         self._teardown()
-        client = self._make_client()
+        try:
+            client = self._make_client()
+        except TlsFileError as exc:
+            return str(exc)
         self._client = client
         self._connack = self._loop.create_future()
         self._disconnected.clear()
+        self._socket_error = None
         s = self.settings
         try:
             # The TCP (and TLS) handshake blocks, so it runs in a thread; the socket is then
@@ -280,33 +396,57 @@ class MqttLink:
                     clean_start=True if self.version == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 ),
             )
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            return self._tls_failure(exc)
+        except OSError as exc:
             return f"cannot reach broker: {exc.strerror or exc}"
         self._attach(client)
         try:
             async with asyncio.timeout(CONNACK_TIMEOUT):
                 code, text = await self._connack
         except TimeoutError:
-            code, text = -1, "no CONNACK from the broker"
-        refused_v5 = code in (_UNSUPPORTED_PROTOCOL, _V311_REFUSED_PROTOCOL) or code == -1
-        if refused_v5 and self.version == "5":
-            # Some brokers answer an MQTT 5 CONNECT with a refusal, others with silence or by
-            # hanging up (amqtt): either way, 3.1.1 is worth one try before backing off.
-            log.warning("broker did not accept MQTT 5; trying 3.1.1", broker=self._where(),
-                        reason=text)
-            self.version = "3.1.1"
-            return await self._connect_once()
-        if code != 0:
-            return f"broker refused the connection: {text}"
-        self.connected = True
-        self._up.set()
-        self.subscribe(self.subscriptions)
-        if self.parked:  # what waited during the outage goes first (nothing else flushes it)
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush_parked)
-        log.info("mqtt connected", broker=self._where(), protocol=self.version)
-        self.on_connected()
-        return None
+            return f"no CONNACK from the broker within {CONNACK_TIMEOUT:g} s{self._v311_hint()}"
+        if code == -1:
+            return self._tls_message(self._socket_error) if s.use_tls else text + self._v311_hint()
+        return None if code == 0 else (code, text)
+
+    def _v311_hint(self) -> str:
+        """Silence or a hang-up is no refusal, but it is how some 3.1.1-only brokers answer
+        MQTT 5 (amqtt ignores it, rumqttd's 3.1.1 listener closes): say what to configure."""
+        if self.version != "5":
+            return ""
+        return (" (a broker that only speaks MQTT 3.1.1 may ignore or drop an MQTT 5 CONNECT: "
+                "then set mqtt.version: \"3.1.1\")")
+
+    def _tls_failure(self, exc: ssl.SSLError) -> str:
+        """A failed TLS handshake said as such, naming the file concerned."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            ca = self.settings.tls_ca or "the system's CA certificates"
+            return (f"TLS handshake failed: the broker's certificate is not trusted by {ca}: "
+                    f"{exc.verify_message or exc.reason}")
+        return self._tls_message(exc.strerror or str(exc.reason or exc))
+
+    def _tls_message(self, reason: str | None) -> str:
+        """A TLS error text (a handshake failure, an alert from the broker) with the file."""
+        s = self.settings
+        text = (reason or "").upper()
+        wanted = (f"the client certificate {s.tls_cert}" if s.tls_cert else
+                  "a client certificate (set mqtt.tls.cert and mqtt.tls.key)")
+        if "CERTIFICATE" in text or "UNKNOWN_CA" in text:
+            if s.tls_cert:
+                return f"TLS: the broker refused {wanted}: {reason}"
+            return f"TLS: the broker requires {wanted}: {reason}"
+        if not reason or "EOF" in text:
+            # TLS 1.3 checks the client's certificate after the client's side of the handshake:
+            # a refusal can look like a plain hang-up
+            return (f"TLS: the broker closed the connection right after the TLS handshake "
+                    f"({reason or 'no reason given'}); it probably refused {wanted}")
+        return f"TLS handshake failed: {reason}"
+
+    def _on_log(self, _c: paho.Client, _u: Any, level: int, text: str) -> None:
+        """During the handshake: remember why paho lost the socket (e.g. a TLS alert)."""
+        if level == paho.MQTT_LOG_ERR and self._socket_error is None:
+            self._socket_error = text.split(": ", 1)[-1]
 
     def _attach(self, client: paho.Client) -> None:
         loop = self._loop
@@ -374,6 +514,23 @@ class MqttLink:
             client.disconnect()
         self._client = None
         self.published = self.acknowledged = 0
+        self._repark_in_flight()
+
+    def _repark_in_flight(self) -> None:
+        """Messages the broker never acknowledged are sent again after the reconnect: a broker
+        that drops the connection (Mosquitto does after an ACL refusal) must lose neither a
+        response nor a retained clear. Non-retained ones once only; a newer parked retained
+        value of the same topic wins."""
+        lost = []
+        for sent in self._in_flight.values():
+            if sent.retain:
+                self._parked_retained.setdefault(sent.topic, (sent.data, sent.qos, sent.props))
+            elif not sent.resent:
+                lost.append(sent._replace(resent=True))
+        self._in_flight.clear()
+        room = (self._parked_other.maxlen or 0) - len(self._parked_other)
+        self.dropped += max(0, len(lost) - room)
+        self._parked_other.extendleft(reversed(lost[:room]))
 
     async def _misc_loop(self) -> None:
         while True:

@@ -25,6 +25,7 @@ __all__ = [
     "redact",
     "redact_obj",
     "register_secret",
+    "secret_key_values",
 ]
 
 MASK = "***"
@@ -156,6 +157,23 @@ def mask_secret_keys(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(mask_secret_keys(v) for v in obj)
     return obj
+
+
+def secret_key_values(obj: Any) -> list[str]:
+    """Every string held under a secret-looking key in nested dicts/lists (e.g. raw config)."""
+    found: list[str] = []
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(value, str) and is_secret_key(key):
+                    found.append(value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return found
 
 
 REDACTOR = Redactor()

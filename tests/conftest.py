@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, running_mosquitto
 
 # The suite must pass on a loaded 2-core machine: property tests judge correctness, not speed.
@@ -18,3 +20,17 @@ def mosquitto() -> Iterator[Mosquitto]:
     """A fresh Mosquitto broker on a free port, per test."""
     with running_mosquitto() as broker:
         yield broker
+
+
+@pytest.fixture
+async def logs() -> AsyncIterator[LogWatch]:
+    watch = LogWatch()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield watch
+    finally:
+        root.removeHandler(watch)
+        root.setLevel(level)

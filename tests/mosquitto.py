@@ -27,6 +27,8 @@ class Mosquitto:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""
+    """More mosquitto.conf lines: options of the listener (TLS files) or global ones (acl_file)."""
 
     @property
     def url(self) -> str:
@@ -38,6 +40,7 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest none\n"
+            + self.extra_config
         )
         self.process = subprocess.Popen([binary, "-c", str(conf)])
         deadline = time.monotonic() + 10
@@ -67,10 +70,10 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def running_mosquitto() -> Iterator[Mosquitto]:
+def running_mosquitto(extra_config: str = "") -> Iterator[Mosquitto]:
     """Start Mosquitto on a free port for the duration of the block."""
     with tempfile.TemporaryDirectory(prefix="mosq-") as tmp:
-        broker = Mosquitto(port=free_port(), workdir=Path(tmp))
+        broker = Mosquitto(port=free_port(), workdir=Path(tmp), extra_config=extra_config)
         broker.start()
         try:
             yield broker

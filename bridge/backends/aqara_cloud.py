@@ -59,6 +59,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bridge import jsonlimits
 from bridge.backends.aqara_sign import (
     header,
     is_auth_intent,
@@ -88,6 +89,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 from bridge.secrets import register_secret
 
 log = get_logger("bridge.aqara_cloud")
@@ -348,6 +350,9 @@ class AqaraCloudBackend(Backend):
         self.pushes_received = 0
         self.pushes_rejected = 0
         self.garbage_received = 0
+        self._warn = RateLimitedLog(log)
+        self._once = RateLimitedLog(log, interval=math.inf)  # per device: said once is enough
+        self._adding: set[str] = set()
         self._load_tokens()
         self._known_tokens.append(self._tokens.access)
 
@@ -610,7 +615,7 @@ class AqaraCloudBackend(Backend):
         if status == 429:
             return _Answer(429, "too many requests", rate_limited=True, retry_after=retry_after)
         try:
-            envelope = json.loads(raw)
+            envelope = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
         except (ValueError, UnicodeDecodeError):
             envelope = None
         code = _int(envelope.get("code")) if isinstance(envelope, dict) else None
@@ -767,8 +772,13 @@ class AqaraCloudBackend(Backend):
             if dids:
                 data["dids"] = list(dids)
             result = await self.call("query.device.info", data)
-            entries = [e for e in _result_list(result)
+            listed = _result_list(result)
+            entries = [e for e in listed
                        if isinstance(e, Mapping) and isinstance(first(e, "did", "deviceId"), str)]
+            if len(entries) < len(listed):  # cannot be named, so not published
+                self._warn.warning("no did", "the Aqara cloud lists devices without an id; "
+                                   "skipping them", backend=self.name,
+                                   skipped=len(listed) - len(entries))
             infos.extend(entries)
             total = _int(result.get("totalCount")) if isinstance(result, Mapping) else None
             if not entries or total is None or len(infos) >= total or page >= 1000:
@@ -814,8 +824,9 @@ class AqaraCloudBackend(Backend):
             try:
                 device = parse_device({**tree, "deviceId": device_id}, self.name)
             except SpecError as exc:
-                log.warning("unusable device spec; the device has no traits", backend=self.name,
-                            device=device_id, reason=str(exc))
+                self._once.warning(("spec", device_id, str(exc)), "unusable device spec; the "
+                                   "device has no traits", backend=self.name, device=device_id,
+                                   reason=str(exc))
                 device = parse_device({"deviceId": device_id}, self.name)
             device.name = str(first(info, "deviceName", "name", default=device_id))
             device.model = model or device.model
@@ -1101,13 +1112,14 @@ class AqaraCloudBackend(Backend):
                         backend=self.name, remote=request.remote)
             return web.json_response({"code": 401, "message": "unauthorized"}, status=401)
         try:
-            message = json.loads(raw)
+            message = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
         except (ValueError, UnicodeDecodeError):
             message = None
         if not isinstance(message, dict):
             self.garbage_received += 1
-            log.warning("the Aqara cloud pushed an unusable message", backend=self.name,
-                        sample=raw[:120].decode("utf-8", "replace"))
+            self._warn.warning("garbage push", "the Aqara cloud pushed an unusable message",
+                               backend=self.name, sample=raw[:120].decode("utf-8", "replace"),
+                               total=self.garbage_received)
             return web.json_response({"code": 400, "message": "not a JSON object"}, status=400)
         self.pushes_received += 1
         if message.get("eventType"):
@@ -1133,8 +1145,9 @@ class AqaraCloudBackend(Backend):
         try:
             value = from_wire(spec, item.get("value"))
         except ValueError as exc:
-            log.warning("the Aqara cloud pushed an unusable value", backend=self.name,
-                        device=addr.device_id, trait=addr.path(), reason=str(exc))
+            self._warn.warning(("value", addr), "the Aqara cloud pushed an unusable value",
+                               backend=self.name, device=addr.device_id, trait=addr.path(),
+                               reason=str(exc))
             return
         stamp = _int(item.get("time"))
         if self._buffer is not None:
@@ -1180,7 +1193,9 @@ class AqaraCloudBackend(Backend):
             if isinstance(name, str) and device_id in self._infos:
                 self._infos[device_id] = {**self._infos[device_id], "deviceName": name}
                 self._emit(DeviceRenamed(device_id, name))
-        elif kind in _ADDED_EVENTS and device_id not in self._infos:
+        elif (kind in _ADDED_EVENTS and device_id not in self._infos
+              and device_id not in self._adding):
+            self._adding.add(device_id)  # repeated events while it is described: one call
             self._spawn(self._add_by_id(device_id))
 
     def _sub_devices(self, gateway: str, body: Mapping[str, Any]) -> list[str]:
@@ -1212,6 +1227,8 @@ class AqaraCloudBackend(Backend):
         except BackendError as exc:
             log.warning("could not describe a new device", backend=self.name, device=device_id,
                         reason=exc.message)
+        finally:
+            self._adding.discard(device_id)
 
     # ---- plumbing -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from bridge import jsonlimits
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.studio_mgmt import (
@@ -48,11 +49,19 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 
 log = get_logger("bridge.studio")
 
 SNAPSHOT_CHUNK = 50
 """Devices per GetDevicesRequest, so one answer stays well below the WebSocket frame limit."""
+
+MAX_BUFFERED_PUSHES = 10_000
+"""Pushes kept while a snapshot is taken; on overflow they are dropped and the snapshot is taken
+again (the buffer exists only so that no push is lost: a fresh snapshot serves the same end)."""
+
+SNAPSHOT_RETRIES = 3
+"""Snapshots taken again after a buffer overflow before going live with the last one."""
 
 
 def auth_header(token: str) -> str:
@@ -73,6 +82,7 @@ class StudioBackend(Backend):
         request_timeout: float = 10.0,
         ping_interval: float = 30.0,
         reconnect_max_delay: float = 60.0,
+        max_buffered: int = MAX_BUFFERED_PUSHES,
     ) -> None:
         super().__init__(name)
         self.ws_url = ws_url
@@ -87,8 +97,16 @@ class StudioBackend(Backend):
         self._specs: dict[TraitAddress, TraitSpec] = {}
         self._sink: EventSink = lambda _event: None
         self._buffer: list[dict[str, Any]] | None = None
+        self.max_buffered = max_buffered
+        self.buffer_overflows = 0
+        self._overflowed = False
+        self._describing: dict[str, bool] = {}
+        """Devices being described now -> whether another description was asked meanwhile."""
+        self._warn = RateLimitedLog(log)
         self._tasks: set[asyncio.Task[None]] = set()
         self.garbage_received = 0
+        self._malformed: dict[str, str] = {}
+        """Devices skipped as malformed, by id, with the reason last logged."""
 
     @classmethod
     def from_config(cls, spec: StudioBackendConfig) -> StudioBackend:
@@ -130,7 +148,7 @@ class StudioBackend(Backend):
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_interval,
             open_timeout=self.request_timeout,
-            max_size=64 * 1024 * 1024,
+            max_size=jsonlimits.HUB_MAX_BYTES,
             max_queue=None,
         )
 
@@ -158,7 +176,7 @@ class StudioBackend(Backend):
             try:
                 self._buffer = []
                 await self.call("SubscribeAllRequest", None)
-                devices = await self.snapshot()
+                devices = await self._snapshot_buffered()
                 self.connected = True
                 self.detail = "connected"
                 log.info("studio hub connected", backend=self.name, devices=len(devices))
@@ -175,6 +193,29 @@ class StudioBackend(Backend):
                 for task in list(self._tasks):
                     task.cancel()
 
+    async def _snapshot_buffered(self) -> list[Device]:
+        """A snapshot while pushes are buffered; taken again when the buffer overflowed."""
+        for attempt in range(SNAPSHOT_RETRIES + 1):
+            self._overflowed = False
+            devices = await self.snapshot()
+            if not self._overflowed:
+                break
+            log.warning("too many pushes during the snapshot; they were dropped" + (
+                        ", taking it again" if attempt < SNAPSHOT_RETRIES else
+                        ", going on with the last snapshot"),
+                        backend=self.name, limit=self.max_buffered, attempt=attempt + 1)
+            self._buffer = []
+        return devices
+
+    def _buffer_push(self, message: dict[str, Any], buffer: list[dict[str, Any]]) -> None:
+        if len(buffer) < self.max_buffered:
+            buffer.append(message)
+        elif not self._overflowed:
+            self._overflowed = True
+            self.buffer_overflows += 1
+            buffer.clear()
+        # once overflowed, further pushes are moot: the snapshot is taken again
+
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
             if not future.done():
@@ -184,13 +225,14 @@ class StudioBackend(Backend):
     async def _read_loop(self, ws: ClientConnection) -> None:
         async for raw in ws:
             try:
-                message = json.loads(raw)
-            except ValueError:
+                message = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
+            except ValueError:  # JsonLimitError too: a nested frame is garbage, not a crash
                 message = None
             if not isinstance(message, dict):
                 self.garbage_received += 1
-                log.warning("studio hub sent an unparsable message", backend=self.name,
-                            sample=str(raw)[:120])
+                self._warn.warning("garbage", "studio hub sent an unparsable message",
+                                   backend=self.name, sample=str(raw)[:120],
+                                   total=self.garbage_received)
                 continue
             future = self._pending.pop(str(message.get("msgId")), None)
             if future is not None:
@@ -199,7 +241,7 @@ class StudioBackend(Backend):
             elif message.get("type") == "ErrorMessage":
                 self._fail_unattributed(message)
             elif self._buffer is not None:
-                self._buffer.append(message)
+                self._buffer_push(message, self._buffer)
             else:
                 self._handle_push(message)
 
@@ -257,7 +299,8 @@ class StudioBackend(Backend):
                 raise BackendError("GetAllDeviceInfoResponse data is not a list")
             states = {
                 str(first(d, "deviceId", "did")): parse_online(first(d, "state", "online"))
-                for d in listing if isinstance(d, Mapping)
+                for d in listing
+                if isinstance(d, Mapping) and isinstance(first(d, "deviceId", "did"), str)
             }
             device_ids = list(states)
         else:
@@ -269,17 +312,28 @@ class StudioBackend(Backend):
             if not isinstance(data, list):
                 raise BackendError("GetDevicesResponse data is not a list")
             for obj in data:
-                if not isinstance(obj, Mapping):
-                    raise BackendError("GetDevicesResponse lists a non-object")
                 try:
                     device = parse_device(obj, self.name)
-                except SpecError as exc:
-                    raise BackendError(f"GetDevicesResponse: {exc}") from None
+                except SpecError as exc:  # one bad device must not take the others offline
+                    self._skip_malformed(obj, chunk, str(exc))
+                    continue
+                self._malformed.pop(device.id, None)
                 if device.id in states and first(obj, "state", "online") is None:
                     device.online = states[device.id]
                 devices.append(device)
         await self._fill_missing_values(devices)
         return devices
+
+    def _skip_malformed(self, obj: Any, requested: Sequence[str], reason: str) -> None:
+        """Log a device the hub describes unusably, once per device and reason."""
+        device_id = first(obj, "deviceId", "did") if isinstance(obj, Mapping) else None
+        if not isinstance(device_id, str):
+            device_id = "?"
+        key = device_id if device_id != "?" else f"? among {len(requested)} requested"
+        if self._malformed.get(key) != reason:
+            self._malformed[key] = reason
+            log.warning("studio hub describes a device unusably; skipping it", backend=self.name,
+                        device=device_id, reason=reason)
 
     async def _fill_missing_values(self, devices: list[Device]) -> None:
         """Ask GetTraitValueRequest for readable traits the device tree gave no value for."""
@@ -315,8 +369,9 @@ class StudioBackend(Backend):
             try:
                 values[addr] = from_wire(spec, entry.get("value"))
             except ValueError as exc:
-                log.warning("studio hub sent an unusable value", backend=self.name,
-                            trait=addr.path(), device=addr.device_id, reason=str(exc))
+                self._warn.warning(("value", addr), "studio hub sent an unusable value",
+                                   backend=self.name, trait=addr.path(), device=addr.device_id,
+                                   reason=str(exc))
         return values
 
     async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
@@ -382,8 +437,9 @@ class StudioBackend(Backend):
         try:
             value = from_wire(spec, item.get("value"))
         except ValueError as exc:
-            log.warning("studio hub pushed an unusable value", backend=self.name,
-                        device=addr.device_id, trait=addr.path(), reason=str(exc))
+            self._warn.warning(("value", addr), "studio hub pushed an unusable value",
+                               backend=self.name, device=addr.device_id, trait=addr.path(),
+                               reason=str(exc))
             return
         stamp = item.get("time")
         self._sink(TraitChanged(addr, value, stamp if isinstance(stamp, int) else None))
@@ -404,7 +460,11 @@ class StudioBackend(Backend):
             self._emit(DeviceRenamed(device_id, str(first(body, "name", "deviceName"))))
         elif kind in ("DEVICE_ADDED", "DEVICE_ADD", "DEVICE_NAME_UPDATE",
                       "DEVICE_TRAIT_PARAMETER_UPDATE"):
-            self._spawn(self._describe(device_id, added=kind.startswith("DEVICE_ADD")))
+            if device_id in self._describing:  # coalesced: one more description afterwards
+                self._describing[device_id] = True
+            else:
+                self._describing[device_id] = False
+                self._spawn(self._describe(device_id, added=kind.startswith("DEVICE_ADD")))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -412,16 +472,24 @@ class StudioBackend(Backend):
         task.add_done_callback(self._tasks.discard)
 
     async def _describe(self, device_id: str, added: bool) -> None:
+        """Fetch a device's description, once more if it changed again meanwhile."""
         try:
-            devices = await self._fetch_devices([device_id])
-        except BackendError as exc:
-            log.warning("could not describe device", backend=self.name, device=device_id,
-                        reason=exc.message)
-            return
-        for device in devices:
-            for addr, trait in device.iter_traits():
-                self._specs[addr] = trait.spec
-            self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
+            while True:
+                self._describing[device_id] = False
+                try:
+                    devices = await self._fetch_devices([device_id])
+                except BackendError as exc:
+                    log.warning("could not describe device", backend=self.name,
+                                device=device_id, reason=exc.message)
+                    return
+                for device in devices:
+                    for addr, trait in device.iter_traits():
+                        self._specs[addr] = trait.spec
+                    self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
+                if not self._describing.get(device_id):
+                    return
+        finally:
+            self._describing.pop(device_id, None)
 
 
 def classify_error(exc: BaseException) -> tuple[str, bool]:

@@ -47,6 +47,7 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from bridge import jsonlimits
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.tuya_actions import TUYA_COMMANDS, rest_call, validate
 from bridge.backends.tuya_model import (
@@ -85,6 +86,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.ratelimit import RateLimitedLog
 from bridge.secrets import register_secret
 
 log = get_logger("bridge.tuya")
@@ -160,6 +162,9 @@ class TuyaBackend(Backend):
         self.push_connected = False
         self.push_detail = "disabled" if not self.push_enabled else "not started"
         self.garbage_received = 0
+        self._warn = RateLimitedLog(log)
+        self._resyncing = False
+        self._resync_again = False
         self.polls = 0
         self.push_messages = 0
         self._http: aiohttp.ClientSession | None = None
@@ -241,7 +246,7 @@ class TuyaBackend(Backend):
                 reason = f"no answer within {self.request_timeout:g} s"
             raise BackendError(f"Tuya cloud unreachable: {reason}") from None
         try:
-            envelope = json.loads(text)
+            envelope = jsonlimits.loads(text, jsonlimits.HUB_MAX_BYTES)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict):
@@ -595,8 +600,9 @@ class TuyaBackend(Backend):
             try:
                 value = from_tuya(dp, raw)
             except ValueError as exc:
-                log.warning("tuya sent an unusable value", backend=self.name, device=device_id,
-                            code=code, reason=str(exc))
+                self._warn.warning(("value", device_id, code), "tuya sent an unusable value",
+                                   backend=self.name, device=device_id, code=code,
+                                   reason=str(exc))
                 continue
             current[code] = raw
             if self._overlay is not None:
@@ -800,8 +806,9 @@ class TuyaBackend(Backend):
             message_id, payload, data = decode_push_frame(self._secret, raw)
         except ValueError as exc:
             self.garbage_received += 1
-            log.warning("tuya message service sent an unusable frame", backend=self.name,
-                        reason=str(exc.args[0]))
+            self._warn.warning("garbage", "tuya message service sent an unusable frame",
+                               backend=self.name, reason=str(exc.args[0]),
+                               total=self.garbage_received)
             return str(exc.args[1]) if len(exc.args) > 1 else None
         if message_id in self._seen_set:
             return message_id  # a redelivery of something already applied
@@ -825,9 +832,10 @@ class TuyaBackend(Backend):
         if not isinstance(device_id, str) or not isinstance(items, list):
             return
         if device_id not in self._specs:
-            log.info("status of a device not known yet; reading the homes again",
-                     backend=self.name, device=device_id)
-            self._spawn(self._safe_resync())
+            if not self._resyncing:
+                log.info("status of a device not known yet; reading the homes again",
+                         backend=self.name, device=device_id)
+            self._want_resync()
             return
         values: dict[str, Any] = {}
         stamps: dict[str, int] = {}
@@ -854,13 +862,30 @@ class TuyaBackend(Backend):
                 info["name"] = biz["name"]
                 self._emit(DeviceRenamed(device_id, biz["name"]))
         elif code in ("delete", "bindUser", "dpNameUpdate"):
+            self._want_resync()
+
+    def _want_resync(self) -> None:
+        """One resync at a time: what asks meanwhile gets one more afterwards, not one each
+        (a storm of pushes for an unknown device is one or two reads of the homes)."""
+        if self._resyncing:
+            self._resync_again = True
+        else:
+            self._resyncing = True
             self._spawn(self._safe_resync())
 
     async def _safe_resync(self) -> None:
         try:
-            await self.resync()
-        except BackendError as exc:
-            log.warning("could not read the homes again", backend=self.name, reason=exc.message)
+            while True:
+                self._resync_again = False
+                try:
+                    await self.resync()
+                except BackendError as exc:
+                    log.warning("could not read the homes again", backend=self.name,
+                                reason=exc.message)
+                if not self._resync_again:
+                    return
+        finally:
+            self._resyncing = False
 
 
 def _device_list(raw: Any) -> list[Mapping[str, Any]]:

@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bridge import jsonlimits
+
 __all__ = [
     "API_HOSTS",
     "EMPTY_SHA256",
@@ -249,7 +251,7 @@ def decode_push_frame(secret: str, raw: str | bytes
     is attached as ``exc.args[1]`` when it could be read, so the caller can still ack it.
     """
     try:
-        frame = json.loads(raw)
+        frame = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
     except ValueError:
         raise ValueError("frame is not JSON") from None
     if not isinstance(frame, dict):
@@ -278,7 +280,7 @@ def decode_push_frame(secret: str, raw: str | bytes
         except ValueError:
             raise ValueError("payload data does not decrypt with this secret") from None
         try:
-            data = json.loads(clear.decode("utf-8"))
+            data = jsonlimits.loads(clear.decode("utf-8"), jsonlimits.HUB_MAX_BYTES)
         except (UnicodeDecodeError, ValueError):
             raise ValueError("decrypted data is not JSON") from None
     except ValueError as exc:
@@ -294,6 +296,6 @@ def _b64_json(value: Any, what: str) -> Any:
     except (ValueError, UnicodeDecodeError):
         raise ValueError(f"{what} is not base64 UTF-8") from None
     try:
-        return json.loads(text)
+        return jsonlimits.loads(text, jsonlimits.HUB_MAX_BYTES)
     except ValueError:
         raise ValueError(f"{what} is not JSON") from None

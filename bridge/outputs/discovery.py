@@ -65,7 +65,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import __version__
+from bridge import __version__, jsonlimits
 from bridge.codec import json_number, plain_number
 from bridge.model import Device, Endpoint, Trait, TraitAddress, TraitSpec, TraitType
 from bridge.topics import TopicScheme
@@ -1129,7 +1129,8 @@ def discovery_changes(previous: Mapping[str, str], current: Mapping[str, str]) -
 
 def _with_removed_components(before: str, after: str) -> str:
     try:
-        old, new = json.loads(before), json.loads(after)
+        old = jsonlimits.loads(before, jsonlimits.MQTT_MAX_BYTES)  # retained by anyone
+        new = json.loads(after)
     except ValueError:
         return after
     old_cmps, new_cmps = old.get("cmps"), new.get("cmps")

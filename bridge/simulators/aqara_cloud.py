@@ -413,6 +413,7 @@ class AqaraCloudSimulator:
         self.expired_token_code = CODE_ACCESS_EXPIRED
         """Answer to an expired access token (2005; 108 is the older code of the same table)."""
         self.garbage = False
+        self._corrupt: dict[str, str] = {}
         self.callback_url: str | None = None
         self.push_retries = 2
         self.push_retry_delay = 0.05
@@ -573,6 +574,17 @@ class AqaraCloudSimulator:
     ) -> Any:
         """The current (typed) value of a trait; KeyError if unknown."""
         return self._index[(device_id, endpoint_id, function_code, trait_code)].trait.value
+
+    def corrupt_device(self, device_id: str, fault: str | None) -> None:
+        """Describe a device wrongly (fault injection; None heals it): ``"no_device_id"`` drops
+        its ``did`` from ``query.device.info``, ``"endpoint_id"`` gives its first endpoint a
+        non-integer ``endpointId`` in the spec answers."""
+        if fault not in (None, "no_device_id", "endpoint_id"):
+            raise ValueError(f"unknown fault {fault!r}")
+        if fault is None:
+            self._corrupt.pop(device_id, None)
+        else:
+            self._corrupt[device_id] = fault
 
     def add_device(self, dev: SimDevice) -> None:
         """Bind (a copy of) a device; sends ``gateway_bind`` or ``subdevice_bind``."""
@@ -1004,6 +1016,8 @@ class AqaraCloudSimulator:
         }
         if values:
             spec["deviceId"] = dev.device_id
+        if self._corrupt.get(dev.device_id) == "endpoint_id" and endpoints:
+            endpoints[0]["endpointId"] = "one"
         return spec
 
     def _info(self, dev: SimDevice) -> dict[str, Any]:
@@ -1016,7 +1030,7 @@ class AqaraCloudSimulator:
             "",
         )
         gateway = _is_gateway(dev)
-        return {
+        info = {
             "did": dev.device_id,
             "parentDid": self._parent(dev),
             "positionId": POSITION_ID,
@@ -1029,6 +1043,9 @@ class AqaraCloudSimulator:
             "firmwareVersion": firmware,
             "deviceName": dev.name,
         }
+        if self._corrupt.get(dev.device_id) == "no_device_id":
+            del info["did"]
+        return info
 
     # ---- intents: data -> (result, after) ----------------------------------------------------
 

@@ -362,6 +362,7 @@ class StudioSimulator:
         self._push_seq = 0
         self._event_seq = 0
         self._garbage_seq = 0
+        self._corrupt: dict[str, str] = {}
         self._random_task: asyncio.Task[None] | None = None
         self._motors: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.motor_step_seconds = 0.1
@@ -501,6 +502,28 @@ class StudioSimulator:
         """Rename a device and push DEVICE_NAME_UPDATE; KeyError if unknown."""
         self._devices[device_id].name = name
         self._push_event("DEVICE_NAME_UPDATE", device_id, name)
+
+    def corrupt_device(self, device_id: str, fault: str | None) -> None:
+        """Describe a device wrongly in GetDevicesResponse (fault injection; None heals it).
+
+        ``fault`` is ``"endpoint_id"`` (first endpoint's ``endpointId`` not an integer),
+        ``"no_device_id"`` (``deviceId`` missing) or ``"endpoints"`` (``endpoints`` not a list).
+        """
+        if fault not in (None, "endpoint_id", "no_device_id", "endpoints"):
+            raise ValueError(f"unknown fault {fault!r}")
+        if fault is None:
+            self._corrupt.pop(device_id, None)
+        else:
+            self._corrupt[device_id] = fault
+
+    def push_raw(self, frame: str | bytes) -> int:
+        """Send ``frame`` unchanged to every SubscribeAll connection (fault injection); how many."""
+        payload = frame.encode() if isinstance(frame, str) else bytes(frame)
+        subs = list(self._all_subs)
+        for conn in subs:
+            self._deliver(conn, payload)
+        self.push_count += len(subs)
+        return len(subs)
 
     def set_online(self, device_id: str, online: bool) -> None:
         """Set a device on/offline: updates Reachable (pushed) and pushes DEVICE_ONLINE/OFFLINE."""
@@ -1007,6 +1030,13 @@ class StudioSimulator:
         }
         if dev.space is not None:  # as in Aqara's GetAllDevicesWithSpace cache
             spec["space"] = {"spaceId": f"space.{sum(map(ord, dev.space))}", "name": dev.space}
+        fault = self._corrupt.get(dev.device_id)
+        if fault == "no_device_id":
+            del spec["deviceId"]
+        elif fault == "endpoints":
+            spec["endpoints"] = "not a list"
+        elif fault == "endpoint_id" and spec["endpoints"]:
+            spec["endpoints"][0]["endpointId"] = "one"
         return spec
 
     # -- handlers: (data, conn) -> (response data, after-callbacks)

@@ -23,6 +23,7 @@ from bridge.config import Config, parse_config
 from bridge.simulators.aqara_cloud import AqaraCloudSimulator, relay_board, sample_account
 from bridge.simulators.sample_home import smart_plug
 from tests.integration.conftest import running
+from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_probe import MqttProbe, synced
 
@@ -589,3 +590,23 @@ async def test_gateway_offline_and_unbind_take_the_sub_devices_along(
         left = {"matt.2990fb3413ed87c9b7370000", MATTER_LAMP}
         await probe.wait_for(lambda: {d["id"] for d in probe.last["aqara/bridge/devices"].json()}
                              == left)
+
+
+async def test_malformed_devices_are_skipped_and_logged_once(
+        mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe, logs: LogWatch) -> None:
+    cloud.sim.corrupt_device(THERMOSTAT, "no_device_id")  # cannot be named: left out
+    cloud.sim.corrupt_device(MATTER_LAMP, "endpoint_id")  # spec unusable: no traits
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        devices = {d["id"]: d for d in probe.last["aqara/bridge/devices"].json()}
+        assert len(devices) == len(sample_account()) - 1
+        assert THERMOSTAT not in devices
+        assert MATTER_LAMP in devices
+        assert await probe.value(PLUG_ONOFF) == "false"
+        assert backend_of(daemon).connected
+        for _ in range(2):  # snapshots again: said once
+            start = len(probe.messages)
+            await probe.publish("aqara/bridge/request/resync", "{}")
+            await probe.next_on("aqara/bridge/response/resync", start, timeout=20)
+        assert logs.count(f"'device': '{MATTER_LAMP}'") == 1
+        assert logs.count("devices without an id") == 1

@@ -673,3 +673,15 @@ async def test_user_devices_are_read_page_by_page(mosquitto: Mosquitto,
         assert all("last_id" in q for q in pages[1:4])
     finally:
         await simulator.stop()
+
+
+async def test_a_storm_of_reports_from_an_unknown_device_costs_a_few_resyncs(
+        daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    before = len(sim.requests_to("home.memberHomeList"))
+    for n in range(300):
+        sim.publish_message(4, {"devId": "not-bound-yet", "dataId": f"d{n}",
+                                "status": [{"code": "switch_1", "value": True, "t": n}]})
+    await eventually(lambda: sim.pending_messages == 0, timeout=30)
+    await eventually(lambda: not tuya(daemon)._resyncing, timeout=30)
+    resyncs = len(sim.requests_to("home.memberHomeList")) - before
+    assert 1 <= resyncs <= 3, resyncs

@@ -1,9 +1,11 @@
-"""MqttLink against real brokers: Mosquitto (MQTT 5) and the embedded amqtt (MQTT 3.1.1 only)."""
+"""MqttLink against real brokers: Mosquitto (MQTT 5) and rumqttd as a 3.1.1-only broker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import logging
 import os
 import shutil
@@ -19,13 +21,18 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import bridge.messages
 import bridge.mqtt
 from bridge.embedded_broker import EmbeddedBroker
-from bridge.messages import IncomingMessage
+from bridge.messages import IncomingMessage, response_properties
 from bridge.mqtt import MqttLink, MqttSettings
-from tests.mosquitto import Mosquitto, free_port
+from tests.logwatch import LogWatch
+from tests.mosquitto import Mosquitto, free_port, running_mosquitto
 from tests.mqtt_probe import MqttProbe, synced
 
 pytestmark = pytest.mark.integration
@@ -97,48 +104,6 @@ async def running(link: MqttLink) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-class LogWatch(logging.Handler):
-    """Every log line of the process, awaitable: the link reports a lost or refused connection
-    only in its log (there is no public event for it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self._loop.call_soon_threadsafe(self._changed.set)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_for(self, text: str, after: int = 0, timeout: float = 10.0) -> str:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.lines[after:]:
-                    if text in line:
-                        return line
-                self._changed.clear()
-                await self._changed.wait()
-
-
-@pytest.fixture
-async def logs() -> AsyncIterator[LogWatch]:
-    watch = LogWatch()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(watch)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield watch
-    finally:
-        root.removeHandler(watch)
-        root.setLevel(level)
 
 
 @pytest.fixture
@@ -387,25 +352,31 @@ async def test_non_retained_publishes_while_disconnected_are_bounded() -> None:
     for n in range(1500):
         link.publish("link/x", str(n))
     for n in range(10):
-        link.publish("link/r", str(n), retain=True)  # republished whole on connect instead
-    assert link.parked == 1000
+        link.publish("link/r", str(n), retain=True)  # the latest per topic
+    assert link.parked == 1001
     assert link.dropped == 500
     assert link.outstanding == 0
 
 
-# ---- MQTT 3.1.1 fallback (amqtt) ---------------------------------------------------------------
+# ---- MQTT 3.1.1 brokers that do not refuse MQTT 5 --------------------------------------------
 
 
-async def test_falls_back_to_311_against_the_embedded_broker(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # amqtt neither refuses nor answers an MQTT 5 CONNECT: the link gives up waiting for the
-    # CONNACK and retries with 3.1.1. Shorten that wait so the test stays fast.
-    monkeypatch.setattr(bridge.mqtt, "CONNACK_TIMEOUT", 2.0)
+async def test_a_hang_up_on_mqtt5_is_not_a_refusal_and_311_works_when_configured() -> None:
+    # rumqttd's 3.1.1 listener closes the connection on an MQTT 5 CONNECT instead of refusing it
+    # (amqtt stays silent; a stopped broker is silent too: see below). Neither is proof of an
+    # old broker, so the link says what to configure instead of downgrading itself; configured
+    # for 3.1.1 it works.
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port)
     await broker.start()
     try:
-        link, recorder = make_link(port, ["link/in/#"], version="5")
+        silent = MqttLink(settings(port, version="5"), [], lambda _m: None, lambda: None)
+        reason = await asyncio.wait_for(silent.probe(), 20)
+        assert reason is not None
+        assert "before CONNACK" in reason
+        assert 'mqtt.version: "3.1.1"' in reason
+        assert silent.version == "5"
+        link, recorder = make_link(port, ["link/in/#"], version="3.1.1")
         async with running(link):
             await link.wait_connected(20)
             assert link.version == "3.1.1"
@@ -534,3 +505,189 @@ async def test_right_password_is_accepted(auth_port: int) -> None:
         await link.wait_connected(10)
         assert recorder.connects == 1
         assert link.version == "5"
+
+
+# ---- MQTT 5 -> 3.1.1 only on a refusal, per connection attempt ---------------------------------
+
+
+async def _read_connect(reader: asyncio.StreamReader) -> int:
+    """Read one CONNECT packet; its protocol level (4 = 3.1.1, 5 = MQTT 5)."""
+    assert (await reader.readexactly(1))[0] >> 4 == 1, "not a CONNECT"
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    body = await reader.readexactly(length)
+    return body[6]  # after the protocol name b"\x00\x04MQTT"
+
+
+async def test_mqtt5_refusal_falls_back_for_that_connection_only(logs: LogWatch) -> None:
+    # A real socket that answers like a 3.1.1-only broker: CONNACK "unacceptable protocol
+    # version" to MQTT 5, acceptance to 3.1.1.
+    levels: list[int] = []
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        level = await _read_connect(reader)
+        levels.append(level)
+        writer.write(b"\x20\x02\x00\x01" if level == 5 else b"\x20\x02\x00\x00")
+        await writer.drain()
+        if level == 5:
+            writer.close()
+            return
+        accepted.append(writer)
+        with contextlib.suppress(OSError):
+            while await reader.read(4096):
+                pass
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        recorder = Recorder()
+        link = MqttLink(settings(port), [], recorder.message, recorder.connected)
+        async with running(link):
+            await link.wait_connected(20)
+            assert link.version == "3.1.1"
+            accepted[0].close()  # the broker hangs up: the next attempt tries MQTT 5 again
+            await recorder.wait_for(lambda: recorder.connects == 2, 20)
+            assert link.version == "3.1.1"
+    finally:
+        server.close()
+    assert levels == [5, 4, 5, 4]
+    assert logs.count("refused MQTT 5") == 1  # said once, clearly; later at debug level
+
+
+async def test_a_silent_broker_does_not_downgrade_mqtt5(
+        mosquitto: Mosquitto, probe: MqttProbe, logs: LogWatch,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bridge.mqtt, "CONNACK_TIMEOUT", 1.0)
+    assert mosquitto.process is not None
+    pid = mosquitto.process.pid
+    link, _ = make_link(mosquitto.port)
+    os.kill(pid, signal.SIGSTOP)  # accepts TCP (the kernel does) but never answers CONNECT
+    try:
+        async with running(link):
+            await logs.wait_for("no CONNACK", timeout=20)  # a silent attempt (or more)
+            os.kill(pid, signal.SIGCONT)
+            await link.wait_connected(30)
+            assert link.version == "5"
+            # an MQTT 5 feature end to end: correlation data reaches an MQTT 5 subscriber
+            link.publish("link/out", "answer", properties=response_properties(b"corr-7"))
+            received = await probe.next_on("link/out", 0)
+            assert received.correlation_data == b"corr-7"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert logs.count("refused MQTT 5", logging.DEBUG) == 0
+
+
+# ---- TLS errors say TLS --------------------------------------------------------------------------
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+          issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None
+           ) -> str:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        path.with_suffix(".key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    return str(path)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """A throwaway CA with a server certificate, and a client certificate from another CA."""
+    ca_key, rogue_key, server_key, client_key = _key(), _key(), _key(), _key()
+    ca = _cert("test CA", ca_key, "test CA", ca_key, ca=True)
+    rogue = _cert("rogue CA", rogue_key, "rogue CA", rogue_key, ca=True)
+    files = {
+        "ca": _write(tmp_path / "ca.pem", ca),
+        "rogue_ca": _write(tmp_path / "rogue-ca.pem", rogue),
+        "server": _write(tmp_path / "server.pem",
+                         _cert("127.0.0.1", server_key, "test CA", ca_key, ca=False), server_key),
+        "client": _write(tmp_path / "client.pem",
+                         _cert("bridge", client_key, "rogue CA", rogue_key, ca=False),
+                         client_key),
+    }
+    files["server_key"] = files["server"].replace(".pem", ".key")
+    files["client_key"] = files["client"].replace(".pem", ".key")
+    return files
+
+
+@pytest.fixture
+def tls_broker(tls_files: dict[str, str]) -> Iterator[Mosquitto]:
+    """Mosquitto with a TLS listener that requires a client certificate from its CA."""
+    user = "user root\n" if os.geteuid() == 0 else ""  # else it could not read our tmp files
+    extra = (f"cafile {tls_files['ca']}\ncertfile {tls_files['server']}\n"
+             f"keyfile {tls_files['server_key']}\nrequire_certificate true\n{user}")
+    with running_mosquitto(extra) as broker:
+        yield broker
+
+
+async def test_a_refused_client_certificate_is_reported_as_tls(
+        tls_broker: Mosquitto, tls_files: dict[str, str]) -> None:
+    link = MqttLink(settings(tls_broker.port, use_tls=True, tls_ca=tls_files["ca"],
+                             tls_cert=tls_files["client"], tls_key=tls_files["client_key"]),
+                    [], lambda _m: None, lambda: None)
+    reason = await asyncio.wait_for(link.probe(), 20)
+    assert reason is not None
+    assert reason.startswith("TLS"), reason
+    assert tls_files["client"] in reason
+    assert "CONNACK" not in reason
+
+
+async def test_a_missing_client_certificate_is_reported_as_tls(
+        tls_broker: Mosquitto, tls_files: dict[str, str]) -> None:
+    link = MqttLink(settings(tls_broker.port, use_tls=True, tls_ca=tls_files["ca"]),
+                    [], lambda _m: None, lambda: None)
+    reason = await asyncio.wait_for(link.probe(), 20)
+    assert reason is not None
+    assert "TLS" in reason, reason
+    assert "client certificate" in reason
+
+
+async def test_an_untrusted_broker_certificate_names_the_ca_file(
+        tls_broker: Mosquitto, tls_files: dict[str, str]) -> None:
+    link = MqttLink(settings(tls_broker.port, use_tls=True, tls_ca=tls_files["rogue_ca"]),
+                    [], lambda _m: None, lambda: None)
+    reason = await asyncio.wait_for(link.probe(), 20)
+    assert reason is not None
+    assert reason.startswith("TLS handshake failed"), reason
+    assert tls_files["rogue_ca"] in reason
+
+
+async def test_an_unreadable_tls_file_is_a_reason_not_a_crash(tmp_path: Path,
+                                                              logs: LogWatch) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    link, recorder = make_link(free_port(), use_tls=True, tls_ca=missing)
+    async with running(link) as task:
+        line = await logs.wait_for("mqtt connection failed")
+        assert not task.done()  # the link keeps retrying: the file may appear
+    assert f"TLS: cannot use the CA file {missing}" in line
+    assert recorder.connects == 0

@@ -758,6 +758,34 @@ def test_env_several_missing() -> None:
     )
 
 
+def test_env_value_never_echoed_in_an_error() -> None:
+    # A token put into a number field by mistake: the error names the variable, not its value.
+    text = studio_with("${STUDIO_TOKEN}").replace(
+        "token:", "request_timeout: '${STUDIO_TOKEN}', token:")
+    message = error(text, {"STUDIO_TOKEN": TOKEN})
+    assert TOKEN not in message
+    assert message == ("config.yaml: backends[0].request_timeout: must be a number "
+                       "(the value of ${STUDIO_TOKEN} is not shown)")
+
+
+def test_env_value_masked_where_a_validator_quotes_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(BACKEND + "mqtt: {base_topic: '${TOPIC}', client_id: 'x/${ID}'}\n",
+             {"TOPIC": "a/#/sekrit-topic-value", "ID": "sekrit-id-value"})
+    text = " ".join(info.value.errors)
+    assert "mqtt.base_topic" in text
+    assert "sekrit" not in text
+
+
+def test_secret_field_value_never_echoed_by_another_field() -> None:
+    # The same secret typed under a secret key and (by a copy-paste slip) into a quoted field.
+    with pytest.raises(ConfigError) as info:
+        load("backends: [{type: studio, url: h, token: 'sekrit-token-1'}]\n"
+             "mqtt: {base_topic: 'sekrit-token-1/#'}\n")
+    assert "sekrit" not in " ".join(info.value.errors)
+    assert "mqtt.base_topic" in str(info.value)
+
+
 def test_env_set_but_empty_is_used() -> None:
     assert error(studio_with("${TOK}"), {"TOK": ""}) == (
         "config.yaml: backends[0].token: must not be empty"
