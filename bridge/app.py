@@ -12,10 +12,10 @@ from typing import Any
 
 from bridge import health
 from bridge.api import Api
-from bridge.backends.aqara_cloud import AqaraCloudBackend
+from bridge.backends.aqara_cloud.client import AqaraCloudBackend
 from bridge.backends.base import Backend, EventSink
-from bridge.backends.studio import StudioBackend
-from bridge.backends.tuya import TuyaBackend
+from bridge.backends.studio.client import StudioBackend
+from bridge.backends.tuya.client import TuyaBackend
 from bridge.config import (
     AqaraCloudBackendConfig,
     BackendConfig,

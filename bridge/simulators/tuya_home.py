@@ -1,7 +1,7 @@
 """The Tuya simulator's world: users, homes with rooms and members, devices with DPs.
 
 These dataclasses are the *cloud's* representation (Tuya DP codes, types and ``values`` as in
-protocols.md §3 and seed document 002); they share no code with ``bridge.backends.tuya_model`` so
+protocols.md §3 and seed document 002); they share no code with ``bridge.backends.tuya.model`` so
 a bug in the bridge cannot cancel out against the same bug here. Status values are stored the way
 Tuya's device APIs send them: ``bool`` for Boolean, the raw (unscaled) ``int`` for Integer and
 Bitmap, ``str`` for Enum/String/Raw and a JSON *string* for Json.

@@ -1,6 +1,6 @@
 """The Tuya simulator's own request signing and message-service crypto.
 
-A deliberate twin of :mod:`bridge.backends.tuya_sign`, written again from the vendor documents
+A deliberate twin of :mod:`bridge.backends.tuya.sign`, written again from the vendor documents
 so that the simulator shares no code with the backend it tests (a bug on one side cannot cancel
 out on the other); the published test vectors pin both.
 

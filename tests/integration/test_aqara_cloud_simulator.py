@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.backends.aqara_sign import push_sign, signed_headers
+from bridge.backends.aqara_cloud.sign import push_sign, signed_headers
 from bridge.simulators.aqara_cloud import (
     MATTER_PREFIX,
     AqaraCloudSimulator,

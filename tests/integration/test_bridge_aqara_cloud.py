@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from bridge.app import Daemon
-from bridge.backends.aqara_cloud import AqaraCloudBackend
-from bridge.backends.aqara_sign import now_ms, push_sign
+from bridge.backends.aqara_cloud.client import AqaraCloudBackend
+from bridge.backends.aqara_cloud.sign import now_ms, push_sign
 from bridge.cli import check
 from bridge.config import Config, parse_config
 from bridge.simulators.aqara_cloud import AqaraCloudSimulator, relay_board, sample_account

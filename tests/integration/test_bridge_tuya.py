@@ -12,7 +12,7 @@ import pytest
 
 from bridge.app import Daemon
 from bridge.backends.base import BackendError, RequestInvalid
-from bridge.backends.tuya import TuyaBackend
+from bridge.backends.tuya.client import TuyaBackend
 from bridge.config import Config, TuyaBackendConfig, parse_config
 from bridge.simulators.tuya import TuyaSimulator
 from bridge.simulators.tuya_home import (

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.app import Daemon
-from bridge.backends.studio import StudioBackend
+from bridge.backends.studio.client import StudioBackend
 from bridge.config import StudioBackendConfig
 from bridge.simulators.studio import StudioSimulator
 from bridge.simulators.studio_automations import check_value

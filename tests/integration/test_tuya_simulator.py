@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from bridge.backends.tuya_sign import decode_push_frame, pulsar_password, sign_request
+from bridge.backends.tuya.sign import decode_push_frame, pulsar_password, sign_request
 from bridge.simulators.tuya import DEFAULT_CLIENT_ID, DEFAULT_SECRET, TuyaSimulator
 from bridge.simulators.tuya_home import (
     CURTAIN,

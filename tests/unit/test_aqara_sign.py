@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from bridge.backends.aqara_cloud import CallLimiter, parse_code_path
-from bridge.backends.aqara_sign import (
+from bridge.backends.aqara_cloud.client import CallLimiter, parse_code_path
+from bridge.backends.aqara_cloud.sign import (
     MAX_SKEW_MS,
     header,
     is_auth_intent,

@@ -14,7 +14,7 @@ import pytest
 from bridge import __version__
 from bridge.app import core_options
 from bridge.backends.base import Backend, BackendError, EventSink
-from bridge.backends.studio import StudioBackend
+from bridge.backends.studio.client import StudioBackend
 from bridge.config import StudioBackendConfig, parse_config
 from bridge.core import Bridge, CoreOptions
 from bridge.messages import IncomingMessage

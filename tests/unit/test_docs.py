@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from bridge.api import COMMANDS
-from bridge.backends.tuya_actions import TUYA_COMMANDS
+from bridge.backends.tuya.actions import TUYA_COMMANDS
 
 DOC = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
 

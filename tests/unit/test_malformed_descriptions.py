@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from bridge.backends.aqara_spec import SpecError, parse_device
-from bridge.backends.tuya_model import build_device, parse_spec, status_map
+from bridge.backends.tuya.model import build_device, parse_spec, status_map
 
 WEIRD: list[Any] = [None, "x", "", 0, -1, 1.5, 1e308, True, [], {}, [1], {"a": 1}, "NaN",
                     float("nan"), "1", 2**70]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.backends.base import RequestInvalid
-from bridge.backends.tuya_actions import TUYA_COMMANDS, describe, rest_call, validate
+from bridge.backends.tuya.actions import TUYA_COMMANDS, describe, rest_call, validate
 
 UID = "ay1528964101460qLVPu"
 DEFAULTS = {"uid": UID}

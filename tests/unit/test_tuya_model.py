@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.backends.tuya_model import (
+from bridge.backends.tuya.model import (
     DpSpec,
     TuyaSpec,
     build_device,

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bridge.backends.tuya_sign import (
+from bridge.backends.tuya.sign import (
     EMPTY_SHA256,
     aes_ecb_decrypt,
     aes_ecb_encrypt,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bridge.backends.tuya_actions import rest_call, validate
+from bridge.backends.tuya.actions import rest_call, validate
 from bridge.simulators.tuya import TuyaSimulator
 from bridge.simulators.tuya_home import (
     HOME_ID,

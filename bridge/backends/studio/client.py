@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from bridge import jsonlimits
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
-from bridge.backends.studio_mgmt import (
+from bridge.backends.studio.mgmt import (
     automation_request,
     automation_result,
     history_request,

@@ -3,7 +3,7 @@
 One session = a token, a snapshot and three tasks:
 
 * the **push** consumer (message service over WebSocket): each frame is decrypted
-  (:mod:`bridge.backends.tuya_sign`), mapped (:mod:`bridge.backends.tuya_model`) and acked; a
+  (:mod:`bridge.backends.tuya.sign`), mapped (:mod:`bridge.backends.tuya.model`) and acked; a
   message redelivered after a lost ack is recognised by its id, and a status item older than one
   already applied (its ``t``) is skipped, so a late redelivery never rolls a value back;
 * the **poll** loop: while the push channel is down (or ``push: false``) it lists the user's
@@ -17,7 +17,7 @@ One session = a token, a snapshot and three tasks:
 
 Devices are those of every home of the configured ``uid``; ``Device.extra`` carries ``home``,
 ``home_id``, ``room``, ``room_id``, ``category`` and ``product_id``. After a management command that
-changes homes, rooms or members (:mod:`bridge.backends.tuya_actions`) the structure is read again:
+changes homes, rooms or members (:mod:`bridge.backends.tuya.actions`) the structure is read again:
 devices whose home or room changed are re-announced (``DeviceUpdated``), new and gone devices are
 added/removed, and when no device changed a ``Snapshot`` announces the new :meth:`homes`.
 With ``rooms_in_topics`` every device gets the friendly name ``<room>_<device>`` (lower case,
@@ -49,8 +49,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from bridge import jsonlimits
 from bridge.backends.base import Backend, BackendError, EventSink
-from bridge.backends.tuya_actions import TUYA_COMMANDS, rest_call, validate
-from bridge.backends.tuya_model import (
+from bridge.backends.tuya.actions import TUYA_COMMANDS, rest_call, validate
+from bridge.backends.tuya.model import (
     ENDPOINT_ID,
     DpSpec,
     TuyaSpec,
@@ -61,7 +61,7 @@ from bridge.backends.tuya_model import (
     status_map,
     to_tuya,
 )
-from bridge.backends.tuya_sign import (
+from bridge.backends.tuya.sign import (
     API_HOSTS,
     PUSH_HOSTS,
     SIGN_METHOD,

@@ -1,7 +1,8 @@
 """Aqara Open API v3 backend (``type: aqara_cloud``): signed intent calls over HTTPS.
 
 * Calls: ``POST <url>`` with ``{"intent", "data"}`` and the signed headers of
-  :mod:`bridge.backends.aqara_sign`; answers are the envelope ``{"code", "message", "result"}``.
+  :mod:`bridge.backends.aqara_cloud.sign`; answers are the envelope
+  ``{"code", "message", "result"}``.
   Garbage (not JSON, not an envelope) is a protocol error, never a crash.
 * Call budget: a client-side sliding-window limiter keeps the bridge within ``rate_limit``
   (default 300 calls per 300 s, the free tier) with a small margin; a tenth of the budget is kept
@@ -60,7 +61,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge import jsonlimits
-from bridge.backends.aqara_sign import (
+from bridge.backends.aqara_cloud.sign import (
     header,
     is_auth_intent,
     now_ms,

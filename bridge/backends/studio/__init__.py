@@ -1,0 +1,1 @@
+"""Aqara Studio hub: Data Export API v1 (WebSocket push, HTTP management)."""
