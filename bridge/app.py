@@ -12,17 +12,9 @@ from typing import Any
 
 from bridge import health
 from bridge.api import Api
-from bridge.backends.aqara_cloud.client import AqaraCloudBackend
 from bridge.backends.base import Backend, EventSink
-from bridge.backends.studio.client import StudioBackend
-from bridge.backends.tuya.client import TuyaBackend
-from bridge.config import (
-    AqaraCloudBackendConfig,
-    BackendConfig,
-    Config,
-    StudioBackendConfig,
-    TuyaBackendConfig,
-)
+from bridge.backends.registry import make_backend
+from bridge.config import Config
 from bridge.core import Bridge, CoreOptions
 from bridge.logsetup import get_logger
 from bridge.model import BackendStatus, Event, Snapshot
@@ -35,17 +27,6 @@ from bridge.secrets import register_secret
 from bridge.systemd import Notifier
 
 log = get_logger("bridge.app")
-
-
-def make_backend(spec: BackendConfig) -> Backend:
-    """The backend client for one ``backends:`` entry (one ``isinstance`` line per type)."""
-    if isinstance(spec, StudioBackendConfig):
-        return StudioBackend.from_config(spec)
-    if isinstance(spec, AqaraCloudBackendConfig):
-        return AqaraCloudBackend.from_config(spec)
-    if isinstance(spec, TuyaBackendConfig):
-        return TuyaBackend.from_config(spec)
-    raise AssertionError(f"no backend for {spec!r}")  # config validation makes this unreachable
 
 
 def mqtt_settings(config: Config) -> MqttSettings:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bridge import __version__, health
-from bridge.app import Daemon, make_backend, mqtt_settings, run_until_signalled
+from bridge.app import Daemon, mqtt_settings, run_until_signalled
+from bridge.backends.registry import make_backend
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.embedded_broker import BrokerUnavailable
 from bridge.logsetup import configure_logging, get_logger

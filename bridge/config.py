@@ -11,20 +11,19 @@ value can never inject YAML: ``${VAR}``, ``${VAR:-default}`` (default when unset
 
 from __future__ import annotations
 
-import difflib
+import functools
+import operator
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -33,13 +32,21 @@ from pydantic import (
     model_validator,
 )
 
+from bridge.backends.registry import KINDS
+from bridge.config_base import (
+    BackendConfigBase,
+    FieldError,
+    Loc,
+    Model,
+    host_text,
+    int_range,
+    no_bool,
+    split_url,
+)
 from bridge.secrets import Redactor, is_secret_key, secret_key_values
 
 __all__ = [
     "SUPPORTED_BACKENDS",
-    "AqaraCallbackConfig",
-    "AqaraCloudBackendConfig",
-    "AqaraRateLimitConfig",
     "BackendConfig",
     "BridgeOptions",
     "Config",
@@ -48,15 +55,11 @@ __all__ = [
     "HomeAssistantConfig",
     "LogConfig",
     "MqttConfig",
-    "StudioBackendConfig",
     "TlsConfig",
-    "TuyaBackendConfig",
     "load_config",
     "parse_config",
-    "strip_userinfo",
 ]
 
-Loc = tuple[str | int, ...]
 
 
 class ConfigError(Exception):
@@ -75,50 +78,6 @@ class ConfigError(Exception):
         self.message = message
 
 
-class _FieldError(ValueError):
-    """A validator error that knows where (relative to the validated object) it belongs."""
-
-    def __init__(self, message: str, *loc: str | int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.loc: Loc = loc
-
-
-# ---- small validators -------------------------------------------------------------------------
-
-
-def _no_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number (got {str(value).lower()})")
-    return value
-
-
-def _int_range(low: int, high: int) -> Callable[[int], int]:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high} (got {value})")
-        return value
-
-    return check
-
-
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0 (got {value:g})")
-    return value
-
-
-def _at_least(low: int) -> Callable[[int], int]:
-    def check(value: int) -> int:
-        if value < low:
-            raise ValueError(f"must be at least {low} (got {value})")
-        return value
-
-    return check
-
-
-_PositiveFloat = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_positive)]
-
 
 def _topic_prefix(value: str) -> str:
     """A topic prefix: not empty, no wildcards or NUL, no empty levels or ``$`` start."""
@@ -136,115 +95,10 @@ def _topic_prefix(value: str) -> str:
     return value
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def _identifier(value: str) -> str:
-    if not _NAME_RE.match(value):
-        raise ValueError(f"must be 1 to 64 letters, digits, '_' or '-' (got {value!r})")
-    return value
-
-
-def _host_text(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _split_url(value: str) -> SplitResult:
-    """``urlsplit`` with a clear error; the port is checked here too."""
-    try:
-        parts = urlsplit(value)
-        _ = parts.port
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL ({exc})") from None
-    return parts
-
-
-def strip_userinfo(url: str) -> str:
-    """``url`` without any ``user:password@`` part (for display)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 # ---- models -----------------------------------------------------------------------------------
 
 
-class _Model(BaseModel):
-    """Base: frozen, unknown keys are errors naming the key (with a suggestion)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            known = list(cls.model_fields)
-            for key in data:
-                if key not in cls.model_fields:
-                    name = str(key)
-                    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-                    hint = (
-                        f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(known)
-                    )
-                    raise _FieldError(f"unknown key ({hint})", name)
-        return data
-
-    def secret_values(self) -> list[str]:
-        """Every secret's plain value in this model and its children (for the log redactor)."""
-        found: dict[str, None] = {}
-        for value in _walk_values(self):
-            if isinstance(value, SecretStr):
-                plain = value.get_secret_value()
-                if plain:
-                    found[plain] = None
-                    if plain[:7].lower() == "bearer " and plain[7:].strip():
-                        found[plain[7:].strip()] = None
-        return list(found)
-
-    def public_dict(self) -> dict[str, Any]:
-        """The fields as plain data, without secrets; URLs lose any user info."""
-        out: dict[str, Any] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr) or is_secret_key(name):
-                continue
-            out[name] = _public(value)
-        return out
-
-
-def _walk_values(obj: Any) -> Iterator[Any]:
-    if isinstance(obj, BaseModel):
-        for name in type(obj).model_fields:
-            yield from _walk_values(getattr(obj, name))
-    elif isinstance(obj, Mapping):
-        for value in obj.values():
-            yield from _walk_values(value)
-    elif isinstance(obj, list | tuple):
-        for value in obj:
-            yield from _walk_values(value)
-    else:
-        yield obj
-
-
-def _public(value: Any) -> Any:
-    if isinstance(value, _Model):
-        return value.public_dict()
-    if isinstance(value, Mapping):
-        return {str(k): _public(v) for k, v in value.items() if not isinstance(v, SecretStr)}
-    if isinstance(value, list | tuple):
-        return [_public(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, str) and "://" in value:
-        return strip_userinfo(value)
-    return value
-
-
-class TlsConfig(_Model):
+class TlsConfig(Model):
     """TLS for the broker connection. Relative paths are relative to the config file."""
 
     ca: Path | None = None
@@ -272,7 +126,7 @@ class TlsConfig(_Model):
     @model_validator(mode="after")
     def _key_needs_cert(self) -> TlsConfig:
         if self.key is not None and self.cert is None:
-            raise _FieldError("a client key needs a client certificate (tls.cert)", "key")
+            raise FieldError("a client key needs a client certificate (tls.cert)", "key")
         return self
 
 
@@ -284,7 +138,7 @@ def _mqtt_url(value: str) -> str:
     value = value.strip()
     if "://" not in value:
         value = "mqtt://" + value
-    parts = _split_url(value)
+    parts = split_url(value)
     scheme = parts.scheme.lower()
     if scheme in ("ws", "wss"):
         raise ValueError("MQTT over WebSocket is not supported; use mqtt://host[:port] or mqtts://")
@@ -303,7 +157,7 @@ def _mqtt_url(value: str) -> str:
     port = parts.port if parts.port is not None else (8883 if tls else 1883)
     if port == 0:
         raise ValueError("port must be between 1 and 65535 (got 0)")
-    return f"{'mqtts' if tls else 'mqtt'}://{_host_text(host)}:{port}"
+    return f"{'mqtts' if tls else 'mqtt'}://{host_text(host)}:{port}"
 
 
 def _mqtt_version(value: Any) -> Any:
@@ -332,7 +186,7 @@ def _empty_to_none(value: Any) -> Any:
     return value
 
 
-class MqttConfig(_Model):
+class MqttConfig(Model):
     """The MQTT broker connection."""
 
     url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"
@@ -345,9 +199,9 @@ class MqttConfig(_Model):
     client_id: Annotated[str | None, BeforeValidator(_empty_to_none)] = None
     """None: the caller generates a unique one."""
     version: Annotated[Literal["5", "3.1.1"], BeforeValidator(_mqtt_version)] = "5"
-    keepalive: Annotated[int, BeforeValidator(_no_bool), AfterValidator(_int_range(5, 3600))] = 60
+    keepalive: Annotated[int, BeforeValidator(no_bool), AfterValidator(int_range(5, 3600))] = 60
     max_queued: Annotated[
-        int, BeforeValidator(_no_bool), AfterValidator(_int_range(100, 60000))
+        int, BeforeValidator(no_bool), AfterValidator(int_range(100, 60000))
     ] = 10000
     """Unacknowledged messages before publishing parks (paho's message ids stop at 65535)."""
 
@@ -367,7 +221,7 @@ class MqttConfig(_Model):
             return data
         userinfo, hostport = parts.netloc.rsplit("@", 1)
         if data.get("username") is not None or data.get("password") is not None:
-            raise _FieldError(
+            raise FieldError(
                 "give the user name and password either in the URL or as username/password, "
                 "not both",
                 "url",
@@ -412,366 +266,20 @@ class MqttConfig(_Model):
         return 5 if self.version == "5" else 4
 
 
-def _studio_url(value: str) -> str:
-    """Normalise to ``ws://host[:port]`` / ``wss://host[:port]`` (any path dropped).
 
-    A bare ``host[:port]`` means ``ws://``, or ``wss://`` when the port is 443.
-    """
-    value = value.strip()
-    had_scheme = "://" in value
-    if not had_scheme:
-        value = "ws://" + value
-    parts = _split_url(value)
-    scheme = parts.scheme.lower()
-    secure = {"ws": False, "http": False, "wss": True, "https": True}.get(scheme)
-    if secure is None:
-        raise ValueError(
-            f"unsupported scheme {scheme + '://'!r}; use ws://host[:port] or wss://host[:port]"
-        )
-    if "@" in parts.netloc:
-        raise ValueError("must not contain a user name or password; put the token in 'token'")
-    host = parts.hostname
-    if not host:
-        raise ValueError("has no host name; use ws://host[:port]")
-    port = parts.port
-    if port == 0:
-        raise ValueError("port must be between 1 and 65535 (got 0)")
-    if not had_scheme and port == 443:
-        secure = True
-    netloc = _host_text(host) + (f":{port}" if port is not None else "")
-    return f"{'wss' if secure else 'ws'}://{netloc}"
-
-
-class _BackendBase(_Model):
-    """Common to every backend: ``type`` (the discriminator) and a unique ``name``."""
-
-    name: Annotated[str, AfterValidator(_identifier)]
-
-    def summary(self) -> dict[str, Any]:
-        """Non-secret facts for ``bridge/info``."""
-        return self.public_dict()
-
-
-class StudioBackendConfig(_BackendBase):
-    """An Aqara Studio hub, Data Export API v1 (WebSocket ``/open/ws`` + HTTP ``/open/api/v1``)."""
-
-    type: Literal["studio"]
-    name: Annotated[str, AfterValidator(_identifier)] = "studio"
-    url: Annotated[str, AfterValidator(_studio_url)]
-    """Normalised to ``ws://host[:port]`` or ``wss://host[:port]``."""
-    token: SecretStr
-    request_timeout: _PositiveFloat = 10.0
-    ping_interval: _PositiveFloat = 30.0
-    reconnect_max_delay: _PositiveFloat = 60.0
-
-    @field_validator("token", mode="after")
-    @classmethod
-    def _token_not_empty(cls, value: SecretStr) -> SecretStr:
-        plain = value.get_secret_value().strip()
-        if not plain or plain.lower() == "bearer":
-            raise ValueError("must not be empty")
-        return value
-
-    @property
-    def ws_url(self) -> str:
-        """The WebSocket endpoint, ``ws[s]://host[:port]/open/ws``."""
-        return f"{self.url}/open/ws"
-
-    @property
-    def http_url(self) -> str:
-        """The HTTP API endpoint, ``http[s]://host[:port]/open/api/v1``."""
-        scheme, rest = self.url.split("://", 1)
-        return f"{'https' if scheme == 'wss' else 'http'}://{rest}/open/api/v1"
-
-    def summary(self) -> dict[str, Any]:
-        """Non-secret facts for ``bridge/info``."""
-        out = self.public_dict()
-        out["ws_url"] = self.ws_url
-        out["http_url"] = self.http_url
-        return out
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()
-
-
-def _region(regions: Iterable[str], aliases: Mapping[str, str]) -> Callable[[Any], Any]:
-    """A validator taking a region name (any case, ``_`` for ``-``, aliases) or None."""
-    names = tuple(regions)
-
-    def check(value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            text = value.strip().lower().replace("_", "-")
-            text = aliases.get(text, text)
-            if text in names:
-                return text
-        raise ValueError(f"must be {', '.join(names[:-1])} or {names[-1]} (got {value!r})")
-
-    return check
-
-
-def _http_url(schemes: tuple[str, str], default_path: str = "",
-              trailing_slash: bool = False) -> Callable[[str | None], str | None]:
-    """A validator for ``scheme://host[:port][/path]`` (``schemes[1]`` when none is given);
-    no credentials, query or fragment; an empty path becomes ``default_path``."""
-
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        text = value.strip()
-        if "://" not in text:
-            text = f"{schemes[1]}://{text}"
-        parts = _split_url(text)
-        scheme = parts.scheme.lower()
-        if scheme not in schemes:
-            raise ValueError(f"unsupported scheme {scheme + '://'!r}; use "
-                             + " or ".join(f"{s}://host[:port]" for s in schemes))
-        if "@" in parts.netloc:
-            raise ValueError("must not contain a user name or password")
-        if not parts.hostname:
-            raise ValueError(f"has no host name; use {schemes[1]}://host[:port]")
-        if parts.port == 0:
-            raise ValueError("port must be between 1 and 65535 (got 0)")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query or fragment")
-        netloc = _host_text(parts.hostname) + (f":{parts.port}" if parts.port is not None else "")
-        path = parts.path.rstrip("/") or default_path
-        return f"{scheme}://{netloc}{path}" + ("/" if trailing_slash else "")
-
-    return check
-
-
-def _region_or_url(region: str | None, url: str | None, wanted: str) -> None:
-    """Exactly one of ``region`` and ``url`` must be given."""
-    if region is None and url is None:
-        raise _FieldError(f"give {wanted} or a url", "region")
-    if region is not None and url is not None:
-        raise _FieldError("give either region or url, not both", "url")
-
-
-_AQARA_REGIONS: dict[str, str] = {
-    "cn": "open-cn.aqara.com",
-    "usa": "open-usa.aqara.com",
-    "eu": "open-ger.aqara.com",
-    "ru": "open-ru.aqara.com",
-    "kr": "open-kr.aqara.com",
-    "sg": "open-sg.aqara.com",
-}
-"""Aqara Open API hosts by region (protocols.md §2.1); the account's region is fixed."""
-_AQARA_REGION_ALIASES = {"us": "usa", "ger": "eu", "europe": "eu", "china": "cn",
-                         "russia": "ru", "korea": "kr", "singapore": "sg"}
-AQARA_API_PATH = "/v3.0/open/api"
-
-
-def _aqara_non_negative(value: float) -> float:
-    if value < 0:
-        raise ValueError(f"must be 0 or more (got {value:g})")
-    return value
-
-
-def _aqara_listen(value: str) -> str:
-    """``host:port`` (``[v6]:port``); the host defaults to 0.0.0.0 when only ``:port`` is given."""
-    text = value.strip()
-    if text.isdigit():
-        text = f"0.0.0.0:{text}"
-    if text.startswith(":"):
-        text = "0.0.0.0" + text
-    try:
-        parts = urlsplit("//" + text)
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"is not host:port ({exc})") from None
-    host = parts.hostname
-    if not host or port is None or parts.path or "@" in parts.netloc:
-        raise ValueError(f"must be host:port, e.g. 0.0.0.0:8089 (got {value!r})")
-    return f"{_host_text(host)}:{port}"
-
-
-def _aqara_path(value: str) -> str:
-    text = value.strip()
-    if not text.startswith("/"):
-        text = "/" + text
-    if any(c in text for c in "?# \t\n"):
-        raise ValueError(f"must be a plain URL path such as /aqara/push (got {value!r})")
-    return text
-
-
-class AqaraCallbackConfig(_Model):
-    """The HTTP receiver for the Aqara cloud's trait push (Console > Message push)."""
-
-    listen: Annotated[str, AfterValidator(_aqara_listen)] = "0.0.0.0:8089"
-    """Where the bridge listens, ``host:port``."""
-    path: Annotated[str, AfterValidator(_aqara_path)] = "/aqara/push"
-    """The URL path the cloud POSTs to (the console's push URL must end with it)."""
-
-    @property
-    def host(self) -> str:
-        """The listening host (without IPv6 brackets)."""
-        return urlsplit("//" + self.listen).hostname or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        """The listening port."""
-        return urlsplit("//" + self.listen).port or 8089
-
-
-class AqaraRateLimitConfig(_Model):
-    """The API call budget the bridge keeps to (free tier: 300 calls per 5 minutes)."""
-
-    calls: Annotated[int, BeforeValidator(_no_bool), AfterValidator(_at_least(1))] = 300
-    per_seconds: _PositiveFloat = 300.0
-
-
-class AqaraCloudBackendConfig(_BackendBase):
-    """An Aqara cloud account through the Aqara Open API v3 (intents, signed HTTPS calls)."""
-
-    type: Literal["aqara_cloud"]
-    name: Annotated[str, AfterValidator(_identifier)] = "aqara_cloud"
-    region: Annotated[
-        Literal["cn", "usa", "eu", "ru", "kr", "sg"] | None,
-        BeforeValidator(_region(_AQARA_REGIONS, _AQARA_REGION_ALIASES)),
-    ] = None
-    """The account's region (cn, usa, eu, ru, kr, sg); or give ``url`` instead."""
-    url: Annotated[str | None, AfterValidator(_http_url(('http', 'https'), AQARA_API_PATH))] = None
-    """An explicit API URL (e.g. a simulator), instead of ``region``."""
-    app_id: Annotated[str, AfterValidator(_not_blank)]
-    key_id: Annotated[str, AfterValidator(_not_blank)]
-    app_key: SecretStr
-    access_token: SecretStr
-    refresh_token: SecretStr | None = None
-    account: str | None = None
-    """The Aqara account the tokens belong to (documentation only)."""
-    token_file: Path | None = None
-    """Where the bridge keeps the current token pair after a refresh (refresh tokens are
-    single-use). Relative paths are relative to the config file."""
-    callback: AqaraCallbackConfig | None = None
-    poll_interval: Annotated[
-        float, BeforeValidator(_no_bool), AfterValidator(_aqara_non_negative)
-    ] = 30.0
-    """Seconds between polls of every trait value; 0 = push only (needs ``callback``)."""
-    rate_limit: AqaraRateLimitConfig = AqaraRateLimitConfig()
-    request_timeout: _PositiveFloat = 10.0
-    reconnect_max_delay: _PositiveFloat = 60.0
-
-    @field_validator("app_key", "access_token", "refresh_token", mode="after")
-    @classmethod
-    def _secret_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("token_file", mode="after")
-    @classmethod
-    def _token_file_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        path = value.expanduser()
-        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return path
-
-    @model_validator(mode="after")
-    def _where_and_how(self) -> AqaraCloudBackendConfig:
-        _region_or_url(self.region, self.url, "the account's region (cn, usa, eu, ru, kr, sg)")
-        if self.poll_interval == 0 and self.callback is None:
-            raise _FieldError("0 (push only) needs a callback section; nothing would report "
-                              "changes", "poll_interval")
-        return self
-
-    @property
-    def api_url(self) -> str:
-        """The API endpoint, ``https://<region host>/v3.0/open/api`` or the given ``url``."""
-        if self.url is not None:
-            return self.url
-        return f"https://{_AQARA_REGIONS[self.region or 'eu']}{AQARA_API_PATH}"
-
-    def summary(self) -> dict[str, Any]:
-        """Non-secret facts for ``bridge/info``."""
-        out = self.public_dict()
-        out["api_url"] = self.api_url
-        return out
-
-
-_TUYA_REGION_ALIASES = {"us-w": "us", "us-west": "us", "us-east": "us-e", "eu-west": "eu-w",
-                        "eu-c": "eu", "europe": "eu", "china": "cn", "india": "in",
-                        "singapore": "sg"}
-_TUYA_REGIONS = ("cn", "us", "us-e", "eu", "eu-w", "in", "sg")
-
-
-class TuyaBackendConfig(_BackendBase):
-    """A Tuya cloud project (OpenAPI with HMAC-SHA256 signed requests and the message service)
-    bridging every home of one app user."""
-
-    type: Literal["tuya"]
-    name: Annotated[str, AfterValidator(_identifier)] = "tuya"
-    region: Annotated[
-        Literal["cn", "us", "us-e", "eu", "eu-w", "in", "sg"] | None,
-        BeforeValidator(_region(_TUYA_REGIONS, _TUYA_REGION_ALIASES)),
-    ] = None
-    """The project's data centre; or give ``url`` (and ``push_url``) instead."""
-    url: Annotated[str | None, AfterValidator(_http_url(("http", "https")))] = None
-    """An explicit OpenAPI base URL (e.g. the simulator), instead of ``region``."""
-    push_url: Annotated[
-        str | None, AfterValidator(_http_url(("ws", "wss"), trailing_slash=True))
-    ] = None
-    """The message service's base URL (default: the region's ``wss://mqe.…:8285/``)."""
-    client_id: Annotated[str, AfterValidator(_not_blank)]
-    """The cloud project's Access ID / Client ID."""
-    secret: SecretStr
-    """The cloud project's Access Secret / Client Secret."""
-    uid: Annotated[str, AfterValidator(_not_blank)]
-    """The app user whose homes are bridged (Cloud > Devices > Link App Account)."""
-    push: bool = True
-    """Take changes from the message service (polling runs only while it is down)."""
-    push_topic: Literal["event", "event-test"] = "event"
-    poll_interval: _PositiveFloat = 30.0
-    """Seconds between status polls while the message service is down (or ``push: false``)."""
-    request_timeout: _PositiveFloat = 10.0
-    reconnect_max_delay: _PositiveFloat = 60.0
-    rooms_in_topics: bool = False
-    """Name devices ``<room>_<device>`` in topics (unless ``devices:`` names them)."""
-
-    @field_validator("secret", mode="after")
-    @classmethod
-    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @model_validator(mode="after")
-    def _where(self) -> TuyaBackendConfig:
-        _region_or_url(self.region, self.url, "the project's region (cn, us, us-e, eu, eu-w, in)")
-        if self.push and self.region is None and self.push_url is None:
-            raise _FieldError("with an explicit url, give push_url too (or push: false)",
-                              "push_url")
-        if self.push and len(self.secret.get_secret_value()) < 24:
-            raise _FieldError("is too short for the message service (Tuya secrets have 32 "
-                              "characters)", "secret")
-        return self
-
-
-# Adding a backend: define its model (a _BackendBase with ``type: Literal["..."]``) and add it
-# to this union (one line); SUPPORTED_BACKENDS follows.
-AnyBackendConfig = (
-    StudioBackendConfig
-    | AqaraCloudBackendConfig
-    | TuyaBackendConfig
-)
-BackendConfig = Annotated[AnyBackendConfig, Field(discriminator="type")]
+if TYPE_CHECKING:
+    BackendConfig = BackendConfigBase
+else:  # pydantic picks the model by ``type``; the kinds come from bridge.backends.registry
+    BackendConfig = Annotated[functools.reduce(operator.or_, (k.config for k in KINDS)),
+                              Field(discriminator="type")]
 """One entry of ``backends:``, chosen by its ``type``."""
 
 SUPPORTED_BACKENDS: tuple[str, ...] = tuple(
-    get_args(model.model_fields["type"].annotation)[0]
-    for model in (get_args(AnyBackendConfig) or (AnyBackendConfig,))
+    get_args(kind.config.model_fields["type"].annotation)[0] for kind in KINDS
 )
 
 
-class HomeAssistantConfig(_Model):
+class HomeAssistantConfig(Model):
     """Home Assistant MQTT discovery."""
 
     enabled: bool = True
@@ -782,7 +290,7 @@ class HomeAssistantConfig(_Model):
     """Home Assistant's birth/will topic; ``online`` there makes the bridge re-announce."""
 
 
-class HomieConfig(_Model):
+class HomieConfig(Model):
     """Homie 5 convention output (for openHAB's native Homie support)."""
 
     enabled: bool = False
@@ -804,7 +312,7 @@ def _friendly_name(value: str | None) -> str | None:
     return value
 
 
-class DeviceOptions(_Model):
+class DeviceOptions(Model):
     """Per-device options, keyed by the hub's device ID."""
 
     name: Annotated[str | None, AfterValidator(_friendly_name)] = None
@@ -815,11 +323,11 @@ class DeviceOptions(_Model):
     """False: no Home Assistant discovery for this device (its topics stay)."""
 
 
-class BridgeOptions(_Model):
+class BridgeOptions(Model):
     """Behaviour of the bridge core."""
 
     write_window_ms: Annotated[
-        int, BeforeValidator(_no_bool), AfterValidator(_int_range(0, 5000))
+        int, BeforeValidator(no_bool), AfterValidator(int_range(0, 5000))
     ] = 50
     """Writes arriving within this window are coalesced into one hub call."""
     publish_unchanged: bool = False
@@ -845,7 +353,7 @@ def _lower_choice(choices: tuple[str, ...], aliases: Mapping[str, str]) -> Calla
     return check
 
 
-class LogConfig(_Model):
+class LogConfig(Model):
     """Logging."""
 
     level: Annotated[
@@ -860,7 +368,7 @@ class LogConfig(_Model):
 _SECTIONS = ("mqtt", "homeassistant", "devices", "bridge", "log")
 
 
-class Config(_Model):
+class Config(Model):
     """The whole configuration file."""
 
     mqtt: MqttConfig = MqttConfig()
@@ -893,7 +401,7 @@ class Config(_Model):
 
     @field_validator("backends", mode="after")
     @classmethod
-    def _backends(cls, value: list[AnyBackendConfig]) -> list[AnyBackendConfig]:
+    def _backends(cls, value: list[BackendConfig]) -> list[BackendConfig]:
         if not value:
             raise ValueError(
                 "at least one backend is required (supported: "
@@ -903,7 +411,7 @@ class Config(_Model):
         seen: dict[str, int] = {}
         for index, backend in enumerate(value):
             if backend.name in seen:
-                raise _FieldError(
+                raise FieldError(
                     f"{backend.name!r} is already used by backends[{seen[backend.name]}]; "
                     "give each backend a unique name",
                     index,
@@ -920,14 +428,14 @@ class Config(_Model):
             if name is None:
                 continue
             if name in owners:
-                raise _FieldError(
+                raise FieldError(
                     f"{name!r} is already the name of device {owners[name]!r}",
                     "devices",
                     device_id,
                     "name",
                 )
             if name != device_id and name in self.devices:
-                raise _FieldError(
+                raise FieldError(
                     f"{name!r} is the ID of another configured device",
                     "devices",
                     device_id,
@@ -1171,8 +679,8 @@ def _format_error(error: Mapping[str, Any], sources: Sources) -> tuple[Loc, str]
     kind = error["type"]
     ctx = error.get("ctx") or {}
     supported = ", ".join(SUPPORTED_BACKENDS)
-    if kind == "value_error" and isinstance(ctx.get("error"), _FieldError):
-        err: _FieldError = ctx["error"]
+    if kind == "value_error" and isinstance(ctx.get("error"), FieldError):
+        err: FieldError = ctx["error"]
         return (*loc, *err.loc), err.message
     if kind == "value_error":
         return loc, str(ctx.get("error", error.get("msg", "")))

@@ -13,7 +13,8 @@ import pytest
 from bridge.app import Daemon
 from bridge.backends.base import BackendError, RequestInvalid
 from bridge.backends.tuya.client import TuyaBackend
-from bridge.config import Config, TuyaBackendConfig, parse_config
+from bridge.backends.tuya.config import TuyaBackendConfig
+from bridge.config import Config, parse_config
 from bridge.simulators.tuya import TuyaSimulator
 from bridge.simulators.tuya_home import (
     CURTAIN,

@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 from bridge.app import Daemon
 from bridge.backends.studio.client import StudioBackend
-from bridge.config import StudioBackendConfig
+from bridge.backends.studio.config import StudioBackendConfig
 from bridge.simulators.studio import StudioSimulator
 from bridge.simulators.studio_automations import check_value
 from tests.fuzz import commands

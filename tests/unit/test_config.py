@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from bridge.backends.studio.config import StudioBackendConfig
 from bridge.config import (
     SUPPORTED_BACKENDS,
     BridgeOptions,
@@ -17,12 +18,11 @@ from bridge.config import (
     HomeAssistantConfig,
     LogConfig,
     MqttConfig,
-    StudioBackendConfig,
     TlsConfig,
     load_config,
     parse_config,
-    strip_userinfo,
 )
+from bridge.config_base import strip_userinfo
 
 TOKEN = "studio-token-9f8e7d6c5b4a"
 PASSWORD = "mqtt-pass-1a2b3c4d"
@@ -624,7 +624,7 @@ def test_yaml_merge_keys_may_override() -> None:
         "  - {<<: *s, url: b, name: other}\n"
     )
     config = load(text)
-    assert [b.url for b in config.backends] == ["ws://a", "ws://b"]
+    assert [b.model_dump()["url"] for b in config.backends] == ["ws://a", "ws://b"]
 
 
 def test_yaml_python_tags_are_refused() -> None:

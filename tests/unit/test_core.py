@@ -15,7 +15,8 @@ from bridge import __version__
 from bridge.app import core_options
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.studio.client import StudioBackend
-from bridge.config import StudioBackendConfig, parse_config
+from bridge.backends.studio.config import StudioBackendConfig
+from bridge.config import parse_config
 from bridge.core import Bridge, CoreOptions
 from bridge.messages import IncomingMessage
 from bridge.model import (

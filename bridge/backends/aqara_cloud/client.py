@@ -61,6 +61,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge import jsonlimits
+from bridge.backends.aqara_cloud.config import AqaraCloudBackendConfig
 from bridge.backends.aqara_cloud.sign import (
     header,
     is_auth_intent,
@@ -73,7 +74,6 @@ from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_onl
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import chunk
 from bridge.codec import from_wire, to_string_wire
-from bridge.config import AqaraCloudBackendConfig
 from bridge.logsetup import get_logger
 from bridge.model import (
     Availability,

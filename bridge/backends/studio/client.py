@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from bridge import jsonlimits
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.studio.config import StudioBackendConfig
 from bridge.backends.studio.mgmt import (
     automation_request,
     automation_result,
@@ -31,7 +32,6 @@ from bridge.backends.studio.mgmt import (
     history_result,
 )
 from bridge.codec import from_wire, to_studio_wire
-from bridge.config import StudioBackendConfig
 from bridge.logsetup import get_logger
 from bridge.model import (
     Availability,

@@ -50,6 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from bridge import jsonlimits
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.tuya.actions import TUYA_COMMANDS, rest_call, validate
+from bridge.backends.tuya.config import TuyaBackendConfig
 from bridge.backends.tuya.model import (
     ENDPOINT_ID,
     DpSpec,
@@ -69,7 +70,6 @@ from bridge.backends.tuya.sign import (
     pulsar_password,
     sign_request,
 )
-from bridge.config import TuyaBackendConfig
 from bridge.logsetup import get_logger
 from bridge.model import (
     Availability,
