@@ -117,8 +117,8 @@ class Bridge:
         self.events_handled = 0
         self.request_handler: Callable[[str, IncomingMessage], None] | None = None
         self.outputs: list[Output] = []
-        self._value_outputs: list[Output] = []
-        """The outputs that want every value (the hot path calls only these)."""
+        self._value_hooks: tuple[Callable[[DeviceEntry, TraitAddress, Trait], None], ...] = ()
+        """``value_changed`` of the outputs that override it (the hot path calls only these)."""
         self.stale: StaleTopicSweeper | None = None
         if options.clear_stale_topics:
             self.stale = StaleTopicSweeper(
@@ -143,7 +143,7 @@ class Bridge:
         """Feed ``output`` from now on (it takes incoming messages in the order added)."""
         self.outputs.append(output)
         if type(output).value_changed is not Output.value_changed:
-            self._value_outputs.append(output)
+            self._value_hooks += (output.value_changed,)
         if self._mqtt is not None:
             output.attach(self._mqtt, self)
 
@@ -288,8 +288,8 @@ class Bridge:
         self.publish(topic, payload, True, _JSON if is_json else _TEXT)
         entry.retained.add(topic)
         self._mark_doc(entry)
-        for output in self._value_outputs:
-            output.value_changed(entry, address, trait)
+        for hook in self._value_hooks:
+            hook(entry, address, trait)
 
     def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
         seen: set[str] = set()

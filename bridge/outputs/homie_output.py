@@ -128,7 +128,7 @@ class HomieOutput(Output):
 
     def value_changed(self, entry: DeviceEntry, address: TraitAddress, trait: Trait) -> None:
         """A trait's new value (hot path: one dict look-up and one publish)."""
-        device_id = entry.device.id
+        device_id = address.device_id
         known = self._layouts.get(device_id)
         if known is None:
             return
