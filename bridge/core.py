@@ -8,6 +8,8 @@ one non-blocking publish; the per-device JSON document is rebuilt at most once p
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -64,11 +66,17 @@ def source_rank(backend: Backend) -> int:
     return SOURCE_PREFERENCE.index(kind) if kind in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE)
 
 
+def _document(device: Device) -> str:
+    """The retained ``aqara/<device>`` JSON of the device's current values."""
+    return json.dumps(payloads.device_state(device), separators=(",", ":"))
+
+
 class Publisher(Protocol):
     """What the core needs from the MQTT side (``bridge.mqtt.MqttLink`` in production)."""
 
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None, properties: Any = None) -> None: ...
+    def publish(self, topic: str, payload: str | bytes | Callable[[], str | bytes],
+                retain: bool = False, qos: int | None = None,
+                properties: Any = None) -> None: ...
 
     def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...
 
@@ -121,6 +129,8 @@ class Bridge:
         self.devices: dict[str, DeviceEntry] = {}
         self._by_topic: dict[str, DeviceEntry] = {}
         self._coalescers = {name: WriteCoalescer[Origin]() for name in self.backends}
+        self._windows: dict[str, asyncio.TimerHandle] = {}
+        """Backends whose coalescing window is open, with the timer that closes it."""
         self._dirty_docs: set[str] = set()
         self._docs_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,9 +169,11 @@ class Bridge:
         """The event callback to hand to ``backend.run``."""
         return lambda event: self.handle_event(backend, event)
 
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                properties: Any = None) -> None:
-        """Publish through the attached MQTT link (dropped when none is attached)."""
+    def publish(self, topic: str, payload: str | bytes | Callable[[], str | bytes],
+                retain: bool = False, properties: Any = None) -> None:
+        """Publish through the attached MQTT link (dropped when none is attached).
+
+        A callable payload is built when the message is sent (a parked one only once)."""
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, retain, None, properties)
 
@@ -278,15 +290,16 @@ class Bridge:
         friendly = self.options.friendly_names.get(device.id) or str(
             device.extra.get("friendly_name") or device.id)  # e.g. Tuya's rooms_in_topics
         wanted = device_level(friendly)
-        candidates = [wanted, device_level(device.id)]
-        candidates += [f"{wanted}_{n}" for n in range(2, len(self.devices) + 3)]
+        # lazily: the first free candidate, so a new device costs O(1), not O(devices)
+        candidates = itertools.chain((wanted, device_level(device.id)),
+                                     (f"{wanted}_{n}" for n in itertools.count(2)))
         for name in candidates:
             holder = self._by_topic.get(name)
             if holder is None or holder.device.id == device.id:
                 if name != wanted:
                     log.warning("topic name taken", device=device.id, wanted=wanted, using=name)
                 return friendly, name
-        raise AssertionError("unreachable: more candidates than devices")
+        raise AssertionError("unreachable: the candidates never run out")
 
     def _upsert(self, backend: Backend, device: Device) -> None:
         entry = self.devices.get(device.id)
@@ -361,8 +374,9 @@ class Bridge:
             self.discovery.device_removed(entry.device.id)
         if self.homie is not None:
             self.homie.device_removed(entry.device.id)
-        for name in [n for n, e in self._by_topic.items() if e is entry]:
-            del self._by_topic[name]
+        for name in (entry.topic_name, device_level(entry.device.id)):
+            if self._by_topic.get(name) is entry:
+                del self._by_topic[name]
 
     def _publish_availability(self, entry: DeviceEntry) -> None:
         available = entry.backend.connected and entry.device.online
@@ -386,9 +400,10 @@ class Bridge:
         for device_id in dirty:
             entry = self.devices.get(device_id)
             if entry is not None:
-                topic = self.topics.device(entry.topic_name)
-                document = json.dumps(payloads.device_state(entry.device), separators=(",", ":"))
-                self.publish(topic, document, retain=True)
+                # built when sent: while the link is congested a device's document waits
+                # parked, and only its latest state is ever serialised
+                self.publish(self.topics.device(entry.topic_name),
+                             functools.partial(_document, entry.device), retain=True)
 
     def find_device(self, ref: str) -> DeviceEntry | None:
         """A device by id, friendly name or topic level."""
@@ -579,13 +594,25 @@ class Bridge:
         self._queue_writes(entry.backend, items, origin)
 
     def _queue_writes(self, backend: Backend, items: Sequence[WriteItem], origin: Origin) -> None:
+        """Leading-edge coalescing: the first write of a burst goes to the hub at once and opens
+        the window; what arrives while it is open is gathered and sent when it closes."""
         coalescer = self._coalescers[backend.name]
-        schedule = False
         for item in items:
-            schedule = coalescer.add(item, origin) or schedule
-        if schedule:
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.options.write_window, self._flush_writes, backend)
+            coalescer.add(item, origin)
+        if backend.name not in self._windows:
+            self._flush_writes(backend)
+            self._open_window(backend)
+
+    def _open_window(self, backend: Backend) -> None:
+        loop = asyncio.get_running_loop()
+        self._windows[backend.name] = loop.call_later(self.options.write_window,
+                                                      self._close_window, backend)
+
+    def _close_window(self, backend: Backend) -> None:
+        del self._windows[backend.name]
+        if self._coalescers[backend.name]:  # gathered during the window: send, keep gathering
+            self._flush_writes(backend)
+            self._open_window(backend)
 
     def _flush_writes(self, backend: Backend) -> None:
         batch = self._coalescers[backend.name].drain()

@@ -1,11 +1,13 @@
 """The MQTT client: paho-mqtt driven by the asyncio loop (no thread, no await per publish).
 
 Publishing is synchronous and never blocks: paho queues the packet and the loop writes it when
-the socket is writable. Backpressure is bounded: when more than ``max_queued`` messages are
-unacknowledged, retained publications are parked in a dict keyed by topic (the latest value
-wins, so the broker still converges to the current state) and non-retained ones in a bounded
-deque (the oldest are dropped and counted). While disconnected nothing is queued in paho; the
-``on_connected`` hook republishes the full state after every (re)connect.
+the socket is writable. The in-flight window is ours, not paho's: at most :attr:`MqttLink.window`
+messages are unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond
+the window, retained publications are parked per topic (the latest value wins, so the broker still
+converges to the current state, and a device document is built only when it is sent) and
+non-retained ones in a bounded deque (the oldest are dropped and counted). While disconnected
+nothing is queued in paho; the ``on_connected`` hook republishes the full state after every
+(re)connect.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +34,12 @@ from bridge.logsetup import get_logger
 log = get_logger("bridge.mqtt")
 
 INFLIGHT_WINDOW = 100
-"""QoS>0 messages paho keeps in flight. paho rescans its whole in-flight table on every
-acknowledgement, so a huge window makes publishing quadratic; more are queued in paho meanwhile."""
+"""Messages handed to paho and not yet acknowledged, at most (``mqtt.max_queued`` can only lower
+it). paho rescans its in-flight table and its queue on every acknowledgement, so a large window
+makes publishing quadratic; what exceeds the window is parked by us, not queued in paho."""
+
+Payload = str | bytes | Callable[[], str | bytes]
+"""A payload, or a function building it when it is sent (parked values are built only once)."""
 
 CONNACK_TIMEOUT = 10.0
 """Seconds to wait for the broker's answer to CONNECT."""
@@ -96,7 +103,11 @@ class MqttLink:
         self.published = 0
         self.acknowledged = 0
         self.dropped = 0
-        self._parked_retained: dict[str, tuple[bytes, int]] = {}
+        self.window = max(1, min(settings.max_queued, INFLIGHT_WINDOW))
+        """Unacknowledged messages at most; beyond them publications are parked."""
+        # OrderedDict: popping the oldest is O(1) (a dict rescans its deleted prefix)
+        self._parked_retained: OrderedDict[str, tuple[Payload, int, Properties | None]] = (
+            OrderedDict())
         self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
         self._flush_scheduled = False
         self._client: paho.Client | None = None
@@ -116,29 +127,27 @@ class MqttLink:
     def publish(
         self,
         topic: str,
-        payload: str | bytes,
+        payload: Payload,
         retain: bool = False,
         qos: int | None = None,
         properties: Properties | None = None,
     ) -> None:
-        """Queue a message; never blocks and never awaits."""
-        data = payload.encode() if isinstance(payload, str) else payload
+        """Send or park a message; never blocks and never awaits."""
         level = self.settings.qos if qos is None else qos
         client = self._client
         if not self.connected or client is None:
             if not retain:  # retained state is republished whole on reconnect
-                self._park_other(topic, data, level, properties)
+                self._park_other(topic, _encode(payload), level, properties)
             return
-        if self.published - self.acknowledged >= self.settings.max_queued or (
-            self._parked_retained or self._parked_other
-        ):
+        if self.published - self.acknowledged >= self.window or self.parked:
             if retain:
-                self._parked_retained[topic] = (data, level)
+                # a topic parked again keeps its place in the line and takes the new value
+                self._parked_retained[topic] = (payload, level, properties)
             else:
-                self._park_other(topic, data, level, properties)
+                self._park_other(topic, _encode(payload), level, properties)
             return
         self.published += 1
-        client.publish(topic, data, level, retain, properties)
+        client.publish(topic, _encode(payload), level, retain, properties)
 
     def _park_other(self, topic: str, data: bytes, qos: int, props: Properties | None) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
@@ -147,10 +156,11 @@ class MqttLink:
 
     def _on_publish(self, *_args: Any) -> None:
         self.acknowledged += 1
+        # refill when half the window is free: parked messages go out in batches
         if (
-            (self._parked_retained or self._parked_other)
-            and not self._flush_scheduled
-            and self.outstanding <= self.settings.max_queued // 2
+            not self._flush_scheduled
+            and self.parked
+            and self.published - self.acknowledged <= self.window // 2
             and self._loop is not None
         ):
             self._flush_scheduled = True
@@ -161,17 +171,17 @@ class MqttLink:
         client = self._client
         if not self.connected or client is None:
             return
-        budget = self.settings.max_queued - self.outstanding
-        while self._parked_other and budget > 0:
-            topic, data, qos, props = self._parked_other.popleft()
+        budget = self.window - self.outstanding
+        other, retained = self._parked_other, self._parked_retained
+        while other and budget > 0:
+            topic, data, qos, props = other.popleft()
             self.published += 1
             client.publish(topic, data, qos, False, props)
             budget -= 1
-        while self._parked_retained and budget > 0:
-            topic = next(iter(self._parked_retained))
-            data, qos = self._parked_retained.pop(topic)
+        while retained and budget > 0:
+            topic, (payload, qos, props) = retained.popitem(last=False)
             self.published += 1
-            client.publish(topic, data, qos, True)
+            client.publish(topic, _encode(payload), qos, True, props)
             budget -= 1
 
     @property
@@ -246,7 +256,9 @@ class MqttLink:
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else True,
         )
-        client.max_inflight_messages_set(INFLIGHT_WINDOW)
+        # our window is never larger, so paho sends at once and its queue stays empty; stop()'s
+        # will publication is the one message outside the window
+        client.max_inflight_messages_set(self.window + 1)
         client.max_queued_messages_set(0)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -320,6 +332,7 @@ class MqttLink:
         sock = client.socket()
         if sock is None:
             return
+        set_nodelay(sock)
 
         def register_write(_c: paho.Client, _u: Any, s: Any) -> None:
             loop.add_writer(s, self._guard, client.loop_write)
@@ -419,6 +432,18 @@ class MqttLink:
             )
         except Exception:
             log.exception("error handling mqtt message", topic=message.topic)
+
+
+def _encode(payload: Payload) -> bytes:
+    if callable(payload):
+        payload = payload()
+    return payload.encode() if isinstance(payload, str) else payload
+
+
+def set_nodelay(sock: Any) -> None:
+    """Send small packets at once (no Nagle delay waiting for the peer's delayed ACK)."""
+    with contextlib.suppress(OSError, AttributeError):  # not TCP (e.g. a Unix socket)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def response_properties(correlation_data: bytes | None) -> Properties | None:
