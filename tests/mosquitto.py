@@ -27,6 +27,8 @@ class Mosquitto:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    nodelay: bool = False
+    """``set_tcp_nodelay true``: the broker sends without waiting for delayed ACKs (benchmarks)."""
 
     @property
     def url(self) -> str:
@@ -38,6 +40,7 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest none\n"
+            + ("set_tcp_nodelay true\n" if self.nodelay else "")
         )
         self.process = subprocess.Popen([binary, "-c", str(conf)])
         deadline = time.monotonic() + 10
@@ -67,10 +70,10 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def running_mosquitto() -> Iterator[Mosquitto]:
+def running_mosquitto(nodelay: bool = False) -> Iterator[Mosquitto]:
     """Start Mosquitto on a free port for the duration of the block."""
     with tempfile.TemporaryDirectory(prefix="mosq-") as tmp:
-        broker = Mosquitto(port=free_port(), workdir=Path(tmp))
+        broker = Mosquitto(port=free_port(), workdir=Path(tmp), nodelay=nodelay)
         broker.start()
         try:
             yield broker

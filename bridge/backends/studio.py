@@ -54,6 +54,14 @@ log = get_logger("bridge.studio")
 SNAPSHOT_CHUNK = 50
 """Devices per GetDevicesRequest, so one answer stays well below the WebSocket frame limit."""
 
+READ_BUDGET = 100
+"""Hub messages handled per event-loop turn: then the reader yields, so a flood from the hub
+cannot starve the MQTT side (its acknowledgements, the parked messages, the /set commands)."""
+
+RECEIVE_QUEUE = 1024
+"""Frames the WebSocket buffers before it stops reading the socket: beyond them the hub is slowed
+by TCP flow control instead of our memory growing."""
+
 
 def auth_header(token: str) -> str:
     """The Authorization value: the token as copied from Studio may already carry ``Bearer``."""
@@ -89,6 +97,8 @@ class StudioBackend(Backend):
         self._buffer: list[dict[str, Any]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.garbage_received = 0
+        self.turns_yielded = 0
+        """Times the reader gave the loop back after :data:`READ_BUDGET` messages."""
 
     @classmethod
     def from_config(cls, spec: StudioBackendConfig) -> StudioBackend:
@@ -131,7 +141,7 @@ class StudioBackend(Backend):
             ping_timeout=self.ping_interval,
             open_timeout=self.request_timeout,
             max_size=64 * 1024 * 1024,
-            max_queue=None,
+            max_queue=RECEIVE_QUEUE,
         )
 
     async def probe(self) -> int:
@@ -182,7 +192,13 @@ class StudioBackend(Backend):
         self._pending.clear()
 
     async def _read_loop(self, ws: ClientConnection) -> None:
+        handled = 0
         async for raw in ws:
+            handled += 1
+            if handled >= READ_BUDGET:  # queued frames do not make ``async for`` yield
+                handled = 0
+                self.turns_yielded += 1
+                await asyncio.sleep(0)
             try:
                 message = json.loads(raw)
             except ValueError:
