@@ -36,11 +36,11 @@ def wait_port(port: int, timeout: float = 120) -> None:
 @contextlib.contextmanager
 def simulator(port: int, devices: int, rate: float = 0.0, traits: int | None = None,
               seed: int = 1) -> Iterator[subprocess.Popen[bytes]]:
-    """``aqara-mqtt simulate studio`` with N synthetic devices in its own process."""
-    cmd = [sys.executable, "-m", "bridge", "simulate", "studio", "--port", str(port),
-           "--token", TOKEN, "--devices", str(devices), "--rate", str(rate), "--seed", str(seed)]
+    """The Studio simulator with N synthetic devices in its own process (:mod:`benchmarks.hub`:
+    ``simulate studio`` that keeps any backlog for a slow client instead of dropping it)."""
+    cmd = [sys.executable, "-m", "benchmarks.hub", str(port), str(devices), str(rate), str(seed)]
     if traits is not None:
-        cmd += ["--traits", str(traits)]
+        cmd.append(str(traits))
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -15,7 +15,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.discovery import (
@@ -25,6 +25,7 @@ from bridge.discovery import (
     discovery_messages,
 )
 from bridge.logsetup import get_logger
+from bridge.packed import PackedTexts
 
 if TYPE_CHECKING:
     from bridge.core import DeviceEntry
@@ -59,7 +60,7 @@ class HomeAssistantDiscovery:
         self.entries = entries
         self.excluded = excluded
         self.status_topic = status_topic
-        self.published: dict[str, dict[str, str]] = {}
+        self.published: dict[str, Mapping[str, str]] = {}
         """Device id → the configs currently retained for it."""
         self.messages_sent = 0
         self._mqtt: Subscriber | None = None
@@ -152,7 +153,7 @@ class HomeAssistantDiscovery:
             current = discovery_messages(entry.device, entry.topic_name, self.scheme,
                                          self.options)
         self._send(discovery_changes(self.published.get(device_id, {}), current))
-        self.published[device_id] = current
+        self.published[device_id] = PackedTexts(current)
 
     def device_removed(self, device_id: str) -> None:
         """Clear every config of a device that is gone."""
@@ -160,7 +161,7 @@ class HomeAssistantDiscovery:
         if self.in_step:
             self._send(discovery_changes(previous, {}))
 
-    def _send(self, messages: dict[str, str]) -> None:
+    def _send(self, messages: Mapping[str, str]) -> None:
         assert self._mqtt is not None
         for topic, payload in messages.items():
             self._mqtt.publish(topic, payload, True, self.options.qos)

@@ -138,6 +138,8 @@ class Daemon:
             self.bridge.on_mqtt_connected,
         )
         self.bridge.attach(self.mqtt)
+        for backend in self.backends:
+            backend.pace = self.mqtt.room
         self.api = Api(self)
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False

@@ -464,10 +464,16 @@ class Bridge:
             self.publish(self.topics.bridge("homes"), json.dumps(homes), retain=True)
 
     def publish_device_list(self) -> None:
-        """Retained ``bridge/devices``: every device with its spec and topics."""
-        listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics)
-                   for e in self.devices.values()]
-        self.publish(self.topics.bridge("devices"), json.dumps(listing), retain=True)
+        """Retained ``bridge/devices``: every device with its spec and topics (built when sent:
+        a burst of device changes while the link is busy builds it once)."""
+        self.publish(self.topics.bridge("devices"), self._device_list, retain=True)
+
+    def _device_list(self) -> str:
+        # one device at a time: the whole listing as objects was a large home's memory peak
+        listing = ", ".join(
+            json.dumps(payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics))
+            for e in self.devices.values())
+        return f"[{listing}]"
 
     def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:
         device = {"id": entry.device.id, "friendly_name": entry.friendly_name,

@@ -33,7 +33,7 @@ from bridge.logsetup import get_logger
 
 log = get_logger("bridge.mqtt")
 
-INFLIGHT_WINDOW = 100
+INFLIGHT_WINDOW = 1000
 """Messages handed to paho and not yet acknowledged, at most (``mqtt.max_queued`` can only lower
 it). paho rescans its in-flight table and its queue on every acknowledgement, so a large window
 makes publishing quadratic; what exceeds the window is parked by us, not queued in paho."""
@@ -110,6 +110,8 @@ class MqttLink:
             OrderedDict())
         self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
         self._flush_scheduled = False
+        self._room = asyncio.Event()
+        self._room.set()
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._disconnected = asyncio.Event()
@@ -145,6 +147,8 @@ class MqttLink:
                 self._parked_retained[topic] = (payload, level, properties)
             else:
                 self._park_other(topic, _encode(payload), level, properties)
+            if self.parked > self.window:
+                self._room.clear()
             return
         self.published += 1
         client.publish(topic, _encode(payload), level, retain, properties)
@@ -183,6 +187,20 @@ class MqttLink:
             self.published += 1
             client.publish(topic, _encode(payload), qos, True, props)
             budget -= 1
+        if not retained:  # a drained dict keeps its high-water table: start a fresh one
+            self._parked_retained = OrderedDict()
+        if self.parked <= self.window:
+            self._room.set()
+
+    async def room(self) -> None:
+        """Wait while more than a window of messages is parked on a live connection.
+
+        Hub readers await this between batches: when the broker is the bottleneck the hubs
+        are slowed by TCP flow control instead of the bridge spending its time on input it
+        cannot send (output stays at capacity under overload). Returns at once when
+        disconnected: retained state is then republished whole, nothing piles up."""
+        while self.connected and not self._room.is_set():
+            await self._room.wait()
 
     @property
     def parked(self) -> int:
@@ -256,9 +274,9 @@ class MqttLink:
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else True,
         )
-        # our window is never larger, so paho sends at once and its queue stays empty; stop()'s
-        # will publication is the one message outside the window
-        client.max_inflight_messages_set(self.window + 1)
+        # 0: paho never holds a message back (our window does) and skips the walk over its
+        # in-flight table that it would otherwise make on every acknowledgement
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -380,6 +398,7 @@ class MqttLink:
     def _teardown(self) -> None:
         client = self._client
         self.connected = False
+        self._room.set()
         self._up.clear()
         self._flush_scheduled = False
         if client is None:
@@ -413,6 +432,7 @@ class MqttLink:
     def _on_disconnect(self, *_args: Any) -> None:
         was_connected = self.connected
         self.connected = False
+        self._room.set()
         self._up.clear()
         if self._connack is not None and not self._connack.done():
             self._connack.set_result((-1, "connection closed before CONNACK"))

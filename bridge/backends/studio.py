@@ -14,7 +14,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import websockets
@@ -92,7 +92,7 @@ class StudioBackend(Backend):
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._pending_types: dict[str, str] = {}
         self._ids = itertools.count(1)
-        self._specs: dict[TraitAddress, TraitSpec] = {}
+        self._specs = SpecIndex()
         self._sink: EventSink = lambda _event: None
         self._buffer: list[dict[str, Any]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,6 +199,7 @@ class StudioBackend(Backend):
                 handled = 0
                 self.turns_yielded += 1
                 await asyncio.sleep(0)
+                await self.pace()
             try:
                 message = json.loads(raw)
             except ValueError:
@@ -363,7 +364,7 @@ class StudioBackend(Backend):
     async def snapshot(self) -> list[Device]:
         """Every device, fetched now; the trait specs used for decoding are refreshed too."""
         devices = await self._fetch_devices(None)
-        self._specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
+        self._specs = SpecIndex(devices)
         return devices
 
     async def request(self, command: str, args: Mapping[str, Any]) -> Any:
@@ -412,7 +413,7 @@ class StudioBackend(Backend):
         if not isinstance(device_id, str):
             return
         if kind in ("DEVICE_REMOVED", "DEVICE_DELETED", "DEVICE_DELETE"):
-            self._specs = {a: s for a, s in self._specs.items() if a.device_id != device_id}
+            self._specs.drop(device_id)
             self._emit(DeviceRemoved(device_id))
         elif kind in ("DEVICE_ONLINE", "DEVICE_OFFLINE"):
             self._emit(Availability(device_id, kind == "DEVICE_ONLINE"))
@@ -435,9 +436,39 @@ class StudioBackend(Backend):
                         reason=exc.message)
             return
         for device in devices:
-            for addr, trait in device.iter_traits():
-                self._specs[addr] = trait.spec
+            self._specs.put(device)
             self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
+
+
+class SpecIndex(Mapping[TraitAddress, TraitSpec]):
+    """Trait specs by address, looked up in the devices themselves: the devices are shared
+    with the core, so decoding pushes costs no second per-trait index."""
+
+    def __init__(self, devices: Iterable[Device] = ()) -> None:
+        self._devices = {device.id: device for device in devices}
+
+    def put(self, device: Device) -> None:
+        """Add or replace a device."""
+        self._devices[device.id] = device
+
+    def drop(self, device_id: str) -> None:
+        """Forget a device."""
+        self._devices.pop(device_id, None)
+
+    def __getitem__(self, address: TraitAddress) -> TraitSpec:
+        device = self._devices.get(address.device_id)
+        trait = None if device is None else device.trait(
+            address.endpoint_id, address.function_code, address.trait_code)
+        if trait is None:
+            raise KeyError(address)
+        return trait.spec
+
+    def __iter__(self) -> Iterator[TraitAddress]:
+        return (address for device in self._devices.values()
+                for address, _ in device.iter_traits())
+
+    def __len__(self) -> int:
+        return sum(len(device.iter_traits()) for device in self._devices.values())
 
 
 def classify_error(exc: BaseException) -> tuple[str, bool]:
