@@ -30,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.logsetup import get_logger
+from bridge.trim import release_free_memory
 
 log = get_logger("bridge.mqtt")
 
@@ -37,6 +38,10 @@ INFLIGHT_WINDOW = 1000
 """Messages handed to paho and not yet acknowledged, at most (``mqtt.max_queued`` can only lower
 it). paho rescans its in-flight table and its queue on every acknowledgement, so a large window
 makes publishing quadratic; what exceeds the window is parked by us, not queued in paho."""
+
+TRIM_AFTER = 10_000
+"""Parked messages at the high water of a burst above which, once drained, the freed heap is
+given back to the OS (a large home's start-up or republish)."""
 
 Payload = str | bytes | Callable[[], str | bytes]
 """A payload, or a function building it when it is sent (parked values are built only once)."""
@@ -110,6 +115,8 @@ class MqttLink:
             OrderedDict())
         self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
         self._flush_scheduled = False
+        self._high_water = 0
+        """The most retained messages parked since the parking dict was last empty."""
         self._room = asyncio.Event()
         self._room.set()
         self._client: paho.Client | None = None
@@ -145,6 +152,7 @@ class MqttLink:
             if retain:
                 # a topic parked again keeps its place in the line and takes the new value
                 self._parked_retained[topic] = (payload, level, properties)
+                self._high_water = max(self._high_water, len(self._parked_retained))
             else:
                 self._park_other(topic, _encode(payload), level, properties)
             if self.parked > self.window:
@@ -187,8 +195,11 @@ class MqttLink:
             self.published += 1
             client.publish(topic, _encode(payload), qos, True, props)
             budget -= 1
-        if not retained:  # a drained dict keeps its high-water table: start a fresh one
+        if not retained and self._high_water:  # a drained dict keeps its high-water table
             self._parked_retained = OrderedDict()
+            if self._high_water >= TRIM_AFTER:
+                release_free_memory()
+            self._high_water = 0
         if self.parked <= self.window:
             self._room.set()
 
