@@ -36,8 +36,8 @@ log = get_logger("bridge.mqtt")
 
 INFLIGHT_WINDOW = 1000
 """Messages handed to paho and not yet acknowledged, at most (``mqtt.max_queued`` can only lower
-it). paho rescans its in-flight table and its queue on every acknowledgement, so a large window
-makes publishing quadratic; what exceeds the window is parked by us, not queued in paho."""
+it). What exceeds it is parked by us, never queued in paho: paho would walk its queue on every
+acknowledgement, and keeps a message object, a message-info object and a condition per entry."""
 
 TRIM_AFTER = 10_000
 """Parked messages at the high water of a burst above which, once drained, the freed heap is
