@@ -17,7 +17,7 @@ import contextlib
 import random
 import socket
 import ssl
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +45,9 @@ given back to the OS (a large home's start-up or republish)."""
 
 Payload = str | bytes | Callable[[], str | bytes]
 """A payload, or a function building it when it is sent (parked values are built only once)."""
+
+_Parked = Payload | tuple[Payload, int, Properties | None]
+"""A parked retained message: its payload alone when QoS and properties are the defaults."""
 
 CONNACK_TIMEOUT = 10.0
 """Seconds to wait for the broker's answer to CONNECT."""
@@ -110,9 +113,11 @@ class MqttLink:
         self.dropped = 0
         self.window = max(1, min(settings.max_queued, INFLIGHT_WINDOW))
         """Unacknowledged messages at most; beyond them publications are parked."""
-        # OrderedDict: popping the oldest is O(1) (a dict rescans its deleted prefix)
-        self._parked_retained: OrderedDict[str, tuple[Payload, int, Properties | None]] = (
-            OrderedDict())
+        # a dict for the latest value per topic and a deque for their order: popping the oldest
+        # is O(1) (a dict's next(iter()) rescans its deleted prefix), and a large home's burst
+        # adds no small object per message but the payload (the heap it leaves is returned)
+        self._parked_retained: dict[str, _Parked] = {}
+        self._parked_order: deque[str] = deque()
         self._parked_other: deque[tuple[str, bytes, int, Properties | None]] = deque(maxlen=1000)
         self._flush_scheduled = False
         self._high_water = 0
@@ -151,8 +156,12 @@ class MqttLink:
         if self.published - self.acknowledged >= self.window or self.parked:
             if retain:
                 # a topic parked again keeps its place in the line and takes the new value
-                self._parked_retained[topic] = (payload, level, properties)
-                self._high_water = max(self._high_water, len(self._parked_retained))
+                parked = self._parked_retained
+                if topic not in parked:
+                    self._parked_order.append(topic)
+                    self._high_water = max(self._high_water, len(parked) + 1)
+                parked[topic] = (payload if level == self.settings.qos and properties is None
+                                 else (payload, level, properties))
             else:
                 self._park_other(topic, _encode(payload), level, properties)
             if self.parked > self.window:
@@ -190,13 +199,16 @@ class MqttLink:
             self.published += 1
             client.publish(topic, data, qos, False, props)
             budget -= 1
-        while retained and budget > 0:
-            topic, (payload, qos, props) = retained.popitem(last=False)
+        order, default_qos = self._parked_order, self.settings.qos
+        while order and budget > 0:
+            topic = order.popleft()
+            item = retained.pop(topic)
+            payload, qos, props = item if isinstance(item, tuple) else (item, default_qos, None)
             self.published += 1
             client.publish(topic, _encode(payload), qos, True, props)
             budget -= 1
         if not retained and self._high_water:  # a drained dict keeps its high-water table
-            self._parked_retained = OrderedDict()
+            self._parked_retained = {}
             if self._high_water >= TRIM_AFTER:
                 release_free_memory()
             self._high_water = 0
