@@ -125,6 +125,8 @@ class Daemon:
         self.bridge.attach(self.mqtt)
         self.mqtt.on_denied = self._publish_denied
         self.bridge.info_extra = self._mqtt_info
+        for backend in self.backends:
+            backend.pace = self.mqtt.room
         self.api = Api(self)
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False

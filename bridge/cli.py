@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="N synthetic devices instead of the sample home")
     simulate.add_argument("--rate", type=float, default=0.0, help="random changes per second")
     simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--traits", type=int, default=None,
+                          help="with --devices (studio): every device an energy meter with "
+                               "this many traits (at least 2)")
     return parser
 
 
@@ -96,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(demo(args.mqtt, args.port, args.rate, args.broker))
         elif args.command == "simulate":
+            if args.traits is not None and (args.kind != "studio" or args.devices is None
+                                            or args.traits < 2):
+                print("aqara-mqtt: --traits needs 'simulate studio --devices N' and at least 2",
+                      file=sys.stderr)
+                return 2
             configure_logging("info", "console")
             if args.kind == "tuya":
                 from bridge.simulators.tuya import serve as serve_tuya
@@ -116,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve(args.port, args.token, args.devices, args.rate, args.seed,
-                                  args.host))
+                                  args.host, traits=args.traits))
     except ConfigError as exc:
         print(f"aqara-mqtt: {exc}", file=sys.stderr)
         return 2

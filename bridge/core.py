@@ -8,6 +8,9 @@ one non-blocking publish; the per-device JSON document is rebuilt at most once p
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +30,7 @@ from bridge.messages import (
     IncomingMessage,
     MqttPort,
     Origin,
+    Payload,
     PublishProperties,
     response_properties,
 )
@@ -83,6 +87,11 @@ def source_rank(backend: Backend) -> int:
     return SOURCE_PREFERENCE.index(kind) if kind in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE)
 
 
+def _document(device: Device) -> str:
+    """The retained ``aqara/<device>`` JSON of the device's current values."""
+    return json.dumps(payloads.device_state(device), separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class CoreOptions:
     """The core's settings (from the ``mqtt``, ``devices`` and ``bridge`` config sections)."""
@@ -107,6 +116,8 @@ class Bridge:
         self.devices: dict[str, DeviceEntry] = {}
         self._by_topic: dict[str, DeviceEntry] = {}
         self._coalescers = {name: WriteCoalescer[Origin]() for name in self.backends}
+        self._windows: dict[str, asyncio.TimerHandle] = {}
+        """Backends whose coalescing window is open, with the timer that closes it."""
         self._dirty_docs: set[str] = set()
         self._docs_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,13 +166,16 @@ class Bridge:
         """The event callback to hand to ``backend.run``."""
         return lambda event: self.handle_event(backend, event)
 
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
+    def publish(self, topic: str, payload: Payload, retain: bool = False,
                 properties: PublishProperties | None = None) -> None:
-        """Publish through the attached MQTT link (dropped when none is attached)."""
+        """Publish through the attached MQTT link (dropped when none is attached).
+
+        A callable payload is built when the message is sent (a parked one only once)."""
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, retain, None, properties)
 
-    def publish_json(self, topic: str, document: str, retain: bool = False) -> None:
+    def publish_json(self, topic: str, document: str | Callable[[], str],
+                     retain: bool = False) -> None:
         """Publish a JSON document, with its MQTT 5 content type."""
         self.publish(topic, document, retain, _JSON)
 
@@ -310,6 +324,9 @@ class Bridge:
                 output.backends_complete()
             if self.stale is not None:
                 self.stale.backends_complete()
+        # the model just built lives until the next snapshot: keep it out of the cyclic
+        # collector's passes, which otherwise rescan a large home (latency spikes under load)
+        gc.freeze()
 
     def _on_backend_status(self, backend: Backend, status: BackendStatus) -> None:
         if not status.connected:
@@ -324,15 +341,16 @@ class Bridge:
         friendly = self.options.friendly_names.get(device.id) or str(
             device.extra.get("friendly_name") or device.id)  # e.g. Tuya's rooms_in_topics
         wanted = device_level(friendly)
-        candidates = [wanted, device_level(device.id)]
-        candidates += [f"{wanted}_{n}" for n in range(2, len(self.devices) + 3)]
+        # lazily: the first free candidate, so a new device costs O(1), not O(devices)
+        candidates = itertools.chain((wanted, device_level(device.id)),
+                                     (f"{wanted}_{n}" for n in itertools.count(2)))
         for name in candidates:
             holder = self._by_topic.get(name)
             if holder is None or holder.device.id == device.id:
                 if name != wanted:
                     log.warning("topic name taken", device=device.id, wanted=wanted, using=name)
                 return friendly, name
-        raise AssertionError("unreachable: more candidates than devices")
+        raise AssertionError("unreachable: the candidates never run out")
 
     def _upsert(self, backend: Backend, device: Device) -> None:
         entry = self.devices.get(device.id)
@@ -401,8 +419,9 @@ class Bridge:
         del self.devices[entry.device.id]
         for output in self.outputs:
             output.device_removed(entry.device.id)
-        for name in [n for n, e in self._by_topic.items() if e is entry]:
-            del self._by_topic[name]
+        for name in (entry.topic_name, device_level(entry.device.id)):
+            if self._by_topic.get(name) is entry:
+                del self._by_topic[name]
 
     def _publish_availability(self, entry: DeviceEntry) -> None:
         available = entry.backend.connected and entry.device.online
@@ -428,9 +447,10 @@ class Bridge:
         for device_id in dirty:
             entry = self.devices.get(device_id)
             if entry is not None:
-                topic = self.topics.device(entry.topic_name)
-                document = json.dumps(payloads.device_state(entry.device), separators=(",", ":"))
-                self.publish_json(topic, document, retain=True)
+                # built when sent: while the link is congested a device's document waits
+                # parked, and only its latest state is ever serialised
+                self.publish_json(self.topics.device(entry.topic_name),
+                                  functools.partial(_document, entry.device), retain=True)
 
     def find_device(self, ref: str) -> DeviceEntry | None:
         """A device by id, friendly name or topic level."""
@@ -496,10 +516,16 @@ class Bridge:
             self.publish_json(self.topics.bridge("homes"), json.dumps(homes), retain=True)
 
     def publish_device_list(self) -> None:
-        """Retained ``bridge/devices``: every device with its spec and topics."""
-        listing = [payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics)
-                   for e in self.devices.values()]
-        self.publish_json(self.topics.bridge("devices"), json.dumps(listing), retain=True)
+        """Retained ``bridge/devices``: every device with its spec and topics (built when sent:
+        a burst of device changes while the link is busy builds it once)."""
+        self.publish_json(self.topics.bridge("devices"), self._device_list, retain=True)
+
+    def _device_list(self) -> str:
+        # one device at a time: the whole listing as objects was a large home's memory peak
+        listing = ", ".join(
+            json.dumps(payloads.device_info(e.device, e.friendly_name, e.topic_name, self.topics))
+            for e in self.devices.values())
+        return f"[{listing}]"
 
     def _event(self, kind: str, entry: DeviceEntry, **fields: Any) -> None:
         device = {"id": entry.device.id, "friendly_name": entry.friendly_name,
@@ -660,13 +686,25 @@ class Bridge:
         self._queue_writes(entry.backend, items, origin)
 
     def _queue_writes(self, backend: Backend, items: Sequence[WriteItem], origin: Origin) -> None:
+        """Leading-edge coalescing: the first write of a burst goes to the hub at once and opens
+        the window; what arrives while it is open is gathered and sent when it closes."""
         coalescer = self._coalescers[backend.name]
-        schedule = False
         for item in items:
-            schedule = coalescer.add(item, origin) or schedule
-        if schedule:
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.options.write_window, self._flush_writes, backend)
+            coalescer.add(item, origin)
+        if backend.name not in self._windows:
+            self._flush_writes(backend)
+            self._open_window(backend)
+
+    def _open_window(self, backend: Backend) -> None:
+        loop = asyncio.get_running_loop()
+        self._windows[backend.name] = loop.call_later(self.options.write_window,
+                                                      self._close_window, backend)
+
+    def _close_window(self, backend: Backend) -> None:
+        del self._windows[backend.name]
+        if self._coalescers[backend.name]:  # gathered during the window: send, keep gathering
+            self._flush_writes(backend)
+            self._open_window(backend)
 
     def _flush_writes(self, backend: Backend) -> None:
         batch = self._coalescers[backend.name].drain()

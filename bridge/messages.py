@@ -6,6 +6,7 @@ paho's, so everything above it stays sans-IO and library-free.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,10 @@ class PublishProperties:
     content_type: str
     correlation_data: bytes | None = None
 
+
+Payload = str | bytes | Callable[[], str | bytes]
+"""What may be published: the bytes, or a callable that builds them when the message is sent
+(a message parked while the link is congested is then built once, from the latest state)."""
 
 JSON_PROPERTIES = PublishProperties(JSON)
 TEXT_PROPERTIES = PublishProperties(TEXT)
@@ -64,7 +69,7 @@ class Origin:
 class MqttPort(Protocol):
     """The MQTT operations the core and the outputs use (``bridge.mqtt.MqttLink``)."""
 
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
+    def publish(self, topic: str, payload: Payload, retain: bool = False,
                 qos: int | None = None, properties: PublishProperties | None = None) -> None: ...
 
     def subscribe(self, filters: list[str], no_local: bool = True) -> None: ...

@@ -1,12 +1,14 @@
 """The MQTT client: paho-mqtt driven by the asyncio loop (no thread, no await per publish).
 
 Publishing is synchronous and never blocks: paho queues the packet and the loop writes it when
-the socket is writable. Backpressure is bounded: when more than ``max_queued`` messages are
-unacknowledged, retained publications are parked in a dict keyed by topic (the latest value
-wins, so the broker still converges to the current state) and non-retained ones in a bounded
-deque (the oldest are dropped and counted). While disconnected nothing is queued in paho but
-parked the same way (so a retained clear made meanwhile still reaches a persistent broker); the
-``on_connected`` hook republishes the full state after every (re)connect.
+the socket is writable. The in-flight window is ours, not paho's: at most :attr:`MqttLink.window`
+messages are unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond
+the window, retained publications are parked per topic (the latest value wins, so the broker still
+converges to the current state, and a device document is built only when it is sent) and
+non-retained ones in a bounded deque (the oldest are dropped and counted). While disconnected
+nothing is queued in paho but parked the same way (so a retained clear made meanwhile still
+reaches a persistent broker); the ``on_connected`` hook republishes the full state after every
+(re)connect, and what the broker never acknowledged is sent again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import socket
 import ssl
 import threading
 from collections import deque
@@ -30,14 +33,23 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.logsetup import get_logger
-from bridge.messages import IncomingMessage, PublishProperties
+from bridge.messages import IncomingMessage, Payload, PublishProperties
 from bridge.ratelimit import Throttle
+from bridge.trim import release_free_memory
 
 log = get_logger("bridge.mqtt")
 
-INFLIGHT_WINDOW = 100
-"""QoS>0 messages paho keeps in flight. paho rescans its whole in-flight table on every
-acknowledgement, so a huge window makes publishing quadratic; more are queued in paho meanwhile."""
+INFLIGHT_WINDOW = 1000
+"""Messages handed to paho and not yet acknowledged, at most (``mqtt.max_queued`` can only lower
+it). What exceeds it is parked by us, never queued in paho: paho would walk its queue on every
+acknowledgement, and keeps a message object, a message-info object and a condition per entry."""
+
+TRIM_AFTER = 10_000
+"""Parked messages at the high water of a burst above which, once drained, the freed heap is
+given back to the OS (a large home's start-up or republish)."""
+
+_Parked = Payload | tuple[Payload, int, Properties | None]
+"""A parked retained message: its payload alone when QoS and properties are the defaults."""
 
 DENIED_REPORT_INTERVAL = 60.0
 """Seconds between two reports of refused publishes to the same topic."""
@@ -139,9 +151,19 @@ class MqttLink:
         self._denied_throttle = Throttle(DENIED_REPORT_INTERVAL)
         self._in_flight: dict[int, _Sent] = {}
         """QoS>0 publishes awaiting their acknowledgement, by packet id."""
-        self._parked_retained: dict[str, tuple[bytes, int, Properties | None]] = {}
+        self.window = max(1, min(settings.max_queued, INFLIGHT_WINDOW))
+        """Unacknowledged messages at most; beyond them publications are parked."""
+        # a dict for the latest value per topic and a deque for their order: popping the oldest
+        # is O(1) (a dict's next(iter()) rescans its deleted prefix), and a large home's burst
+        # adds no small object per message but the payload (the heap it leaves is returned)
+        self._parked_retained: dict[str, _Parked] = {}
+        self._parked_order: deque[str] = deque()
         self._parked_other: deque[_Sent] = deque(maxlen=1000)
         self._flush_scheduled = False
+        self._high_water = 0
+        """The most retained messages parked since the parking dict was last empty."""
+        self._room = asyncio.Event()
+        self._room.set()
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._disconnected = asyncio.Event()
@@ -162,34 +184,49 @@ class MqttLink:
     def publish(
         self,
         topic: str,
-        payload: str | bytes,
+        payload: Payload,
         retain: bool = False,
         qos: int | None = None,
         properties: PublishProperties | None = None,
     ) -> None:
-        """Queue a message; never blocks and never awaits."""
-        data = payload.encode() if isinstance(payload, str) else payload
+        """Send or park a message; never blocks and never awaits."""
         props = None if properties is None else paho_properties(properties)
         level = self.settings.qos if qos is None else qos
         client = self._client
         if not self.connected or client is None:
             if retain:  # latest per topic: a clear must reach a broker that persisted the value
-                self._parked_retained[topic] = (data, level, props)
+                self._park_retained(topic, payload, level, props)
             else:
-                self._park_other(_Sent(topic, data, level, props))
+                self._park_other(_Sent(topic, _encode(payload), level, props))
             return
-        if self.published - self.acknowledged >= self.settings.max_queued or (
-            self._parked_retained or self._parked_other
-        ):
+        if self.published - self.acknowledged >= self.window or self.parked:
             if retain:
-                self._parked_retained[topic] = (data, level, props)
+                self._park_retained(topic, payload, level, props)
             else:
-                self._park_other(_Sent(topic, data, level, props))
+                self._park_other(_Sent(topic, _encode(payload), level, props))
+            if self.parked > self.window:
+                self._room.clear()
             return
+        self._send(client, _Sent(topic, _encode(payload), level, props, retain))
+
+    def _send(self, client: paho.Client, sent: _Sent) -> None:
         self.published += 1
-        info = client.publish(topic, data, level, retain, props)
-        if level:
-            self._in_flight[info.mid] = _Sent(topic, data, level, props, retain)
+        info = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props)
+        if sent.qos:  # kept to name a refused topic and to resend what a hang-up lost
+            self._in_flight[info.mid] = sent
+
+    def _park_retained(self, topic: str, payload: Payload, qos: int,
+                       props: Properties | None, newer: bool = True) -> None:
+        """Park a retained message; a topic parked again keeps its place in the line and takes
+        the new value (unless ``newer`` is False: a resend never overwrites a newer value)."""
+        parked = self._parked_retained
+        if topic in parked and not newer:
+            return
+        if topic not in parked:
+            self._parked_order.append(topic)
+            self._high_water = max(self._high_water, len(parked) + 1)
+        parked[topic] = (payload if qos == self.settings.qos and props is None
+                         else (payload, qos, props))
 
     def _park_other(self, sent: _Sent) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
@@ -202,10 +239,11 @@ class MqttLink:
         sent = self._in_flight.pop(mid, None)
         if sent is not None and getattr(reason, "value", 0) >= 0x80:
             self._denied(sent.topic, str(reason))
+        # refill when half the window is free: parked messages go out in batches
         if (
-            (self._parked_retained or self._parked_other)
-            and not self._flush_scheduled
-            and self.outstanding <= self.settings.max_queued // 2
+            not self._flush_scheduled
+            and self.parked
+            and self.published - self.acknowledged <= self.window // 2
             and self._loop is not None
         ):
             self._flush_scheduled = True
@@ -216,22 +254,35 @@ class MqttLink:
         client = self._client
         if not self.connected or client is None:
             return
-        budget = self.settings.max_queued - self.outstanding
-        while self._parked_other and budget > 0:
-            sent = self._parked_other.popleft()
-            self.published += 1
-            info = client.publish(sent.topic, sent.data, sent.qos, False, sent.props)
-            if sent.qos:
-                self._in_flight[info.mid] = sent
+        budget = self.window - self.outstanding
+        other, retained = self._parked_other, self._parked_retained
+        while other and budget > 0:
+            self._send(client, other.popleft())
             budget -= 1
-        while self._parked_retained and budget > 0:
-            topic = next(iter(self._parked_retained))
-            data, qos, props = self._parked_retained.pop(topic)
-            self.published += 1
-            info = client.publish(topic, data, qos, True, props)
-            if qos:
-                self._in_flight[info.mid] = _Sent(topic, data, qos, props, True)
+        order, default_qos = self._parked_order, self.settings.qos
+        while order and budget > 0:
+            topic = order.popleft()
+            item = retained.pop(topic)
+            payload, qos, props = item if isinstance(item, tuple) else (item, default_qos, None)
+            self._send(client, _Sent(topic, _encode(payload), qos, props, True))
             budget -= 1
+        if not retained and self._high_water:  # a drained dict keeps its high-water table
+            self._parked_retained = {}
+            if self._high_water >= TRIM_AFTER:
+                release_free_memory()
+            self._high_water = 0
+        if self.parked <= self.window:
+            self._room.set()
+
+    async def room(self) -> None:
+        """Wait while more than a window of messages is parked on a live connection.
+
+        Hub readers await this between batches: when the broker is the bottleneck the hubs
+        are slowed by TCP flow control instead of the bridge spending its time on input it
+        cannot send (output stays at capacity under overload). Returns at once when
+        disconnected: retained state is then republished whole, nothing piles up."""
+        while self.connected and not self._room.is_set():
+            await self._room.wait()
 
     def _denied(self, topic: str, reason: str) -> None:
         """The broker refused a publish (PUBACK/PUBCOMP reason >= 0x80, e.g. an ACL): count it,
@@ -319,7 +370,9 @@ class MqttLink:
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else True,
         )
-        client.max_inflight_messages_set(INFLIGHT_WINDOW)
+        # 0: paho never holds a message back (our window does) and skips the walk over its
+        # in-flight table that it would otherwise make on every acknowledgement
+        client.max_inflight_messages_set(0)
         client.max_queued_messages_set(0)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -454,6 +507,7 @@ class MqttLink:
         sock = client.socket()
         if sock is None:
             return
+        set_nodelay(sock)
 
         def register_write(_c: paho.Client, _u: Any, s: Any) -> None:
             loop.add_writer(s, self._guard, client.loop_write)
@@ -501,6 +555,7 @@ class MqttLink:
     def _teardown(self) -> None:
         client = self._client
         self.connected = False
+        self._room.set()
         self._up.clear()
         self._flush_scheduled = False
         if client is None:
@@ -524,7 +579,7 @@ class MqttLink:
         lost = []
         for sent in self._in_flight.values():
             if sent.retain:
-                self._parked_retained.setdefault(sent.topic, (sent.data, sent.qos, sent.props))
+                self._park_retained(sent.topic, sent.data, sent.qos, sent.props, newer=False)
             elif not sent.resent:
                 lost.append(sent._replace(resent=True))
         self._in_flight.clear()
@@ -551,6 +606,7 @@ class MqttLink:
     def _on_disconnect(self, *_args: Any) -> None:
         was_connected = self.connected
         self.connected = False
+        self._room.set()
         self._up.clear()
         if self._connack is not None and not self._connack.done():
             self._connack.set_result((-1, "connection closed before CONNACK"))
@@ -591,6 +647,18 @@ class _PackedProperties(Properties):
 def content_properties(content_type: str) -> Properties:
     """The shared PUBLISH properties for a content type (MQTT 5; ignored by 3.1.1)."""
     return _PackedProperties(content_type)
+
+
+def _encode(payload: Payload) -> bytes:
+    if callable(payload):
+        payload = payload()
+    return payload.encode() if isinstance(payload, str) else payload
+
+
+def set_nodelay(sock: Any) -> None:
+    """Send small packets at once (no Nagle delay waiting for the peer's delayed ACK)."""
+    with contextlib.suppress(OSError, AttributeError):  # not TCP (e.g. a Unix socket)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def paho_properties(properties: PublishProperties) -> Properties:

@@ -29,6 +29,8 @@ class Mosquitto:
     process: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
     """More mosquitto.conf lines: options of the listener (TLS files) or global ones (acl_file)."""
+    nodelay: bool = False
+    """``set_tcp_nodelay true``: the broker sends without waiting for delayed ACKs (benchmarks)."""
 
     @property
     def url(self) -> str:
@@ -40,6 +42,7 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             "max_queued_messages 0\nmax_inflight_messages 0\nlog_dest none\n"
+            + ("set_tcp_nodelay true\n" if self.nodelay else "")
             + self.extra_config
         )
         self.process = subprocess.Popen([binary, "-c", str(conf)])
@@ -70,10 +73,11 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def running_mosquitto(extra_config: str = "") -> Iterator[Mosquitto]:
+def running_mosquitto(extra_config: str = "", nodelay: bool = False) -> Iterator[Mosquitto]:
     """Start Mosquitto on a free port for the duration of the block."""
     with tempfile.TemporaryDirectory(prefix="mosq-") as tmp:
-        broker = Mosquitto(port=free_port(), workdir=Path(tmp), extra_config=extra_config)
+        broker = Mosquitto(port=free_port(), workdir=Path(tmp), extra_config=extra_config,
+                           nodelay=nodelay)
         broker.start()
         try:
             yield broker

@@ -8,8 +8,9 @@ numbers or numeric strings; online state as 1/0, booleans or strings.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.codec import from_wire
 from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpec, TraitType
@@ -17,6 +18,19 @@ from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpe
 
 class SpecError(ValueError):
     """The hub's device description is unusable."""
+
+
+_T = TypeVar("_T")
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 50_000
+
+
+def shared(value: _T) -> _T:
+    """One instance per distinct value: devices of one model repeat the same specs and type
+    lists, and thousands of copies of them were most of a large home's memory."""
+    if len(_SHARED) >= _SHARED_MAX:  # a pathological hub: stop sharing rather than grow
+        return value
+    return _SHARED.setdefault(value, value)  # type: ignore[no-any-return]
 
 
 def first(obj: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
@@ -57,7 +71,7 @@ def parse_trait_spec(attribute: Mapping[str, Any]) -> TraitSpec:
     )
     unit = attribute.get("unit")
     default = attribute.get("defaultValue")
-    return TraitSpec(
+    return shared(TraitSpec(
         type=trait_type,
         format=str(attribute.get("format") or ""),
         unit=str(unit) if unit not in (None, "") else None,
@@ -69,7 +83,7 @@ def parse_trait_spec(attribute: Mapping[str, Any]) -> TraitSpec:
         writable=_flag(attribute.get("writable"), False),
         subscribable=_flag(attribute.get("subscribable"), True),
         default=None if default is None else str(default),
-    )
+    ))
 
 
 def parse_online(value: Any, default: bool = True) -> bool:
@@ -105,8 +119,9 @@ def _parse_device(obj: Mapping[str, Any], backend: str) -> Device:
         id=device_id,
         name=str(first(obj, "name", "deviceName", default=device_id)),
         backend=backend,
-        model=str(first(obj, "model", default="")),
-        types=tuple(str(t) for t in first(obj, "deviceTypesList", "types", default=())),
+        model=sys.intern(str(first(obj, "model", default=""))),
+        types=shared(tuple(sys.intern(str(t))
+                           for t in first(obj, "deviceTypesList", "types", default=()))),
         online=parse_online(first(obj, "state", "online")),
     )
     space = obj.get("space")
@@ -120,12 +135,14 @@ def _parse_device(obj: Mapping[str, Any], backend: str) -> Device:
             raise SpecError(f"device {device_id}: endpoint without an integer endpointId")
         endpoint = Endpoint(
             id=endpoint_id,
-            types=tuple(str(t) for t in first(ep, "endpointTypes", "types", default=())),
+            types=shared(tuple(sys.intern(str(t))
+                               for t in first(ep, "endpointTypes", "types", default=()))),
         )
         for fn in ep.get("functions") or ():
             code = first(fn, "functionCode", "code")
             if not isinstance(code, str):
                 raise SpecError(f"device {device_id}: function without a functionCode")
+            code = sys.intern(code)  # codes repeat across devices: one string each
             function = endpoint.functions.setdefault(code, Function(code))
             for tr in fn.get("traits") or ():
                 trait = _parse_trait(tr, device_id)
@@ -146,4 +163,4 @@ def _parse_trait(obj: Mapping[str, Any], device_id: str) -> Trait:
         except ValueError:
             value = None
     time = _number(obj.get("time"))
-    return Trait(code, spec, value, int(time) if time is not None else None)
+    return Trait(sys.intern(code), spec, value, int(time) if time is not None else None)

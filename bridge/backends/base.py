@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from bridge.model import Device, Event, TraitAddress, WriteFailure, WriteItem
@@ -32,6 +32,10 @@ class RequestInvalid(BackendError):
         self.field = field
 
 
+async def _no_wait() -> None:
+    return None
+
+
 class Backend(abc.ABC):
     """A connection to one hub or cloud account.
 
@@ -46,6 +50,8 @@ class Backend(abc.ABC):
         self.name = name
         self.connected = False
         self.detail = "not started"
+        self.pace: Callable[[], Awaitable[None]] = _no_wait
+        """Awaited by push readers between batches: returns when the output has room."""
 
     @abc.abstractmethod
     async def run(self, sink: EventSink) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from bridge.extension import Core, Output
@@ -36,6 +36,7 @@ from bridge.outputs.discovery import (
     discovery_messages,
     is_hub,
 )
+from bridge.packed import PackedTexts
 from bridge.retained import RetainedLearner
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class HomeAssistantDiscovery(Output):
         self.excluded = excluded
         self.status_topic = status_topic
         self.migration_step = migration_step
-        self.published: dict[str, dict[str, str]] = {}
+        self.published: dict[str, Mapping[str, str]] = {}
         """Device id → the configs currently retained for it."""
         self.orphans: dict[str, dict[str, str]] = {}
         """Object id → retained configs of devices no backend has reported (yet)."""
@@ -181,7 +182,7 @@ class HomeAssistantDiscovery(Output):
         previous = self.published.get(device_id)
         if previous is None:  # first sight this session: adopt what the broker retains
             previous = self.orphans.pop(device_object_id(device_id, self.options), {})
-        self.published[device_id] = current
+        self.published[device_id] = PackedTexts(current)
         if device_id in self._migrating:
             return  # the migration's next step publishes the latest configs
         if current and any(map(self._is_other_layout, previous)):
@@ -210,7 +211,7 @@ class HomeAssistantDiscovery(Output):
     def device_removed(self, device_id: str) -> None:
         """Clear every config of a device its backend reported gone."""
         self._hubs.clear()
-        previous = self.published.pop(device_id, {})
+        previous = dict(self.published.pop(device_id, {}))
         previous.update(self._migrating.pop(device_id, {}))
         previous.update(self.orphans.pop(device_object_id(device_id, self.options), {}))
         if self.in_step:
@@ -241,7 +242,7 @@ class HomeAssistantDiscovery(Output):
 
         loop.call_later(self.migration_step, announce)
 
-    def _send(self, messages: dict[str, str]) -> None:
+    def _send(self, messages: Mapping[str, str]) -> None:
         assert self._mqtt is not None
         for topic, payload in messages.items():
             self._mqtt.publish(topic, payload, True, self.options.qos)

@@ -864,10 +864,32 @@ SAMPLE_SPACES = {
 # Synthetic devices
 
 
-def synthetic_devices(n: int, seed: int = 0) -> list[SimDevice]:
+def energy_meter(device_id: str, name: str, *, traits: int, create_time: int,
+                 online: bool = True, seed: int = 0) -> SimDevice:
+    """A multi-circuit energy meter with exactly ``traits`` traits (at least 2): the root
+    endpoint, then one endpoint per circuit with voltage, power, energy and current."""
+    if traits < 2:
+        raise ValueError(f"an energy meter has at least 2 traits, not {traits}")
+    rng = random.Random(seed)
+    endpoints = [_root("1.0.0_0012", online)]
+    left = traits - 2
+    circuit = 1
+    while left > 0:
+        metering = _metering(round(rng.uniform(220, 240), 1), round(rng.uniform(0, 3000), 1),
+                             round(rng.uniform(0, 9000), 2), round(rng.uniform(0, 16), 2))
+        del metering.traits[left:]
+        left -= len(metering.traits)
+        endpoints.append(SimEndpoint(circuit, ["ElectricalSensor"], [metering]))
+        circuit += 1
+    return SimDevice(device_id, name, "lumi.meter.mc01", ["ElectricalSensor"], endpoints,
+                     online, create_time)
+
+
+def synthetic_devices(n: int, seed: int = 0, traits: int | None = None) -> list[SimDevice]:
     """``n`` deterministic devices of varied kinds with unique ids (same arguments, same list).
 
-    About 2 % are offline. Ids look like ``lumi.<14 lower-case hex digits>``.
+    About 2 % are offline. Ids look like ``lumi.<14 lower-case hex digits>``. With ``traits``,
+    every device is an :func:`energy_meter` with that many traits (a heavy home).
     """
     rng = random.Random(seed)
     prefix = rng.getrandbits(16)
@@ -881,7 +903,10 @@ def synthetic_devices(n: int, seed: int = 0) -> list[SimDevice]:
         kind = rng.randrange(13)
         common: dict[str, Any] = {"create_time": ct, "online": online}
         dev: SimDevice
-        if kind == 0:
+        if traits is not None:
+            dev = energy_meter(device_id, f"{room} Meter {i}", traits=traits,
+                               seed=rng.getrandbits(32), **common)
+        elif kind == 0:
             dev = wall_switch(
                 device_id,
                 f"{room} Switch {i}",

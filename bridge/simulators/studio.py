@@ -1337,13 +1337,15 @@ async def serve(
     host: str = "127.0.0.1",
     *,
     on_ready: Callable[[StudioSimulator], None] | None = None,
+    traits: int | None = None,
 ) -> None:
-    """Run a simulator until cancelled: the sample home (``devices`` None) or N synthetic devices.
+    """Run a simulator until cancelled: the sample home (``devices`` None) or N synthetic devices
+    (each with ``traits`` traits when given).
 
     ``rate`` > 0 starts random changes at that many per second. Prints one line with the URLs;
     ``on_ready`` is called with the running simulator (handy with ``port`` 0).
     """
-    devs = sample_home() if devices is None else synthetic_devices(devices, seed or 0)
+    devs = sample_home() if devices is None else synthetic_devices(devices, seed or 0, traits)
     sim = StudioSimulator(token, devs, host=host, port=port)
 
     def banner(started: StudioSimulator) -> str:

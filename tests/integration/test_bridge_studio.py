@@ -91,8 +91,9 @@ async def test_writes_within_the_window_are_coalesced(daemon: Daemon, hub: Studi
     assert await probe.value(level, "30") == "30"
     await probe.value("aqara/dining_light/1/ColorControl/ColorTemperature", "400")
     requests = executes(hub)
-    assert len(requests) == 1, requests
-    assert [(i["traitCode"], i["value"]) for i in requests[0]["data"]] == [
+    assert len(requests) == 2, requests  # the first at once, the rest gathered in the window
+    assert [(i["traitCode"], i["value"]) for i in requests[0]["data"]] == [("CurrentLevel", 10)]
+    assert [(i["traitCode"], i["value"]) for i in requests[1]["data"]] == [
         ("CurrentLevel", 30), ("ColorTemperature", 400)]
 
 

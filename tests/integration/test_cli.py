@@ -427,6 +427,33 @@ async def test_simulate_studio_synthetic_devices() -> None:
         assert len(reply["data"]) == 5
 
 
+async def test_simulate_studio_heavy_devices() -> None:
+    port = free_port()
+    async with started("simulate", "studio", "--port", str(port), "--token", "t",
+                       "--devices", "3", "--traits", "30") as sim:
+        await sim.line_with("Aqara Studio simulator", timeout=30)
+        async with connect(f"ws://127.0.0.1:{port}/open/ws",
+                           additional_headers={"Authorization": "Bearer t"},
+                           open_timeout=10) as ws:
+            await ws.send(json.dumps({"type": "GetAllDeviceInfoRequest", "version": "v1",
+                                      "msgId": "n"}))
+            listing = json.loads(await asyncio.wait_for(ws.recv(), 10))["data"]
+            ids = [d["deviceId"] for d in listing]
+            await ws.send(json.dumps({"type": "GetDevicesRequest", "version": "v1",
+                                      "msgId": "d", "data": {"deviceIds": ids}}))
+            devices = json.loads(await asyncio.wait_for(ws.recv(), 10))["data"]
+    assert [sum(len(f["traits"]) for e in d["endpoints"] for f in e["functions"])
+            for d in devices] == [30, 30, 30]
+
+
+def test_simulate_traits_needs_devices() -> None:
+    result = cli("simulate", "studio", "--traits", "30")
+    assert result.returncode == 2
+    assert "--traits needs" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert cli("simulate", "tuya", "--devices", "3", "--traits", "30").returncode == 2
+
+
 def test_console_script_is_the_same_program() -> None:
     script = Path(sys.executable).parent / "aqara-mqtt"
     if not script.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import ipaddress
 import logging
 import os
@@ -303,7 +304,7 @@ async def test_parked_retained_messages_keep_their_content_type(mosquitto: Mosqu
     async with running(link):
         await link.wait_connected(10)
         text = bridge.mqtt.content_properties(bridge.messages.TEXT)
-        link._parked_retained["link/parked"] = (b"1.0", 1, text)  # as a slow broker leaves it
+        link._park_retained("link/parked", b"1.0", 1, text)  # as a slow broker leaves it
         link._flush_parked()
         parked = await probe.next_on("link/parked", 0)
         assert parked.payload == b"1.0"
@@ -345,6 +346,62 @@ async def test_backpressure_parks_retained_latest_wins_and_bounds_the_rest(
         assert await late.value("link/bp/state") == "999"
     finally:
         late.stop()
+
+
+async def test_window_parks_lazily_builds_once_and_paces_readers(
+        mosquitto: Mosquitto, probe: MqttProbe) -> None:
+    link, _ = make_link(mosquitto.port, max_queued=4, qos=1, announce=False)
+    assert link.window == 4
+    assert mosquitto.process is not None
+    pid = mosquitto.process.pid
+    builds: list[int] = []
+
+    def document(n: int) -> str:
+        builds.append(n)
+        return f"doc-{n}"
+
+    async with running(link):
+        await link.wait_connected(10)
+        await synced(probe, "link")
+        await asyncio.wait_for(link.room(), 5)  # nothing parked: room at once
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for n in range(4):  # fills the window; a lazy payload in the window is built now
+                link.publish(f"link/win/{n}", functools.partial(document, n), retain=True)
+            assert builds == [0, 1, 2, 3]
+            for n in range(4, 10):  # parked: one topic, the latest function wins
+                link.publish("link/win/doc", functools.partial(document, n), retain=True)
+            for n in range(10):
+                link.publish(f"link/win/other/{n}", str(n), retain=True)
+            assert builds == [0, 1, 2, 3]  # nothing built while parked
+            assert link.outstanding == 4
+            assert link.parked == 11
+            reader = asyncio.create_task(link.room())  # more than a window parked: readers wait
+            await asyncio.sleep(0.1)
+            assert not reader.done()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await asyncio.wait_for(reader, 10)
+        assert await probe.value("link/win/doc", "doc-9") == "doc-9"
+        assert builds == [0, 1, 2, 3, 9]  # the parked document built once, when sent
+        await probe.value("link/win/other/9", "9")
+
+
+async def test_paho_socket_has_tcp_nodelay(mosquitto: Mosquitto) -> None:
+    link, _ = make_link(mosquitto.port)
+    async with running(link):
+        await link.wait_connected(10)
+        assert link._client is not None
+        sock = link._client.socket()
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+async def test_room_does_not_wait_while_disconnected() -> None:
+    link, _ = make_link(free_port())  # never connected
+    for n in range(1500):
+        link.publish("link/x", str(n))
+    await asyncio.wait_for(link.room(), 5)
 
 
 async def test_non_retained_publishes_while_disconnected_are_bounded() -> None:

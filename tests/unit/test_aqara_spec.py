@@ -387,6 +387,24 @@ def test_seed_001_device() -> None:
     ]
 
 
+def test_devices_of_one_model_share_specs_codes_and_type_lists() -> None:
+    first_copy = parse_device(copy.deepcopy(SEED_001), "cloud")
+    second = copy.deepcopy(SEED_001)
+    second["deviceId"] = "matt.other"
+    other = parse_device(second, "cloud")
+    for (address, trait), (_, twin) in zip(first_copy.iter_traits(), other.iter_traits(),
+                                           strict=True):
+        assert trait.spec is twin.spec, address
+        assert trait.code is twin.code
+    assert first_copy.types is other.types
+    assert first_copy.endpoints[0].types is other.endpoints[0].types
+    # equal specs are shared; a different one is not
+    assert parse_trait_spec({"type": "NUMBER", "min": 1}) is parse_trait_spec(
+        {"type": "NUMBER", "min": "1"})
+    assert parse_trait_spec({"type": "NUMBER", "min": 2}) != parse_trait_spec(
+        {"type": "NUMBER", "min": 1})
+
+
 def test_third_party_parameter_shape() -> None:
     device = parse_device(THIRD_PARTY, "home")
     assert device.name == "Hallway Thermostat"

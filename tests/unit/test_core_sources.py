@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridge.backends.base import Backend, EventSink
@@ -29,9 +29,9 @@ class Recorder:
     def __init__(self) -> None:
         self.last: dict[str, str | bytes] = {}
 
-    def publish(self, topic: str, payload: str | bytes, retain: bool = False,
-                qos: int | None = None, properties: Any = None) -> None:
-        self.last[topic] = payload
+    def publish(self, topic: str, payload: str | bytes | Callable[[], str | bytes],
+                retain: bool = False, qos: int | None = None, properties: Any = None) -> None:
+        self.last[topic] = payload() if callable(payload) else payload
 
     def subscribe(self, filters: list[str], no_local: bool = True) -> None:
         pass

@@ -187,6 +187,17 @@ def test_clone_is_independent() -> None:
     assert original.value["rssi"] == -48
 
 
+def test_heavy_synthetic_devices_have_the_chosen_trait_count() -> None:
+    for traits in (2, 3, 7, 30):
+        devices = synthetic_devices(20, seed=4, traits=traits)
+        assert {len(d.iter_traits()) for d in devices} == {traits}
+        assert len({d.device_id for d in devices}) == 20
+        assert {d.model for d in devices} == {"lumi.meter.mc01"}
+    assert synthetic_devices(5, seed=4, traits=30) == synthetic_devices(5, seed=4, traits=30)
+    with pytest.raises(ValueError, match="at least 2"):
+        synthetic_devices(1, seed=4, traits=1)
+
+
 def test_synthetic_devices_are_deterministic() -> None:
     assert synthetic_devices(60, seed=7) == synthetic_devices(60, seed=7)
     assert synthetic_devices(60, seed=7) != synthetic_devices(60, seed=8)

@@ -14,7 +14,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import websockets
@@ -62,6 +62,13 @@ again (the buffer exists only so that no push is lost: a fresh snapshot serves t
 
 SNAPSHOT_RETRIES = 3
 """Snapshots taken again after a buffer overflow before going live with the last one."""
+READ_BUDGET = 100
+"""Hub messages handled per event-loop turn: then the reader yields, so a flood from the hub
+cannot starve the MQTT side (its acknowledgements, the parked messages, the /set commands)."""
+
+RECEIVE_QUEUE = 1024
+"""Frames the WebSocket buffers before it stops reading the socket: beyond them the hub is slowed
+by TCP flow control instead of our memory growing."""
 
 
 def auth_header(token: str) -> str:
@@ -94,7 +101,7 @@ class StudioBackend(Backend):
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._pending_types: dict[str, str] = {}
         self._ids = itertools.count(1)
-        self._specs: dict[TraitAddress, TraitSpec] = {}
+        self._specs = SpecIndex()
         self._sink: EventSink = lambda _event: None
         self._buffer: list[dict[str, Any]] | None = None
         self.max_buffered = max_buffered
@@ -107,6 +114,8 @@ class StudioBackend(Backend):
         self.garbage_received = 0
         self._malformed: dict[str, str] = {}
         """Devices skipped as malformed, by id, with the reason last logged."""
+        self.turns_yielded = 0
+        """Times the reader gave the loop back after :data:`READ_BUDGET` messages."""
 
     @classmethod
     def from_config(cls, spec: StudioBackendConfig) -> StudioBackend:
@@ -149,7 +158,7 @@ class StudioBackend(Backend):
             ping_timeout=self.ping_interval,
             open_timeout=self.request_timeout,
             max_size=jsonlimits.HUB_MAX_BYTES,
-            max_queue=None,
+            max_queue=RECEIVE_QUEUE,
         )
 
     async def probe(self) -> int:
@@ -223,7 +232,14 @@ class StudioBackend(Backend):
         self._pending.clear()
 
     async def _read_loop(self, ws: ClientConnection) -> None:
+        handled = 0
         async for raw in ws:
+            handled += 1
+            if handled >= READ_BUDGET:  # queued frames do not make ``async for`` yield
+                handled = 0
+                self.turns_yielded += 1
+                await asyncio.sleep(0)
+                await self.pace()
             try:
                 message = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
             except ValueError:  # JsonLimitError too: a nested frame is garbage, not a crash
@@ -402,7 +418,7 @@ class StudioBackend(Backend):
     async def snapshot(self) -> list[Device]:
         """Every device, fetched now; the trait specs used for decoding are refreshed too."""
         devices = await self._fetch_devices(None)
-        self._specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
+        self._specs = SpecIndex(devices)
         return devices
 
     async def request(self, command: str, args: Mapping[str, Any]) -> Any:
@@ -452,7 +468,7 @@ class StudioBackend(Backend):
         if not isinstance(device_id, str):
             return
         if kind in ("DEVICE_REMOVED", "DEVICE_DELETED", "DEVICE_DELETE"):
-            self._specs = {a: s for a, s in self._specs.items() if a.device_id != device_id}
+            self._specs.drop(device_id)
             self._emit(DeviceRemoved(device_id))
         elif kind in ("DEVICE_ONLINE", "DEVICE_OFFLINE"):
             self._emit(Availability(device_id, kind == "DEVICE_ONLINE"))
@@ -483,13 +499,43 @@ class StudioBackend(Backend):
                                 device=device_id, reason=exc.message)
                     return
                 for device in devices:
-                    for addr, trait in device.iter_traits():
-                        self._specs[addr] = trait.spec
+                    self._specs.put(device)
                     self._emit(DeviceAdded(device) if added else DeviceUpdated(device))
                 if not self._describing.get(device_id):
                     return
         finally:
             self._describing.pop(device_id, None)
+
+
+class SpecIndex(Mapping[TraitAddress, TraitSpec]):
+    """Trait specs by address, looked up in the devices themselves: the devices are shared
+    with the core, so decoding pushes costs no second per-trait index."""
+
+    def __init__(self, devices: Iterable[Device] = ()) -> None:
+        self._devices = {device.id: device for device in devices}
+
+    def put(self, device: Device) -> None:
+        """Add or replace a device."""
+        self._devices[device.id] = device
+
+    def drop(self, device_id: str) -> None:
+        """Forget a device."""
+        self._devices.pop(device_id, None)
+
+    def __getitem__(self, address: TraitAddress) -> TraitSpec:
+        device = self._devices.get(address.device_id)
+        trait = None if device is None else device.trait(
+            address.endpoint_id, address.function_code, address.trait_code)
+        if trait is None:
+            raise KeyError(address)
+        return trait.spec
+
+    def __iter__(self) -> Iterator[TraitAddress]:
+        return (address for device in self._devices.values()
+                for address, _ in device.iter_traits())
+
+    def __len__(self) -> int:
+        return sum(len(device.iter_traits()) for device in self._devices.values())
 
 
 def classify_error(exc: BaseException) -> tuple[str, bool]:
