@@ -302,8 +302,9 @@ class Bridge:
         self.publish(topic, payload, True, _JSON if is_json else _TEXT)
         entry.retained.add(topic)
         self._mark_doc(entry)
-        for hook in self._value_hooks:
-            hook(entry, address, trait)
+        if self._value_hooks:
+            for hook in self._value_hooks:
+                hook(entry, address, trait)
 
     def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
         seen: set[str] = set()
