@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -35,7 +34,7 @@ from bridge.simulators.tuya_home import (
 )
 from tests.integration.conftest import running
 from tests.mosquitto import Mosquitto
-from tests.mqtt_probe import MqttProbe, synced
+from tests.mqtt_probe import MqttProbe, eventually, synced
 
 PLUG_TOPIC = "aqara/living_plug/1"
 THERMO_TOPIC = "aqara/bedroom_thermostat/1"
@@ -66,15 +65,6 @@ bridge: {{write_window_ms: 50}}
 """
     return parse_config(text, "tuya-test.yaml")
 
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Wait until ``predicate()`` (about the simulator, not MQTT) is truthy; checked every 10 ms."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = predicate()
-            if result:
-                return result
-            await asyncio.sleep(0.01)
 
 
 def backend_info(probe: MqttProbe) -> dict[str, Any]:

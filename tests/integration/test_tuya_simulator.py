@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -35,6 +35,7 @@ from bridge.simulators.tuya_home import (
     THERMOSTAT,
     USER_UID,
 )
+from tests.mqtt_probe import eventually
 
 
 class Client:
@@ -125,15 +126,6 @@ async def client(sim: TuyaSimulator) -> AsyncIterator[Client]:
         await api.login()
         yield api
 
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Wait until ``predicate()`` is truthy (checked every 10 ms) and return it."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = predicate()
-            if result:
-                return result
-            await asyncio.sleep(0.01)
 
 
 # ---- signing and tokens ---------------------------------------------------------------------
