@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bridge import jsonlimits, payloads
+from bridge import health, jsonlimits, payloads
 from bridge.backends.base import Backend, BackendError
 from bridge.core import Bridge
 from bridge.entries import DeviceEntry
@@ -339,10 +339,11 @@ async def _health(api: Api, _args: NoArgs) -> Any:
     ]
     return {
         "healthy": mqtt.connected and all(b.connected for b in api.bridge.backends.values()),
+        "health": health.assess(backends).as_json(),
         "uptime_s": round(time.time() - api.bridge.started_at, 1),
         "mqtt": {"connected": mqtt.connected, "protocol": mqtt.version,
                  "outstanding": mqtt.outstanding, "parked": mqtt.parked,
-                 "dropped": mqtt.dropped},
+                 "dropped": mqtt.dropped, "denied_publishes": mqtt.denied},
         "backends": backends,
         "devices": len(api.bridge.devices),
         "events_handled": api.bridge.events_handled,

@@ -132,7 +132,9 @@ async def test_resync(daemon: Daemon, hub: StudioSimulator, probe: MqttProbe) ->
 async def test_health_check_and_options(daemon: Daemon, probe: MqttProbe) -> None:
     health = ok(await call(probe, "health_check"))
     assert health["healthy"] is True
+    assert health["health"] == {"state": "ok", "problems": [], "hubs": {"home": "connected"}}
     assert health["mqtt"]["connected"] is True
+    assert health["mqtt"]["denied_publishes"] == 0
     assert health["backends"][0]["devices"] == 24
     assert health["devices"] == 24
     options = ok(await call(probe, "options", {"log_level": "debug", "write_window_ms": 10}))
