@@ -23,6 +23,7 @@ from bridge.outputs.announce import HomeAssistantDiscovery
 from bridge.outputs.discovery import DiscoveryOptions
 from bridge.outputs.homie import DISCONNECTED, LOST, READY
 from bridge.outputs.homie_output import HomieOutput
+from bridge.outputs.topic_tree import TopicTree
 from bridge.secrets import register_secret
 from bridge.systemd import Notifier
 
@@ -105,7 +106,11 @@ class Daemon:
         self.backends = backends if backends is not None else [
             make_backend(b) for b in config.backends
         ]
-        self.bridge = Bridge(self.backends, core_options(config))
+        options = core_options(config)
+        self.bridge = Bridge(self.backends, options)
+        self.topic_tree = TopicTree(self.bridge.topics, options.device_state_topic,
+                                    options.clear_stale_topics)
+        self.bridge.add_output(self.topic_tree)  # first: the other outputs come after it
         self.discovery: HomeAssistantDiscovery | None = None
         if config.homeassistant.enabled:
             self.discovery = make_discovery(config, self.bridge)
@@ -117,7 +122,7 @@ class Daemon:
             self.homie_keeper = make_homie_keeper(config, homie)
         self.mqtt = MqttLink(
             mqtt_settings(config),
-            self.bridge.topics.subscriptions()
+            [self.bridge.topics.request_subscription()]
             + [topic for output in self.bridge.outputs for topic in output.subscriptions],
             self.bridge.handle_message,
             self._on_mqtt_connected,

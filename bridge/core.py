@@ -1,14 +1,14 @@
-"""The bridge core: backend events → state cache → retained MQTT topics; MQTT commands → writes.
+"""The bridge core: backend events → registry and state → outputs; writes and reads → hubs.
 
 Everything here runs synchronously on the event loop, except the hub calls themselves (writes and
-re-reads), which run as tasks. A trait change costs a few dict look-ups, one payload encoding and
-one non-blocking publish; the per-device JSON document is rebuilt at most once per loop turn.
+re-reads), which run as tasks. A trait change costs a few dict look-ups and one call per output
+that overrides ``value_changed``. The core publishes only the ``bridge/*`` topics; everything a
+device shows on MQTT is an output's (``bridge.extension``), which the core names none of.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import itertools
 import json
@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import __version__, health, jsonlimits, payloads
+from bridge import __version__, health, payloads
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
-from bridge.codec import WriteRejected, decode_device_set, decode_set, encode_payload
+from bridge.codec import WriteRejected, decode_set
 from bridge.entries import DeviceEntry
 from bridge.extension import Output
 from bridge.logsetup import get_logger
@@ -51,17 +51,7 @@ from bridge.model import (
     WriteItem,
 )
 from bridge.ratelimit import RateLimitedLog
-from bridge.stale import StaleTopicSweeper
-from bridge.topics import (
-    BadTopic,
-    BridgeRequest,
-    DeviceGet,
-    DeviceSet,
-    TopicScheme,
-    TraitGet,
-    TraitSet,
-    device_level,
-)
+from bridge.topics import BridgeRequest, TopicScheme, device_level
 
 log = get_logger("bridge.core")
 
@@ -87,11 +77,6 @@ def source_rank(backend: Backend) -> int:
     return SOURCE_PREFERENCE.index(kind) if kind in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE)
 
 
-def _document(device: Device) -> str:
-    """The retained ``aqara/<device>`` JSON of the device's current values."""
-    return json.dumps(payloads.device_state(device), separators=(",", ":"))
-
-
 @dataclass(frozen=True, slots=True)
 class CoreOptions:
     """The core's settings (from the ``mqtt``, ``devices`` and ``bridge`` config sections)."""
@@ -102,7 +87,9 @@ class CoreOptions:
     write_window: float = 0.05
     publish_unchanged: bool = False
     device_state_topic: bool = True
+    """For the topic tree output (the app builds it): publish ``<base>/<device>`` documents."""
     clear_stale_topics: bool = True
+    """For the topic tree output: sweep retained topics of devices that are gone."""
     info: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -118,8 +105,6 @@ class Bridge:
         self._coalescers = {name: WriteCoalescer[Origin]() for name in self.backends}
         self._windows: dict[str, asyncio.TimerHandle] = {}
         """Backends whose coalescing window is open, with the timer that closes it."""
-        self._dirty_docs: set[str] = set()
-        self._docs_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._snapshots_seen: set[str] = set()
         self._mqtt: MqttPort | None = None
@@ -130,10 +115,6 @@ class Bridge:
         self.outputs: list[Output] = []
         self._value_hooks: tuple[Callable[[DeviceEntry, TraitAddress, Trait], None], ...] = ()
         """``value_changed`` of the outputs that override it (the hot path calls only these)."""
-        self.stale: StaleTopicSweeper | None = None
-        if options.clear_stale_topics:
-            self.stale = StaleTopicSweeper(
-                self.topics, lambda: {e.topic_name for e in self.devices.values()})
         self.info_extra: Callable[[], Mapping[str, Any]] | None = None
         """More top-level ``bridge/info`` fields (the MQTT link's counters)."""
         self._gets: dict[tuple[TraitAddress, ...], list[Origin]] = {}
@@ -147,8 +128,6 @@ class Bridge:
         self._mqtt = mqtt
         for output in self.outputs:
             output.attach(mqtt, self)
-        if self.stale is not None:
-            self.stale.attach(mqtt)
 
     def add_output(self, output: Output) -> None:
         """Feed ``output`` from now on (it takes incoming messages in the order added)."""
@@ -179,10 +158,6 @@ class Bridge:
         """Publish a JSON document, with its MQTT 5 content type."""
         self.publish(topic, document, retain, _JSON)
 
-    def _publish_value(self, topic: str, trait: Trait, value: Any) -> None:
-        payload, is_json = encode_payload(trait.spec, value)
-        self.publish(topic, payload, True, _JSON if is_json else _TEXT)
-
     def on_mqtt_connected(self) -> None:
         """After every broker (re)connect: state online, and every retained topic republished."""
         self.publish(self.topics.bridge("state"), "online", True, _TEXT)
@@ -191,11 +166,10 @@ class Bridge:
             self.publish_device_list()
             self.publish_homes()
         for entry in self.devices.values():
-            self._publish_device(entry, force=True)
+            entry.available = None  # republished: the broker may have lost it
+            self._publish_availability(entry)
         for output in self.outputs:
             output.on_connected()
-        if self.stale is not None:
-            self.stale.on_connected()
 
     @property
     def backends_complete(self) -> bool:
@@ -297,14 +271,8 @@ class Bridge:
         trait.time = stamp
         if value is None or not trait.spec.readable:
             return
-        topic = entry.trait_topics[address]
-        payload, is_json = encode_payload(trait.spec, value)
-        self.publish(topic, payload, True, _JSON if is_json else _TEXT)
-        entry.retained.add(topic)
-        self._mark_doc(entry)
-        if self._value_hooks:
-            for hook in self._value_hooks:
-                hook(entry, address, trait)
+        for hook in self._value_hooks:
+            hook(entry, address, trait)
 
     def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
         seen: set[str] = set()
@@ -323,8 +291,6 @@ class Bridge:
             # only now is a device that no backend has really gone: outputs may clear it
             for output in self.outputs:
                 output.backends_complete()
-            if self.stale is not None:
-                self.stale.backends_complete()
         # the model just built lives until the next snapshot: keep it out of the cyclic
         # collector's passes, which otherwise rescan a large home (latency spikes under load)
         gc.freeze()
@@ -357,11 +323,11 @@ class Bridge:
         entry = self.devices.get(device.id)
         if entry is None:
             friendly, name = self._topic_name_for(device)
-            entry = DeviceEntry(device, backend, friendly, name, self._trait_topics(name, device))
+            entry = DeviceEntry(device, backend, friendly, name, {})
             self.devices[device.id] = entry
             self._by_topic[name] = entry
             self._by_topic.setdefault(device_level(device.id), entry)
-            self._publish_device(entry, force=True)
+            self._publish_availability(entry)
             for output in self.outputs:
                 output.device_added(entry)
             return
@@ -373,50 +339,12 @@ class Bridge:
         old_device = entry.device
         entry.device = device
         entry.backend = backend
-        entry.trait_topics = self._trait_topics(entry.topic_name, device)
-        for topic in entry.retained - set(entry.trait_topics.values()) - self._device_topics(entry):
-            self.publish(topic, b"", retain=True)  # a trait the device no longer has
-            entry.retained.discard(topic)
-            self._mark_doc(entry)
-        for address, trait in device.iter_traits():
-            before = old_device.trait(*address[1:])
-            changed = before is None or before.value != trait.value
-            if trait.value is not None and trait.spec.readable and changed:
-                topic = entry.trait_topics[address]
-                self._publish_value(topic, trait, trait.value)
-                entry.retained.add(topic)
-                self._mark_doc(entry)
         self._publish_availability(entry)
         for output in self.outputs:
-            output.device_changed(entry)
-
-    def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
-        return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
-
-    def _device_topics(self, entry: DeviceEntry) -> set[str]:
-        return {self.topics.device(entry.topic_name), self.topics.availability(entry.topic_name)}
-
-    def _publish_device(self, entry: DeviceEntry, force: bool) -> None:
-        for address, trait in entry.device.iter_traits():
-            if trait.value is not None and trait.spec.readable:
-                topic = entry.trait_topics[address]
-                self._publish_value(topic, trait, trait.value)
-                entry.retained.add(topic)
-        if force:
-            entry.available = None
-        self._publish_availability(entry)
-        self._mark_doc(entry)
-
-    def _clear_topics(self, entry: DeviceEntry) -> None:
-        """Clear every retained topic published for the device."""
-        self._dirty_docs.discard(entry.device.id)
-        for topic in entry.retained | self._device_topics(entry):
-            self.publish(topic, b"", retain=True)
-        entry.retained.clear()
+            output.device_replaced(entry, old_device)
 
     def _remove(self, entry: DeviceEntry) -> None:
-        """Forget a device and clear every retained topic published for it."""
-        self._clear_topics(entry)
+        """Forget a device (its outputs clear what they published for it)."""
         del self.devices[entry.device.id]
         for output in self.outputs:
             output.device_removed(entry.device.id)
@@ -429,29 +357,8 @@ class Bridge:
         if available == entry.available:
             return
         entry.available = available
-        topic = self.topics.availability(entry.topic_name)
-        self.publish(topic, "online" if available else "offline", True, _TEXT)
         for output in self.outputs:
             output.availability_changed(entry, available)
-
-    def _mark_doc(self, entry: DeviceEntry) -> None:
-        if not self.options.device_state_topic:
-            return
-        self._dirty_docs.add(entry.device.id)
-        if not self._docs_scheduled:
-            self._docs_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_docs)
-
-    def _flush_docs(self) -> None:
-        self._docs_scheduled = False
-        dirty, self._dirty_docs = self._dirty_docs, set()
-        for device_id in dirty:
-            entry = self.devices.get(device_id)
-            if entry is not None:
-                # built when sent: while the link is congested a device's document waits
-                # parked, and only its latest state is ever serialised
-                self.publish_json(self.topics.device(entry.topic_name),
-                                  functools.partial(_document, entry.device), retain=True)
 
     def find_device(self, ref: str) -> DeviceEntry | None:
         """A device by id, friendly name or topic level."""
@@ -466,7 +373,8 @@ class Bridge:
                                     self.topics)
 
     def rename(self, entry: DeviceEntry, name: str) -> None:
-        """Give a device a new friendly name: old retained topics cleared, new ones published.
+        """Give a device a new friendly name and topic level (the outputs move what they
+        published: old retained topics cleared, new ones published).
 
         Raises ValueError when the name is unusable or taken by another device.
         """
@@ -478,15 +386,14 @@ class Bridge:
         if holder is not None and holder is not entry:
             raise ValueError(f"'{name}' is already used by device {holder.device.id}")
         old_name = entry.friendly_name
-        self._clear_topics(entry)
         for key in [k for k, e in self._by_topic.items() if e is entry]:
             del self._by_topic[key]
         entry.friendly_name = name.strip()
         entry.topic_name = level
-        entry.trait_topics = self._trait_topics(level, entry.device)
         self._by_topic[level] = entry
         self._by_topic.setdefault(device_level(entry.device.id), entry)
-        self._publish_device(entry, force=True)
+        entry.available = None  # published again under the new topic level
+        self._publish_availability(entry)
         for output in self.outputs:
             output.device_renamed(entry)
         self._event("device_renamed", entry, old_friendly_name=old_name)
@@ -552,56 +459,22 @@ class Bridge:
     # ---- commands from MQTT --------------------------------------------------------------
 
     def handle_message(self, message: IncomingMessage) -> None:
-        """Dispatch one message received on the bridge's subscriptions."""
-        if self.stale is not None and self.stale.handle(message.topic, message.payload,
-                                                         message.retain):
-            return
+        """Dispatch one message received on the bridge's or the outputs' subscriptions."""
         command = self.topics.parse(message.topic)
-        if command is None:  # outside the base topic: the outputs' topics
-            for output in self.outputs:
-                if output.handle(message):
-                    return
-            return
         if isinstance(command, BridgeRequest):
             if self.request_handler is not None:
                 self.request_handler(command.command, message)
             return
-        origin = Origin.of(message)
-        if len(message.payload) > jsonlimits.MQTT_MAX_BYTES:
-            self._reject(origin, f"the payload is larger than {jsonlimits.MQTT_MAX_BYTES} bytes")
-            return
-        if not message.payload and message.response_topic is None and isinstance(
-                command, TraitSet | DeviceSet):
-            # an empty payload is how a retained /set is deleted, never a value to write
-            log.debug("empty /set payload ignored", topic=message.topic)
-            return
-        if message.retain:
-            self._ignore_retained(origin)
-            return
-        if isinstance(command, BadTopic):
-            self._reject(origin, command.reason)
-            return
-        entry = self._by_topic.get(command.device)
-        if entry is None:
-            self._reject(origin, f"unknown device '{command.device}'")
-            return
-        if isinstance(command, TraitSet):
-            self._on_trait_set(entry, command, message.payload, origin)
-        elif isinstance(command, DeviceSet):
-            self._on_device_set(entry, message.payload, origin)
-        elif isinstance(command, TraitGet):
-            address = TraitAddress(entry.device.id, command.endpoint_id, command.function_code,
-                                   command.trait_code)
-            if entry.device.trait(*address[1:]) is None:
-                self._reject(origin, f"device '{command.device}' has no trait {address.path()}")
-            else:
-                self._queue_get(entry, (address,), origin)
-        elif isinstance(command, DeviceGet):
-            readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
-            self._queue_get(entry, tuple(readable), origin)
+        for output in self.outputs:
+            if output.handle(message):
+                return
 
-    def _queue_get(self, entry: DeviceEntry, addresses: tuple[TraitAddress, ...],
-                   origin: Origin) -> None:
+    def entry_at(self, level: str) -> DeviceEntry | None:
+        """The device whose topic level (or id as a level) is ``level``."""
+        return self._by_topic.get(level)
+
+    def read(self, entry: DeviceEntry, addresses: tuple[TraitAddress, ...],
+             origin: Origin) -> None:
         """A ``/get``: one hub read per trait (or device) at a time; requests that arrive while
         it runs share its answer (a storm of /get costs one read, not one each)."""
         waiting = self._gets.get(addresses)
@@ -622,28 +495,22 @@ class Bridge:
         """The one validated write path for outputs: check ``raw`` against the trait's spec and
         queue it for the hub, or answer ``origin`` with the reason it was rejected."""
         entry = self.devices.get(device_id)
-        if entry is None:
-            return
+        if entry is not None:
+            self.write_all(entry, [(address, raw)], origin)
+
+    def write_all(self, entry: DeviceEntry, items: Sequence[tuple[TraitAddress, bytes | str]],
+                  origin: Origin) -> None:
+        """:meth:`write` for several traits of one device, all or nothing: one bad item
+        rejects them all."""
         try:
-            item = self._validate(entry, address, raw)
+            writes = [self._validate(entry, address, raw) for address, raw in items]
         except WriteRejected as exc:
-            self._reject(origin, exc.reason)
+            self.reject(origin, exc.reason)
             return
-        self._queue_writes(entry.backend, [item], origin)
+        self._queue_writes(entry.backend, writes, origin)
 
-    def _ignore_retained(self, origin: Origin) -> None:
-        """A command the broker replays from its store (it was published with the retain flag):
-        executing it at every (re)connect would repeat an old command, so it is not."""
-        cleared = self.stale is not None
-        if self.stale is not None:
-            self.stale.retained_command(origin.topic)
-        reason = ("retained command ignored: publish /set and /get without the retain flag"
-                  + (" (the retained message is cleared)" if cleared else ""))
-        self.report("warning", reason, origin)
-        self.respond(origin, payloads.response("error", error_code="retained",
-                                               error_message=reason))
-
-    def _reject(self, origin: Origin, reason: str) -> None:
+    def reject(self, origin: Origin, reason: str) -> None:
+        """Answer a request that cannot be carried out (and log it on ``bridge/log``)."""
         self.report("warning", f"rejected: {reason}", origin)
         self.respond(origin, payloads.response("error", error_code="rejected",
                                                error_message=reason))
@@ -660,31 +527,6 @@ class Bridge:
         if not entry.device.online:
             raise WriteRejected(f"device '{entry.topic_name}' is offline")
         return WriteItem(address, value)
-
-    def _on_trait_set(self, entry: DeviceEntry, command: TraitSet, payload: bytes,
-                      origin: Origin) -> None:
-        address = TraitAddress(entry.device.id, command.endpoint_id, command.function_code,
-                               command.trait_code)
-        try:
-            item = self._validate(entry, address, payload)
-        except WriteRejected as exc:
-            self._reject(origin, exc.reason)
-            return
-        self._queue_writes(entry.backend, [item], origin)
-
-    def _on_device_set(self, entry: DeviceEntry, payload: bytes, origin: Origin) -> None:
-        try:
-            items = [
-                self._validate(entry, TraitAddress(entry.device.id, e, f, t), raw)
-                for e, f, t, raw in decode_device_set(payload)
-            ]
-        except WriteRejected as exc:  # all or nothing: one bad item rejects the message
-            self._reject(origin, exc.reason)
-            return
-        if not items:
-            self._reject(origin, "nothing to set")
-            return
-        self._queue_writes(entry.backend, items, origin)
 
     def _queue_writes(self, backend: Backend, items: Sequence[WriteItem], origin: Origin) -> None:
         """Leading-edge coalescing: the first write of a burst goes to the hub at once and opens

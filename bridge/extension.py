@@ -9,12 +9,12 @@ validated write path, so every write is checked the same way whichever topic it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from bridge.entries import DeviceEntry
 from bridge.messages import IncomingMessage, MqttPort, Origin
-from bridge.model import Trait, TraitAddress
+from bridge.model import Device, Trait, TraitAddress
 
 
 class Core(Protocol):
@@ -28,6 +28,33 @@ class Core(Protocol):
               origin: Origin) -> None:
         """Validate a decoded write against the trait's spec and queue it for the hub (or answer
         ``origin`` with the reason it was rejected)."""
+        ...
+
+    def write_all(self, entry: DeviceEntry, items: Sequence[tuple[TraitAddress, bytes | str]],
+                  origin: Origin) -> None:
+        """:meth:`write` for several traits of one device, all or nothing."""
+        ...
+
+    def read(self, entry: DeviceEntry, addresses: tuple[TraitAddress, ...],
+             origin: Origin) -> None:
+        """Re-read traits from the hub and republish them; answer ``origin`` when done."""
+        ...
+
+    def entry_at(self, level: str) -> DeviceEntry | None:
+        """The device whose topic level (or id as a level) is ``level``."""
+        ...
+
+    def reject(self, origin: Origin, reason: str) -> None:
+        """Answer a request that cannot be carried out (and log it on ``bridge/log``)."""
+        ...
+
+    def report(self, level: str, message: str, origin: Origin | None = None,
+               **extra: Any) -> None:
+        """A line on ``bridge/log`` (and in the daemon's log)."""
+        ...
+
+    def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
+        """Answer on the MQTT 5 response topic of a request, when it named one."""
         ...
 
 
@@ -55,8 +82,12 @@ class Output:
         """A new device is published."""
         self.device_changed(entry)
 
+    def device_replaced(self, entry: DeviceEntry, previous: Device) -> None:
+        """A known device came again from its backend; ``previous`` is its former description."""
+        self.device_changed(entry)
+
     def device_renamed(self, entry: DeviceEntry) -> None:
-        """A device's name (hub name or friendly name) changed."""
+        """A device's name (hub name, or friendly name and topic level) changed."""
         self.device_changed(entry)
 
     def device_removed(self, device_id: str) -> None:

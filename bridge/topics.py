@@ -171,10 +171,17 @@ class TopicScheme:
         return self.response(request_topic.removeprefix(self._bridge + "request/"))
 
     def subscriptions(self) -> list[str]:
-        """The topic filters the bridge subscribes to."""
+        """The topic filters the bridge subscribes to under the base topic."""
+        return [*self.command_subscriptions(), self.request_subscription()]
+
+    def command_subscriptions(self) -> list[str]:
+        """``/set`` and ``/get`` of devices and traits (the topic tree's)."""
         p = self._prefix
-        return [f"{p}+/set", f"{p}+/get", f"{p}+/+/+/+/set", f"{p}+/+/+/+/get",
-                f"{self._bridge}request/#"]
+        return [f"{p}+/set", f"{p}+/get", f"{p}+/+/+/+/set", f"{p}+/+/+/+/get"]
+
+    def request_subscription(self) -> str:
+        """``bridge/request/#`` (the core's)."""
+        return f"{self._bridge}request/#"
 
     # ---- parsing ----
 

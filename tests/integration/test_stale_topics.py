@@ -45,8 +45,8 @@ async def test_renamed_device_leaves_nothing_behind(mosquitto: Mosquitto, hub: S
     await probe.publish("aqara/dining_lamp/1/Output/OnOff/set", "ON", retain=True)
     async with running(Daemon(renamed(mosquitto, hub.url))) as daemon:
         await probe.value("aqara/dining_lamp/availability", "online")
-        assert daemon.bridge.stale is not None
-        stale = daemon.bridge.stale
+        assert daemon.topic_tree.stale is not None
+        stale = daemon.topic_tree.stale
         await eventually(lambda: stale.cleared > 5)
         await probe.value("aqara/dining_light/availability", "")
         assert await retained_under(mosquitto, "aqara/dining_light/#") == {}
@@ -62,10 +62,10 @@ async def test_nothing_is_cleared_while_the_hub_is_down(mosquitto: Mosquitto,
     before = await retained_under(mosquitto, "aqara/#")
     closed = f"ws://127.0.0.1:{free_port()}"
     async with running(Daemon(renamed(mosquitto, closed))) as daemon:
-        assert daemon.bridge.stale is not None
+        assert daemon.topic_tree.stale is not None
         await probe.value("aqara/bridge/state", "online")
         await synced(probe)
-        assert daemon.bridge.stale.cleared == 0
+        assert daemon.topic_tree.stale.cleared == 0
     after = await retained_under(mosquitto, "aqara/#")
     assert {t: p for t, p in after.items() if "/bridge/" not in t} == {
         t: p for t, p in before.items() if "/bridge/" not in t}
@@ -76,7 +76,7 @@ async def test_cleanup_can_be_turned_off(mosquitto: Mosquitto, hub: StudioSimula
     await first_run(mosquitto, hub, probe)
     config = renamed(mosquitto, hub.url, "bridge: {clear_stale_topics: false}")
     async with running(Daemon(config)) as daemon:
-        assert daemon.bridge.stale is None
+        assert daemon.topic_tree.stale is None
         await probe.value("aqara/dining_lamp/availability", "online")
         await synced(probe)
     assert await retained_under(mosquitto, "aqara/dining_light/1/Output/OnOff")

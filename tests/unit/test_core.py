@@ -40,6 +40,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.outputs.topic_tree import TopicTree
 
 # ---- specs and devices --------------------------------------------------------------------------
 
@@ -303,6 +304,7 @@ class Rig:
     bridge: Bridge
     backend: FakeBackend
     mqtt: FakePublisher
+    tree: TopicTree
 
     def event(self, event: Event, backend: Backend | None = None) -> None:
         self.bridge.handle_event(backend or self.backend, event)
@@ -343,10 +345,14 @@ async def next_turn() -> None:
 def make_rig(backends: Sequence[FakeBackend] | None = None, **options: Any) -> Rig:
     backs = list(backends) if backends is not None else [FakeBackend()]
     options.setdefault("write_window", 0.0)
-    bridge = Bridge(backs, CoreOptions(**options))
+    core_options = CoreOptions(**options)
+    bridge = Bridge(backs, core_options)
+    tree = TopicTree(bridge.topics, core_options.device_state_topic,
+                     core_options.clear_stale_topics)
+    bridge.add_output(tree)
     mqtt = FakePublisher()
     bridge.attach(mqtt)
-    return Rig(bridge, backs[0], mqtt)
+    return Rig(bridge, backs[0], mqtt, tree)
 
 
 # ---- snapshot → retained topics -----------------------------------------------------------------
@@ -1027,7 +1033,7 @@ async def test_retained_command_is_ignored_then_cleared_once_backends_are_comple
     rig.send(f"{T}/Output/OnOff/set", "ON", retain=True)  # replayed by the broker
     assert "retained command ignored" in rig.mqtt.logs()[-1]["message"]
     assert not [s for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"]
-    stale = rig.bridge.stale
+    stale = rig.tree.stale
     assert stale is not None
     marker = next(s.topic for s in rig.mqtt.sent if "/stale_sync/" in s.topic)
     rig.send(marker, "1")  # the learning round is over: no stale device levels

@@ -21,6 +21,7 @@ from bridge.model import (
     WriteFailure,
     WriteItem,
 )
+from bridge.outputs.topic_tree import TopicTree
 
 
 class Recorder:
@@ -81,6 +82,7 @@ TOPIC = "aqara/lumi.1/1/EnergyManagement/CurrentPower"
 def make() -> tuple[Bridge, Recorder, Source, Source]:
     local, cloud = Source("home", "studio"), Source("cloud", "aqara_cloud")
     bridge = Bridge([local, cloud], CoreOptions(device_state_topic=False))
+    bridge.add_output(TopicTree(bridge.topics, device_state_topic=False))
     recorder = Recorder()
     bridge.attach(recorder)
     return bridge, recorder, local, cloud

@@ -1,0 +1,279 @@
+"""The plain topic tree: every device under ``<base>/<device>/…``, and its commands.
+
+Retained, per device: one topic per readable trait (``<base>/<device>/<ep>/<fn>/<trait>``),
+``<base>/<device>/availability``, and the JSON document of its current values
+(``<base>/<device>``, rebuilt at most once per loop turn). A renamed device has its old topics
+cleared and its new ones published; retained topics of devices that no longer exist are swept
+(:mod:`bridge.outputs.stale`). ``/set`` and ``/get`` under the base topic are parsed here and
+handed to the core's validated write and read paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+
+from bridge import jsonlimits, payloads
+from bridge.codec import WriteRejected, decode_device_set, encode_payload
+from bridge.entries import DeviceEntry
+from bridge.extension import Core, Output
+from bridge.logsetup import get_logger
+from bridge.messages import (
+    JSON_PROPERTIES,
+    TEXT_PROPERTIES,
+    IncomingMessage,
+    MqttPort,
+    Origin,
+    Payload,
+    PublishProperties,
+)
+from bridge.model import Device, Trait, TraitAddress
+from bridge.outputs.stale import StaleTopicSweeper
+from bridge.topics import (
+    BadTopic,
+    BridgeRequest,
+    DeviceGet,
+    DeviceSet,
+    TopicScheme,
+    TraitGet,
+    TraitSet,
+)
+
+log = get_logger("bridge.topic_tree")
+
+_JSON = JSON_PROPERTIES
+_TEXT = TEXT_PROPERTIES
+
+
+def _document(device: Device) -> str:
+    """The retained ``<base>/<device>`` JSON of the device's current values."""
+    return json.dumps(payloads.device_state(device), separators=(",", ":"))
+
+
+class TopicTree(Output):
+    """Keeps ``<base>/<device>/…`` in step with the registry and routes its commands."""
+
+    def __init__(self, topics: TopicScheme, device_state_topic: bool = True,
+                 clear_stale_topics: bool = True) -> None:
+        self.topics = topics
+        self.device_state_topic = device_state_topic
+        self._mqtt: MqttPort | None = None
+        self._core: Core | None = None
+        self._entries: dict[str, DeviceEntry] = {}
+        self._levels: dict[str, str] = {}
+        """Device id → the topic level its topics are published under."""
+        self._dirty_docs: set[str] = set()
+        self._docs_scheduled = False
+        self.stale: StaleTopicSweeper | None = None
+        if clear_stale_topics:
+            self.stale = StaleTopicSweeper(
+                topics, lambda: {e.topic_name for e in self._entries.values()})
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """``/set`` and ``/get`` of every device and trait."""
+        return self.topics.command_subscriptions()
+
+    def attach(self, mqtt: MqttPort, core: Core) -> None:
+        """Use this MQTT link, and this core for the commands."""
+        self._mqtt = mqtt
+        self._core = core
+        if self.stale is not None:
+            self.stale.attach(mqtt)
+
+    def _publish(self, topic: str, payload: Payload,
+                 properties: PublishProperties | None = None) -> None:
+        if self._mqtt is not None:
+            self._mqtt.publish(topic, payload, True, None, properties)
+
+    # ---- registry → retained topics ------------------------------------------------------
+
+    def on_connected(self) -> None:
+        """Republish every device's values and document; learn what is stale."""
+        for entry in self._entries.values():
+            self._publish_values(entry)
+        if self.stale is not None:
+            self.stale.on_connected()
+
+    def backends_complete(self) -> None:
+        """Every backend delivered a complete snapshot: stale topics can be known."""
+        if self.stale is not None:
+            self.stale.backends_complete()
+
+    def device_added(self, entry: DeviceEntry) -> None:
+        """Publish a new device's values."""
+        device_id = entry.device.id
+        self._entries[device_id] = entry
+        self._levels[device_id] = entry.topic_name
+        entry.trait_topics = self._trait_topics(entry.topic_name, entry.device)
+        self._publish_values(entry)
+
+    def device_replaced(self, entry: DeviceEntry, previous: Device) -> None:
+        """Clear the topics of traits the device lost; publish the values that changed."""
+        device = entry.device
+        entry.trait_topics = self._trait_topics(entry.topic_name, device)
+        for topic in entry.retained - set(entry.trait_topics.values()) - self._device_topics(
+                entry.topic_name):
+            self._publish(topic, b"")  # a trait the device no longer has
+            entry.retained.discard(topic)
+            self._mark_doc(entry)
+        for address, trait in device.iter_traits():
+            before = previous.trait(*address[1:])
+            changed = before is None or before.value != trait.value
+            if trait.value is not None and trait.spec.readable and changed:
+                topic = entry.trait_topics[address]
+                self._publish_value(topic, trait)
+                entry.retained.add(topic)
+                self._mark_doc(entry)
+
+    def device_renamed(self, entry: DeviceEntry) -> None:
+        """A new topic level: clear the old topics, publish under the new one."""
+        device_id = entry.device.id
+        old = self._levels.get(device_id)
+        if old is None or old == entry.topic_name:
+            return  # only the hub's name changed: the topics stay
+        self._clear(entry, old)
+        self._levels[device_id] = entry.topic_name
+        entry.trait_topics = self._trait_topics(entry.topic_name, entry.device)
+        self._publish_values(entry)
+
+    def device_removed(self, device_id: str) -> None:
+        """Clear every retained topic published for the device."""
+        entry = self._entries.pop(device_id, None)
+        level = self._levels.pop(device_id, None)
+        if entry is not None and level is not None:
+            self._clear(entry, level)
+
+    def value_changed(self, entry: DeviceEntry, address: TraitAddress, trait: Trait) -> None:
+        """Publish the trait's new value (the hot path)."""
+        topic = entry.trait_topics[address]
+        payload, is_json = encode_payload(trait.spec, trait.value)
+        if self._mqtt is not None:
+            self._mqtt.publish(topic, payload, True, None, _JSON if is_json else _TEXT)
+        entry.retained.add(topic)
+        if self.device_state_topic:  # _mark_doc inlined: once per trait change
+            self._dirty_docs.add(entry.device.id)
+            if not self._docs_scheduled:
+                self._docs_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_docs)
+
+    def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
+        """``<base>/<device>/availability``: online or offline."""
+        self._publish(self.topics.availability(entry.topic_name),
+                      "online" if available else "offline", _TEXT)
+
+    def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
+        return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
+
+    def _device_topics(self, level: str) -> set[str]:
+        return {self.topics.device(level), self.topics.availability(level)}
+
+    def _publish_value(self, topic: str, trait: Trait) -> None:
+        payload, is_json = encode_payload(trait.spec, trait.value)
+        self._publish(topic, payload, _JSON if is_json else _TEXT)
+
+    def _publish_values(self, entry: DeviceEntry) -> None:
+        for address, trait in entry.device.iter_traits():
+            if trait.value is not None and trait.spec.readable:
+                topic = entry.trait_topics[address]
+                self._publish_value(topic, trait)
+                entry.retained.add(topic)
+        self._mark_doc(entry)
+
+    def _clear(self, entry: DeviceEntry, level: str) -> None:
+        """Clear every retained topic published for the device under ``level``."""
+        self._dirty_docs.discard(entry.device.id)
+        for topic in entry.retained | self._device_topics(level):
+            self._publish(topic, b"")
+        entry.retained.clear()
+
+    def _mark_doc(self, entry: DeviceEntry) -> None:
+        if not self.device_state_topic:
+            return
+        self._dirty_docs.add(entry.device.id)
+        if not self._docs_scheduled:
+            self._docs_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_docs)
+
+    def _flush_docs(self) -> None:
+        self._docs_scheduled = False
+        dirty, self._dirty_docs = self._dirty_docs, set()
+        for device_id in dirty:
+            entry = self._entries.get(device_id)
+            if entry is not None:
+                # built when sent: while the link is congested a device's document waits
+                # parked, and only its latest state is ever serialised
+                self._publish(self.topics.device(entry.topic_name),
+                              functools.partial(_document, entry.device), _JSON)
+
+    # ---- commands: /set and /get ---------------------------------------------------------
+
+    def handle(self, message: IncomingMessage) -> bool:
+        """Take a stale-sweep message, or a ``/set`` or ``/get`` under the base topic."""
+        if self.stale is not None and self.stale.handle(message.topic, message.payload,
+                                                         message.retain):
+            return True
+        command = self.topics.parse(message.topic)
+        if command is None or self._core is None:
+            return False
+        core = self._core
+        origin = Origin.of(message)
+        if len(message.payload) > jsonlimits.MQTT_MAX_BYTES:
+            core.reject(origin, f"the payload is larger than {jsonlimits.MQTT_MAX_BYTES} bytes")
+            return True
+        if not message.payload and message.response_topic is None and isinstance(
+                command, TraitSet | DeviceSet):
+            # an empty payload is how a retained /set is deleted, never a value to write
+            log.debug("empty /set payload ignored", topic=message.topic)
+            return True
+        if message.retain:
+            self._ignore_retained(core, origin)
+            return True
+        if isinstance(command, BadTopic):
+            core.reject(origin, command.reason)
+            return True
+        assert not isinstance(command, BridgeRequest)  # the core's own, never handed here
+        entry = core.entry_at(command.device)
+        if entry is None:
+            core.reject(origin, f"unknown device '{command.device}'")
+            return True
+        device_id = entry.device.id
+        if isinstance(command, TraitSet):
+            address = TraitAddress(device_id, command.endpoint_id, command.function_code,
+                                   command.trait_code)
+            core.write_all(entry, [(address, message.payload)], origin)
+        elif isinstance(command, DeviceSet):
+            try:
+                items = [(TraitAddress(device_id, e, f, t), raw)
+                         for e, f, t, raw in decode_device_set(message.payload)]
+            except WriteRejected as exc:
+                core.reject(origin, exc.reason)
+                return True
+            if not items:
+                core.reject(origin, "nothing to set")
+            else:
+                core.write_all(entry, items, origin)
+        elif isinstance(command, TraitGet):
+            address = TraitAddress(device_id, command.endpoint_id, command.function_code,
+                                   command.trait_code)
+            if entry.device.trait(*address[1:]) is None:
+                core.reject(origin, f"device '{command.device}' has no trait {address.path()}")
+            else:
+                core.read(entry, (address,), origin)
+        elif isinstance(command, DeviceGet):
+            readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
+            core.read(entry, tuple(readable), origin)
+        return True
+
+    def _ignore_retained(self, core: Core, origin: Origin) -> None:
+        """A command the broker replays from its store (it was published with the retain flag):
+        executing it at every (re)connect would repeat an old command, so it is not."""
+        cleared = self.stale is not None
+        if self.stale is not None:
+            self.stale.retained_command(origin.topic)
+        reason = ("retained command ignored: publish /set and /get without the retain flag"
+                  + (" (the retained message is cleared)" if cleared else ""))
+        core.report("warning", reason, origin)
+        core.respond(origin, payloads.response("error", error_code="retained",
+                                               error_message=reason))
