@@ -38,6 +38,7 @@ from bridge.config_base import (
     FieldError,
     Loc,
     Model,
+    config_path,
     host_text,
     int_range,
     no_bool,
@@ -115,10 +116,7 @@ class TlsConfig(Model):
     def _file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
             return None
-        path = value.expanduser()
-        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
+        path = config_path(value, info)
         if not path.is_file():
             raise ValueError(f"file not found: {path}")
         return path

@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     SecretStr,
+    ValidationInfo,
     model_validator,
 )
 
@@ -53,6 +54,13 @@ def int_range(low: int, high: int) -> Callable[[int], int]:
         return value
 
     return check
+
+
+def config_path(value: Path, info: ValidationInfo) -> Path:
+    """``value`` with ``~`` expanded and, when relative, taken from the config file's folder."""
+    path = value.expanduser()
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    return Path(base) / path if not path.is_absolute() and base is not None else path
 
 
 def positive(value: float) -> float:

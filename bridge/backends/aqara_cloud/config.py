@@ -21,6 +21,7 @@ from bridge.config_base import (
     Model,
     PositiveFloat,
     at_least,
+    config_path,
     host_text,
     http_url,
     identifier,
@@ -146,11 +147,7 @@ class AqaraCloudBackendConfig(BackendConfigBase):
     def _token_file_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
             return None
-        path = value.expanduser()
-        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return path
+        return config_path(value, info)
 
     @model_validator(mode="after")
     def _where_and_how(self) -> AqaraCloudBackendConfig:
