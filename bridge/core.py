@@ -55,9 +55,6 @@ from bridge.topics import BridgeRequest, TopicScheme, device_level
 
 log = get_logger("bridge.core")
 
-_JSON = JSON_PROPERTIES
-_TEXT = TEXT_PROPERTIES
-
 
 MAX_VALUE_CHARS = 256 * 1024
 """Longest value (as published text) republished from a hub; longer ones are refused and logged:
@@ -156,11 +153,11 @@ class Bridge:
     def publish_json(self, topic: str, document: str | Callable[[], str],
                      retain: bool = False) -> None:
         """Publish a JSON document, with its MQTT 5 content type."""
-        self.publish(topic, document, retain, _JSON)
+        self.publish(topic, document, retain, JSON_PROPERTIES)
 
     def on_mqtt_connected(self) -> None:
         """After every broker (re)connect: state online, and every retained topic republished."""
-        self.publish(self.topics.bridge("state"), "online", True, _TEXT)
+        self.publish(self.topics.bridge("state"), "online", True, TEXT_PROPERTIES)
         self.publish_info()
         if self._snapshots_seen:
             self.publish_device_list()

@@ -42,9 +42,6 @@ from bridge.topics import (
 
 log = get_logger("bridge.topic_tree")
 
-_JSON = JSON_PROPERTIES
-_TEXT = TEXT_PROPERTIES
-
 
 def _document(device: Device) -> str:
     """The retained ``<base>/<device>`` JSON of the device's current values."""
@@ -150,7 +147,8 @@ class TopicTree(Output):
         topic = entry.trait_topics[address]
         payload, is_json = encode_payload(trait.spec, trait.value)
         if self._mqtt is not None:
-            self._mqtt.publish(topic, payload, True, None, _JSON if is_json else _TEXT)
+            self._mqtt.publish(topic, payload, True, None,
+                               JSON_PROPERTIES if is_json else TEXT_PROPERTIES)
         entry.retained.add(topic)
         if self.device_state_topic:  # _mark_doc inlined: once per trait change
             self._dirty_docs.add(entry.device.id)
@@ -161,7 +159,7 @@ class TopicTree(Output):
     def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
         """``<base>/<device>/availability``: online or offline."""
         self._publish(self.topics.availability(entry.topic_name),
-                      "online" if available else "offline", _TEXT)
+                      "online" if available else "offline", TEXT_PROPERTIES)
 
     def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
         return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
@@ -171,7 +169,7 @@ class TopicTree(Output):
 
     def _publish_value(self, topic: str, trait: Trait) -> None:
         payload, is_json = encode_payload(trait.spec, trait.value)
-        self._publish(topic, payload, _JSON if is_json else _TEXT)
+        self._publish(topic, payload, JSON_PROPERTIES if is_json else TEXT_PROPERTIES)
 
     def _publish_values(self, entry: DeviceEntry) -> None:
         for address, trait in entry.device.iter_traits():
@@ -205,7 +203,7 @@ class TopicTree(Output):
                 # built when sent: while the link is congested a device's document waits
                 # parked, and only its latest state is ever serialised
                 self._publish(self.topics.device(entry.topic_name),
-                              functools.partial(_document, entry.device), _JSON)
+                              functools.partial(_document, entry.device), JSON_PROPERTIES)
 
     # ---- commands: /set and /get ---------------------------------------------------------
 
