@@ -78,10 +78,14 @@ class Running:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    async def interrupt(self, timeout: float = 15) -> int:
-        """Ctrl+C, and the exit code."""
+    async def interrupt(self, timeout: float = 30) -> int:
+        """Ctrl+C, and the exit code (a hang fails with what the process logged)."""
         self.process.send_signal(signal.SIGINT)
-        return await asyncio.wait_for(self.process.wait(), timeout)
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"still running {timeout} s after Ctrl+C; "
+                                 f"stderr {self.stderr()[-2000:]}") from None
 
 
 @contextlib.asynccontextmanager
