@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,6 +14,12 @@ from tests.mosquitto import Mosquitto, running_mosquitto
 settings.register_profile(
     "loaded-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("loaded-machine")
+
+# The Ctrl+C tests send SIGINT to the commands they start. A suite started in the background by a
+# non-interactive shell (`cmd &`) inherits SIGINT ignored and would pass that on to every child,
+# which then cannot be interrupted: give the children the terminal's default instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
