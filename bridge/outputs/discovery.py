@@ -44,6 +44,8 @@ NUMBER writable / read-only                    ``number`` / ``sensor``, class fr
 ENUM writable / read-only                      ``select`` / ``sensor`` (``dev_cla: enum``)
 STRING writable / read-only                    ``text`` / ``sensor``
 OTHER read-only                                ``sensor``, diagnostic, disabled by default
+an event source (a button, a cube; no trait)   ``event`` (its ``event_types``) + one
+                                               ``device_automation`` trigger per event type
 =============================================  ==========================================
 
 Aqara's ``ContactSensorState`` ``true`` means *closed* (contact made, as in Matter's

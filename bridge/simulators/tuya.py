@@ -86,6 +86,11 @@ code, INFERRED = our guess; see protocols.md for the sources):
   ``redeliveryCount`` + 1, and unacked messages of a closed consumer go to the next one first.
   Subscription type Failover: the first connected consumer gets the messages. Messages published
   while no consumer is connected wait for one (persistent topic).
+* Momentary events (3P/INFERRED, :func:`bridge.simulators.tuya_home.event_devices`): a press or a
+  gesture is a protocol 4 status report of an Enum DP (``switch<n>_value`` = ``single_click`` /
+  ``double_click`` / ``long_press``, ``cube_action``, ``shock_state``); the device's status keeps
+  the last value. Tests fire one with :meth:`TuyaSimulator.press` (``repeat`` > 1 publishes the
+  report again with the same ``dataId``, as a new message); random changes press now and then.
 """
 
 from __future__ import annotations
