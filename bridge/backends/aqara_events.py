@@ -35,6 +35,8 @@ from bridge.model import Device, DeviceEvent, EventSource, Function, TraitAddres
 SWITCH = "Switch"
 _SILENT = frozenset({"InitialPress", "ShortRelease", "MultiPressOngoing"})
 _ENUM_EVENTS = frozenset({("Cube", "Gesture"), ("Vibration", "VibrationEvent")})
+_EVENT_FUNCTIONS = frozenset({SWITCH, *(function for function, _ in _ENUM_EVENTS)})
+"""Functions that may hold event traits: a snapshot looks no further into any other."""
 
 
 def is_event_trait(function_code: str, trait_code: str) -> bool:
@@ -80,12 +82,15 @@ def decode(function_code: str, trait_code: str, value: Any) -> str | None:
 
 def detach_events(device: Device) -> None:
     """Move the device's event traits out of its traits into ``device.events`` (one source
-    per endpoint that has any)."""
+    per endpoint that has any). Cheap for the devices without: one set test per endpoint."""
     sources: list[EventSource] = []
-    for endpoint in sorted(device.endpoints.values(), key=lambda e: e.id):
+    for endpoint in device.endpoints.values():
+        if _EVENT_FUNCTIONS.isdisjoint(endpoint.functions):
+            continue
         kinds: list[str] = []
         paths: list[str] = []
-        for code, function in list(endpoint.functions.items()):
+        for code in _EVENT_FUNCTIONS.intersection(endpoint.functions):
+            function = endpoint.functions[code]
             events = [t for t in function.traits.values() if is_event_trait(code, t.code)]
             for trait in events:
                 kinds.extend(event_types(code, trait.code, trait.spec))
@@ -99,7 +104,8 @@ def detach_events(device: Device) -> None:
         if kinds:
             sources.append(EventSource(endpoint.id, str(endpoint.id),
                                        tuple(dict.fromkeys(kinds)), tuple(paths)))
-    device.events = tuple(sources)
+    if sources:
+        device.events = tuple(sorted(sources, key=lambda source: source.endpoint_id))
 
 
 def device_event(address: TraitAddress, value: Any, time: int | None,

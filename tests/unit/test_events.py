@@ -230,8 +230,11 @@ def test_home_assistant_gets_an_event_entity_per_button_and_a_trigger_per_press(
         assert config["stat_t"] == "aqara/Hall Remote/event"
         assert config["dev_cla"] in EVENT_CLASSES
         assert config["uniq_id"]
+        assert config["evt_typ"]
+        assert all(isinstance(kind, str) and kind for kind in config["evt_typ"])
     for config in triggers.values():
         assert set(config) <= TRIGGER_KEYS
+        assert {"atype", "t", "type", "stype"} <= set(config)  # required by the schema
         assert config["atype"] == "trigger"
         assert config["t"] == "aqara/Hall Remote/event"
     pairs = [(c["type"], c["stype"]) for c in triggers.values()]
