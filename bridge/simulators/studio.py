@@ -625,6 +625,7 @@ class StudioSimulator:
             rec = self._index[(device_id, endpoint_id, function_code, trait_code)]
             rec.trait.value = value
             rec.trait.time = stamp
+            self.change_count += 1
             for _ in range(repeat):
                 self._push_trait(rec)
 
@@ -634,7 +635,9 @@ class StudioSimulator:
                                 for ep, event in event_choices(d)]
         choices = self._press_pool
         if choices:
-            self.press(*choices[int(rng.random() * len(choices))])
+            device_id, endpoint_id, event = choices[int(rng.random() * len(choices))]
+            if self._devices[device_id].online:  # an offline button reaches no hub
+                self.press(device_id, endpoint_id, event)
 
     def start_random_changes(self, rate: float, seed: int | None = None) -> None:
         """Change random readable+subscribable BOOLEAN/NUMBER/ENUM traits of online devices,
