@@ -24,6 +24,7 @@ from bridge.simulators.tuya import TuyaSimulator
 from bridge.simulators.tuya_home import CUBE, VIBRATION, WALL_REMOTE
 from bridge.simulators.tuya_home import event_devices as tuya_event_devices
 from tests.integration.conftest import TOKEN, bridge_config, running
+from tests.integration.test_api import call, ok
 from tests.integration.test_bridge_aqara_cloud import Cloud, started
 from tests.integration.test_bridge_tuya import push_state, tuya_config
 from tests.mosquitto import Mosquitto
@@ -182,6 +183,9 @@ async def test_studio_gestures_bedside_button_and_a_restart_that_replays_nothing
             devices = probe.last["aqara/bridge/devices"].json()
             assert next(d for d in devices if d["id"] == BEDSIDE)["events"]["sources"][0][
                 "event_types"] == ["single", "double", "hold", "release"]
+            answer = ok(await call(probe, "device", {"device": REMOTE}))
+            assert answer["events"]["topic"] == f"aqara/{REMOTE}/event"
+            assert answer["events"]["sources"][1]["actions"][1] == "button_2_double"
         restart = len(probe.messages)
         async with running(Daemon(bridge_config(mosquitto, studio))) as daemon:
             await probe.value("aqara/bridge/state", "online")
