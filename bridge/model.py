@@ -162,7 +162,8 @@ class Device:
 def event_action(device: Device, source: EventSource, event_type: str) -> str:
     """The zigbee2mqtt-style ``action`` string of an event: the event type alone on a device with
     one event source (``double``), ``button_<n>_<event>`` on one with several
-    (``button_2_double``), as zigbee2mqtt names the presses of Aqara's multi-button remotes."""
+    (``button_2_double``), as zigbee2mqtt names the presses of multi-button remotes (Aqara
+    Opple, Tuya scene switches)."""
     if len(device.events) <= 1:
         return event_type
     return f"button_{source.button}_{event_type}"

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.app import Daemon
+from bridge.outputs.homie import device_homie_id
 from bridge.simulators.aqara_cloud import AqaraCloudSimulator, sample_account
 from bridge.simulators.event_devices import event_devices
 from bridge.simulators.sample_home import sample_home
@@ -315,3 +316,33 @@ async def test_mqttjs_gets_one_message_per_press(mosquitto: Mosquitto,
                for m in result["messages"])
     per_device = [m for m in result["messages"] if m["topic"] == f"aqara/{REMOTE}/event"]
     assert len(per_device) == 2
+
+
+# ---- Homie ----------------------------------------------------------------------------------
+
+
+async def test_homie_event_property_gets_the_press_not_retained(
+        mosquitto: Mosquitto, studio: StudioSimulator) -> None:
+    homie = await MqttProbe(mosquitto.port, ["homie/#"]).start()
+    base = f"homie/5/{device_homie_id(REMOTE)}"
+    try:
+        async with running(Daemon(bridge_config(mosquitto, studio,
+                                                extra="homie: {enabled: true}"))):
+            assert await homie.value(f"{base}/$state", "ready")
+            node = homie.last[f"{base}/$description"].json()["nodes"]["events"]
+            assert node["properties"]["button-2"]["retained"] is False
+            start = len(homie.messages)
+            studio.press(REMOTE, 2, "double", repeat=2)
+            studio.press(REMOTE, 1, "hold")
+            await homie.next_on(f"{base}/events/button-1", start)
+            got = [(m.topic.rsplit("/", 1)[1], m.text, m.retain)
+                   for m in homie.messages[start:] if "/events/" in m.topic]
+            assert got == [("button-2", "double", False), ("button-1", "hold", False)]
+        fresh = await MqttProbe(mosquitto.port, ["homie/#"]).start()
+        try:
+            await synced(fresh, "homie")
+            assert not [m for m in fresh.messages if "/events/" in m.topic]
+        finally:
+            fresh.stop()
+    finally:
+        homie.stop()
