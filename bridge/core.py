@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import __version__, health, payloads
+from bridge import __version__, events, health, payloads
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_set
@@ -39,6 +39,7 @@ from bridge.model import (
     BackendStatus,
     Device,
     DeviceAdded,
+    DeviceEvent,
     DeviceRemoved,
     DeviceRenamed,
     DeviceUpdated,
@@ -117,6 +118,9 @@ class Bridge:
         self._gets: dict[tuple[TraitAddress, ...], list[Origin]] = {}
         self.values_refused = 0
         self._warn = RateLimitedLog(log)
+        self._repeats = events.RepeatFilter()
+        self.events_fired = 0
+        self.events_repeated = 0
 
     # ---- wiring ---------------------------------------------------------------------------
 
@@ -181,6 +185,9 @@ class Bridge:
         if isinstance(event, TraitChanged):
             if not self._absurd(backend, event.address, event.value):
                 self._on_trait_changed(backend, event)
+            return
+        if isinstance(event, DeviceEvent):
+            self._on_device_event(backend, event)
             return
         if isinstance(event, Snapshot):
             self._drop_absurd(backend, event.devices)
@@ -270,6 +277,29 @@ class Bridge:
             return
         for hook in self._value_hooks:
             hook(entry, address, trait)
+
+    def _on_device_event(self, backend: Backend, event: DeviceEvent) -> None:
+        """A press or gesture: once to every output and on ``bridge/events``, never retained
+        and never stored; a repeated delivery of the same hub event is dropped."""
+        entry = self._owned(backend, event.device_id)
+        if entry is None:
+            return
+        source = entry.device.event_source(event.endpoint_id, event.button)
+        if source is None or event.event_type not in source.event_types:
+            self._warn.warning(("event", event.device_id), "the hub reported an event the "
+                               "device does not declare; dropped", device=event.device_id,
+                               button=event.button, event_type=event.event_type)
+            return
+        if self._repeats.repeated(event):
+            self.events_repeated += 1
+            log.debug("repeated hub event dropped", device=event.device_id,
+                      event_type=event.event_type, event_id=event.event_id)
+            return
+        self.events_fired += 1
+        document = events.event_document(entry.device, entry.friendly_name, source, event)
+        self.publish_json(self.topics.bridge("events"), document)
+        for output in self.outputs:
+            output.event_fired(entry, source, event, document)
 
     def _on_snapshot(self, backend: Backend, devices: Iterable[Device]) -> None:
         seen: set[str] = set()

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from bridge.entries import DeviceEntry
 from bridge.messages import IncomingMessage, MqttPort, Origin
-from bridge.model import Device, Trait, TraitAddress
+from bridge.model import Device, DeviceEvent, EventSource, Trait, TraitAddress
 
 
 class Core(Protocol):
@@ -98,6 +98,11 @@ class Output:
 
     def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
         """A device became reachable or unreachable."""
+
+    def event_fired(self, entry: DeviceEntry, source: EventSource, event: DeviceEvent,
+                    document: str) -> None:
+        """A device fired a momentary event (a press, a gesture), once: publish it without the
+        retain flag, never as state. ``document`` is its JSON (:mod:`bridge.events`)."""
 
     def handle(self, message: IncomingMessage) -> bool:
         """Take a message outside the base topic; True when it is this output's."""

@@ -99,6 +99,23 @@ class Endpoint:
     functions: dict[str, Function] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EventSource:
+    """A part of a device that fires momentary events (a button, a cube, a vibration sensor).
+
+    ``button`` is its label (``"1"``, ``"2"``…: the endpoint on Aqara, the DP's number on Tuya)
+    and ``event_types`` the normalised events it can fire (see :mod:`bridge.events`). Events are
+    never state: the bridge publishes them once, not retained, and keeps no value for them.
+    """
+
+    endpoint_id: int
+    button: str
+    event_types: tuple[str, ...]
+    hub_codes: tuple[str, ...] = ()
+    """The hub's own names for what reports these events (e.g. Aqara code paths), for the
+    backend's push subscriptions."""
+
+
 @dataclass(slots=True)
 class Device:
     """A device as the hub describes it. ``name`` is the hub's name, not the MQTT friendly name."""
@@ -112,6 +129,15 @@ class Device:
     endpoints: dict[int, Endpoint] = field(default_factory=dict)
     extra: dict[str, JsonValue] = field(default_factory=dict)
     """Backend-specific facts shown in ``bridge/devices`` (e.g. Tuya home and room)."""
+    events: tuple[EventSource, ...] = ()
+    """The momentary events the device fires (buttons, gestures), in button order."""
+
+    def event_source(self, endpoint_id: int, button: str) -> EventSource | None:
+        """The event source at that endpoint with that button label, or None."""
+        for source in self.events:
+            if source.endpoint_id == endpoint_id and source.button == button:
+                return source
+        return None
 
     def trait(self, endpoint_id: int, function_code: str, trait_code: str) -> Trait | None:
         """The trait at that place, or None."""
@@ -131,6 +157,16 @@ class Device:
             for function in endpoint.functions.values()
             for trait in function.traits.values()
         ]
+
+
+def event_action(device: Device, source: EventSource, event_type: str) -> str:
+    """The zigbee2mqtt-style ``action`` string of an event: the event type alone on a device with
+    one event source (``double``), ``button_<n>_<event>`` on one with several
+    (``button_2_double``), as zigbee2mqtt names the presses of multi-button remotes (Aqara
+    Opple, Tuya scene switches)."""
+    if len(device.events) <= 1:
+        return event_type
+    return f"button_{source.button}_{event_type}"
 
 
 # ---- events: backend → core -------------------------------------------------------------------
@@ -173,6 +209,22 @@ class Availability:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A momentary event the hub reported (a press, a gesture): published once, never stored.
+
+    ``time`` is the hub's timestamp (ms) and ``event_id`` the hub's id for the report when it
+    gives one; together they let the core drop a repeated delivery of the same event.
+    """
+
+    device_id: str
+    endpoint_id: int
+    button: str
+    event_type: str
+    time: int | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every device of the backend with specs and current values, after each (re)connect."""
 
@@ -194,6 +246,7 @@ Event = (
     | DeviceRenamed
     | DeviceUpdated
     | Availability
+    | DeviceEvent
     | Snapshot
     | BackendStatus
 )

@@ -7,7 +7,7 @@ import json
 from typing import Any, Literal
 
 from bridge.codec import json_number, to_json_value
-from bridge.model import Device, TraitAddress, TraitSpec
+from bridge.model import Device, TraitAddress, TraitSpec, event_action
 from bridge.topics import TopicScheme
 
 MAX_LOGGED_PAYLOAD = 256
@@ -101,6 +101,15 @@ def device_info(
             functions.append({"code": function.code, "traits": traits})
         endpoints.append({"id": endpoint.id, "types": list(endpoint.types), "functions": functions})
     doc["endpoints"] = endpoints
+    if device.events:
+        doc["events"] = {
+            "topic": scheme.event(topic_name),
+            "sources": [{"button": source.button, "endpoint": source.endpoint_id,
+                         "event_types": list(source.event_types),
+                         "actions": [event_action(device, source, kind)
+                                     for kind in source.event_types]}
+                        for source in device.events],
+        }
     return doc
 
 

@@ -6,6 +6,7 @@ Layout under the base topic (``aqara`` by default, may have several levels)::
     <base>/bridge/request/<command>  →  <base>/bridge/response/<command>
     <base>/<device>                                            device JSON
     <base>/<device>/availability
+    <base>/<device>/event                                      momentary events, not retained
     <base>/<device>/<endpointId>/<functionCode>/<traitCode>    one trait, plain text
     .../set  .../get                                           subscribed, on devices and traits
 
@@ -153,6 +154,10 @@ class TopicScheme:
     def availability(self, name: str) -> str:
         """``<base>/<device>/availability``."""
         return f"{self._prefix}{device_level(name)}/availability"
+
+    def event(self, name: str) -> str:
+        """``<base>/<device>/event``: the device's presses and gestures (never retained)."""
+        return f"{self._prefix}{device_level(name)}/event"
 
     def trait(self, name: str, address: TraitAddress) -> str:
         """``<base>/<device>/<endpointId>/<functionCode>/<traitCode>``."""

@@ -3,7 +3,8 @@
 Tolerant of the documented variants: trait metadata under ``attribute`` (seed document 001) or
 ``parameter`` (third-party Studio client); device ids as ``deviceId``, ``did`` or ``subjectId``;
 names as ``name`` or ``deviceName``; types as ``deviceTypesList`` or ``types``; numbers given as
-numbers or numeric strings; online state as 1/0, booleans or strings.
+numbers or numeric strings; online state as 1/0, booleans or strings. Event traits (button
+presses, gestures) become the device's event sources, not traits (:mod:`.aqara_events`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from bridge.backends.aqara_events import detach_events
 from bridge.codec import from_wire
 from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpec, TraitType
 
@@ -148,6 +150,7 @@ def _parse_device(obj: Mapping[str, Any], backend: str) -> Device:
                 trait = _parse_trait(tr, device_id)
                 function.traits[trait.code] = trait
         device.endpoints[endpoint_id] = endpoint
+    detach_events(device)
     return device
 
 

@@ -44,6 +44,8 @@ NUMBER writable / read-only                    ``number`` / ``sensor``, class fr
 ENUM writable / read-only                      ``select`` / ``sensor`` (``dev_cla: enum``)
 STRING writable / read-only                    ``text`` / ``sensor``
 OTHER read-only                                ``sensor``, diagnostic, disabled by default
+an event source (a button, a cube; no trait)   ``event`` (its ``event_types``) + one
+                                               ``device_automation`` trigger per event type
 =============================================  ==========================================
 
 Aqara's ``ContactSensorState`` ``true`` means *closed* (contact made, as in Matter's
@@ -67,15 +69,23 @@ from typing import Any
 
 from bridge import __version__, jsonlimits
 from bridge.codec import json_number, plain_number
-from bridge.model import Device, Endpoint, Trait, TraitAddress, TraitSpec, TraitType
+from bridge.model import (
+    Device,
+    Endpoint,
+    Trait,
+    TraitAddress,
+    TraitSpec,
+    TraitType,
+    event_action,
+)
 from bridge.topics import TopicScheme
 
 ORIGIN_NAME = "aqara-mqtt"
 """The ``o.name`` of every discovery payload."""
 
 PLATFORMS = frozenset({
-    "binary_sensor", "button", "climate", "cover", "light", "lock", "number", "select",
-    "sensor", "switch", "text",
+    "binary_sensor", "button", "climate", "cover", "device_automation", "event", "light", "lock",
+    "number", "select", "sensor", "switch", "text",
 })
 """The Home Assistant platforms this module produces."""
 
@@ -1052,6 +1062,46 @@ def components(device: Device, topic_name: str, scheme: TopicScheme,
         config = {"p": component.platform, "uniq_id": f"{object_id}_{component.key}",
                   "name": component.name, **component.config}
         result[component.key] = config
+    result.update(_event_components(device, scheme.event(topic_name), object_id))
+    return result
+
+
+TRIGGER_TYPES = {
+    "single": "button_short_press", "double": "button_double_press",
+    "triple": "button_triple_press", "quadruple": "button_quadruple_press",
+    "quintuple": "button_quintuple_press", "hold": "button_long_press",
+    "release": "button_long_release",
+}
+"""Event types → the device trigger types Home Assistant's frontend words ("double clicked");
+other events (a cube's ``shake``) keep their own name as the type."""
+
+
+def _event_components(device: Device, topic: str, object_id: str) -> dict[str, dict[str, Any]]:
+    """Per event source: one ``event`` entity (its ``event_types``) and one device trigger per
+    event type (subtype ``button_<n>``), all on the device's ``event`` topic. The entity takes
+    only its own button's messages (the template renders the others empty, which Home Assistant
+    ignores); a trigger fires when the message's ``action`` is its payload."""
+    result: dict[str, dict[str, Any]] = {}
+    several = len(device.events) > 1
+    for source in device.events:
+        button = safe_id(source.button)
+        presses = all(kind in TRIGGER_TYPES for kind in source.event_types)
+        entity: dict[str, Any] = {
+            "p": "event", "uniq_id": f"{object_id}_event_{button}",
+            "name": f"Button {source.button}" if several else "Action",
+            "stat_t": topic, "evt_typ": list(source.event_types),
+            "val_tpl": f"{{{{ value if value_json.button == {_jinja_str(source.button)} "
+                       f"else '' }}}}",
+        }
+        if presses:
+            entity["dev_cla"] = "button"
+        result[f"event_{button}"] = entity
+        for kind in source.event_types:
+            result[f"action_{button}_{snake(kind)}"] = {
+                "p": "device_automation", "atype": "trigger", "t": topic,
+                "type": TRIGGER_TYPES.get(kind, kind), "stype": f"button_{source.button}",
+                "pl": event_action(device, source, kind), "val_tpl": "{{ value_json.action }}",
+            }
     return result
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.codec import plain_number, string_label, to_payload
-from bridge.model import Device, TraitAddress, TraitSpec, TraitType
+from bridge.model import Device, EventSource, TraitAddress, TraitSpec, TraitType
 from bridge.outputs.discovery import humanize, trait_label
 from bridge.topics import TopicScheme
 
@@ -137,6 +137,20 @@ def layout(device: Device) -> Layout:
                 properties[address] = (node, props[code])
     addresses = {ids: address for address, ids in properties.items()}
     return Layout(device_homie_id(device.id), nodes, properties, addresses)
+
+
+EVENTS_NODE = "events"
+"""The node of a device's momentary events (never an ``ep<n>-…`` function node)."""
+
+
+def event_property(source: EventSource) -> str:
+    """``button-<n>``: the non-retained property an event source's events are published on."""
+    return f"button-{kebab(source.button)}"
+
+
+def event_topic(device: Device, source: EventSource, root: str = "homie") -> str:
+    """The topic of an event source's property (its value is the event type, not retained)."""
+    return f"{root}/5/{device_homie_id(device.id)}/{EVENTS_NODE}/{event_property(source)}"
 
 
 # ---- description --------------------------------------------------------------------------------
@@ -248,6 +262,12 @@ def description(device: Device, parent: str | None = None) -> dict[str, Any]:
                 properties[ids.properties[address][1]] = prop
             nodes[ids.nodes[(endpoint.id, function.code)]] = {
                 "name": node_name, "type": function.code, "properties": properties}
+    if device.events:
+        nodes[EVENTS_NODE] = {"name": "Events", "type": "events", "properties": {
+            event_property(source): {
+                "name": f"Button {source.button}", "datatype": "enum",
+                "format": ",".join(source.event_types), "settable": False, "retained": False,
+            } for source in device.events}}
     document: dict[str, Any] = {"homie": HOMIE_VERSION, "name": device.name or device.id,
                                 "nodes": nodes}
     if parent is not None:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 from bridge.extension import Core, Output
 from bridge.messages import IncomingMessage, MqttPort, Origin
-from bridge.model import Trait, TraitAddress
+from bridge.model import DeviceEvent, EventSource, Trait, TraitAddress
 from bridge.outputs.homie import (
     HOMIE_VERSION,
     INIT,
     READY,
     device_homie_id,
+    event_topic,
     homie_messages,
     homie_value,
     layout,
@@ -141,6 +142,13 @@ class HomieOutput(Output):
         messages = self._topics.get(device_id)
         if messages is not None:
             messages[topic] = payload
+
+    def event_fired(self, entry: DeviceEntry, source: EventSource, event: DeviceEvent,
+                    document: str) -> None:
+        """The event type on the source's non-retained property (Homie 5 ``retained: false``)."""
+        if self._mqtt is not None and entry.device.id in self._layouts:
+            self._mqtt.publish(event_topic(entry.device, source, self.root), event.event_type,
+                               False)
 
     def device_removed(self, device_id: str) -> None:
         """Clear ``$state`` first, then every other topic of the device."""

@@ -2,7 +2,8 @@
 
 Retained, per device: one topic per readable trait (``<base>/<device>/<ep>/<fn>/<trait>``),
 ``<base>/<device>/availability``, and the JSON document of its current values
-(``<base>/<device>``, rebuilt at most once per loop turn). A renamed device has its old topics
+(``<base>/<device>``, rebuilt at most once per loop turn). Not retained: ``<base>/<device>/event``,
+one message per press or gesture. A renamed device has its old topics
 cleared and its new ones published; retained topics of devices that no longer exist are swept
 (:mod:`bridge.outputs.stale`). ``/set`` and ``/get`` under the base topic are parsed here and
 handed to the core's validated write and read paths.
@@ -28,7 +29,7 @@ from bridge.messages import (
     Payload,
     PublishProperties,
 )
-from bridge.model import Device, Trait, TraitAddress
+from bridge.model import Device, DeviceEvent, EventSource, Trait, TraitAddress
 from bridge.outputs.stale import StaleTopicSweeper
 from bridge.topics import (
     BadTopic,
@@ -160,6 +161,14 @@ class TopicTree(Output):
         """``<base>/<device>/availability``: online or offline."""
         self._publish(self.topics.availability(entry.topic_name),
                       "online" if available else "offline", TEXT_PROPERTIES)
+
+    def event_fired(self, entry: DeviceEntry, source: EventSource, event: DeviceEvent,
+                    document: str) -> None:
+        """``<base>/<device>/event``: the event's JSON, never retained (a retained press would
+        fire again at every reconnect and for every new subscriber)."""
+        if self._mqtt is not None:
+            self._mqtt.publish(self.topics.event(entry.topic_name), document, False, None,
+                               JSON_PROPERTIES)
 
     def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
         return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}

@@ -92,6 +92,11 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
   ``{did, cause: 11}``; ``subdevice_offline`` ``{did, cause: 12}``; ``dev_name_change`` ``{did,
   deviceName, model, parentDid, positionId}``. Every non-gateway, non-Matter device hangs off the
   account's first gateway (``parentDid``).
+* Momentary events (INFERRED, :mod:`bridge.simulators.event_devices`): a button press, a cube
+  gesture or a vibration is a trait push of push-only event traits (``<ep>.Switch.
+  MultiPressComplete`` = presses counted, ``LongPress``, ``LongRelease``, preceded by
+  ``InitialPress``/``ShortRelease``; ``Cube.Gesture``, ``Vibration.VibrationEvent`` = the gesture's
+  name) to whoever subscribed them. Tests fire one with :meth:`AqaraCloudSimulator.press`.
 * Not implemented (306): positions, scenes, automations, the legacy resource intents,
   ``query.push.errorMsg``.
 """
@@ -116,6 +121,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge.simulators.aqara_wire import endpoints_tree
+from bridge.simulators.event_devices import PRESS_EVERY, event_choices, event_devices, press_values
 from bridge.simulators.sample_home import (
     SimDevice,
     SimEndpoint,
@@ -665,7 +671,8 @@ class AqaraCloudSimulator:
     # ---- control API: random changes ----------------------------------------------------------
 
     def start_random_changes(self, rate: float, seed: int | None = None) -> None:
-        """Change random readable BOOLEAN/NUMBER traits of online devices, ``rate`` per second."""
+        """Change random readable BOOLEAN/NUMBER traits of online devices, ``rate`` per second;
+        every :data:`PRESS_EVERY`-th change is a random button press or gesture instead."""
         self.stop_random_changes()
         if rate > 0:
             self._random_task = asyncio.get_running_loop().create_task(
@@ -679,8 +686,16 @@ class AqaraCloudSimulator:
             self._random_task = None
 
     async def _random_loop(self, rate: float, rng: random.Random) -> None:
+        changes = 0
         while True:
             await asyncio.sleep(1.0 / rate)
+            changes += 1
+            if changes % PRESS_EVERY == 0:
+                choices = [(d.device_id, ep, event) for d in self._devices.values() if d.online
+                           for ep, event in event_choices(d)]
+                if choices:
+                    self.press(*choices[rng.randrange(len(choices))])
+                    continue
             pool = [
                 r for r in self._index.values()
                 if r.device.online and r.trait.readable and r.trait.type in ("BOOLEAN", "NUMBER")
@@ -709,14 +724,14 @@ class AqaraCloudSimulator:
             key = (dev.device_id, ep_id, fn_code, tr.code)
             self._index[key] = _Rec(key, dev, tr)
 
-    def _apply(self, rec: _Rec, value: Any) -> None:
+    def _apply(self, rec: _Rec, value: Any, repeat: int = 1) -> None:
         rec.trait.value = value
         rec.trait.time = now_ms()
         self.change_count += 1
         path = f"{rec.key[1]}.{rec.key[2]}.{rec.key[3]}"
         sub = (rec.key[0], path)
         if rec.trait.subscribable and sub in self._subs and self.callback_url:
-            self._enqueue("trait", {
+            item = {
                 "subjectId": rec.key[0],
                 "model": rec.device.model,
                 "codePath": path,
@@ -725,7 +740,18 @@ class AqaraCloudSimulator:
                 "statusCode": 0,
                 "triggerSource": {"type": 1, "time": str(rec.trait.time // 1000)},
                 "attach": self._subs[sub],
-            })  # fmt: skip
+            }  # fmt: skip
+            for _ in range(repeat):
+                self._enqueue("trait", item)
+
+    def press(self, device_id: str, endpoint_id: int, event: str, repeat: int = 1) -> None:
+        """Fire a button press or gesture (``single``, ``double``, ``hold``, ``shake``…) as
+        pushes of its event traits, each item ``repeat`` times (as a push delivered twice).
+        Raises KeyError / ValueError for an unknown device or event."""
+        dev = self._devices[device_id]
+        for function_code, trait_code, value in press_values(dev, endpoint_id, event):
+            self._apply(self._index[(device_id, endpoint_id, function_code, trait_code)], value,
+                        repeat)
 
     def _drop(self, device_id: str) -> None:
         dev = self._devices.pop(device_id)
@@ -1260,12 +1286,14 @@ async def serve(
     *,
     on_ready: Callable[[AqaraCloudSimulator], None] | None = None,
 ) -> None:
-    """Run a simulator until cancelled: the sample account, or N synthetic devices.
+    """Run a simulator until cancelled: the sample account with the event devices (buttons, a
+    cube, a vibration sensor), or N synthetic devices.
 
     Prints the app credentials and a token pair (``token`` names the access token when given)
     as a ready-to-paste backend entry.
     """
-    devs = sample_account() if devices is None else synthetic_devices(devices, seed or 0)
+    devs = ([*sample_account(), *event_devices()] if devices is None
+            else synthetic_devices(devices, seed or 0))
     sim = AqaraCloudSimulator(devs, host=host, port=port)
 
     def banner(started: AqaraCloudSimulator) -> str:

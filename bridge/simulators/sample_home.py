@@ -198,6 +198,20 @@ def _battery(percent: int) -> SimFunction:
     )
 
 
+def button_endpoint(endpoint_id: int, presses: int = 2) -> SimEndpoint:
+    """One button: ``Switch`` with Matter's switch events as push-only traits (INFERRED, see
+    :mod:`bridge.simulators.event_devices`), counting up to ``presses`` presses."""
+    switch = SimFunction("Switch", [
+        SimTrait("InitialPress", "BOOLEAN", "Bool", None, readable=False),
+        SimTrait("ShortRelease", "BOOLEAN", "Bool", None, readable=False),
+        SimTrait("MultiPressComplete", "NUMBER", "Uint8", None, readable=False, min=1,
+                 max=presses, step=1),
+        SimTrait("LongPress", "BOOLEAN", "Bool", None, readable=False),
+        SimTrait("LongRelease", "BOOLEAN", "Bool", None, readable=False),
+    ])
+    return SimEndpoint(endpoint_id, ["GenericSwitch"], [switch])
+
+
 def _metering(voltage: float, power: float, energy: float, current: float | None) -> SimFunction:
     traits = [
         _num("CurrentVoltage", voltage, unit="V", lo=0, hi=300),
@@ -664,18 +678,17 @@ def door_lock(
 
 
 def remote_button(
-    device_id: str, name: str, *, create_time: int, online: bool = True, battery: int = 12
+    device_id: str, name: str, *, create_time: int, online: bool = True, battery: int = 12,
+    presses: bool = False,
 ) -> SimDevice:
-    """A battery wireless button (only the battery is interesting)."""
-    return SimDevice(
-        device_id,
-        name,
-        "lumi.remote.b1acn02",
-        ["Button"],
-        [_root("0.0.0_0012", online, _battery(battery))],
-        online,
-        create_time,
-    )
+    """A battery wireless button; with ``presses`` its presses are events too (endpoint 1,
+    ``Switch``; see :mod:`bridge.simulators.event_devices`). Synthetic homes leave them out, so
+    their trait counts (the load tests' yardstick) stay as they were."""
+    endpoints = [_root("0.0.0_0012", online, _battery(battery))]
+    if presses:
+        endpoints.append(button_endpoint(1))
+    return SimDevice(device_id, name, "lumi.remote.b1acn02", ["Button"], endpoints, online,
+                     create_time)
 
 
 def air_monitor(
@@ -826,7 +839,7 @@ def sample_home() -> list[SimDevice]:
         curtain("lumi.158d0006c1d2e3", "Living Room Curtain", create_time=ct(21), position=60),
         thermostat("lumi1.54ef448cc210", "Hallway Thermostat", create_time=ct(15)),
         door_lock("aqara.lock.7f3e9a01c2", "Front Door Lock", create_time=ct(99)),
-        remote_button("lumi.158d0002f8e7d6", "Bedside Button", create_time=ct(47)),
+        remote_button("lumi.158d0002f8e7d6", "Bedside Button", create_time=ct(47), presses=True),
         air_monitor("lumi.158d0007aa01bc", "Study Air Monitor", create_time=ct(86)),
         hub_speaker("lumi1.54ef44100000", "Aqara Hub M3", create_time=ct(0)),
         wall_switch(

@@ -124,6 +124,14 @@ INFERRED = our guess; see protocols.md for the sources):
   comparator after the triggering change; their writes behave like ExecuteTraitRequest
   successes (value, ``time``, history, pushes) and may cascade up to 8 levels deep.
 
+* Momentary events (INFERRED, :mod:`bridge.simulators.event_devices`): a button press, a cube
+  gesture or a vibration is pushed as ``TraitValueUpdate`` of push-only event traits
+  (``Switch.MultiPressComplete`` = presses counted, ``Switch.LongPress``, ``Switch.LongRelease``,
+  preceded by ``InitialPress``/``ShortRelease``; ``Cube.Gesture``, ``Vibration.VibrationEvent`` =
+  the gesture's name), with ``time`` = the press. Tests fire one with :meth:`StudioSimulator.press`
+  (``repeat`` > 1 delivers the same push again); random changes press a random button now and
+  then.
+
 WebSocket permessage-deflate is disabled (throughput; the real hub's setting is unknown).
 """
 
@@ -142,6 +150,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bridge.simulators.aqara_wire import endpoints_tree
+from bridge.simulators.event_devices import PRESS_EVERY, event_choices, event_devices, press_values
 from bridge.simulators.sample_home import (
     SimDevice,
     SimTrait,
@@ -368,6 +377,7 @@ class StudioSimulator:
         self.motor_step_seconds = 0.1
         """A curtain moves 10 % per step (the whole way in about a second)."""
         self._random_pool: list[_Rec] | None = None
+        self._press_pool: list[tuple[str, int, str]] | None = None
         self._history = HistoryStore(history_capacity)
         self._engine = AutomationEngine(_Catalog(self._devices, self._index))
         self._watched = self._engine.watched
@@ -495,7 +505,7 @@ class StudioSimulator:
             key = (device_id, ep_id, fn_code, tr.code)
             self._index.pop(key, None)
             self._history.drop(key)
-        self._random_pool = None
+        self._random_pool = self._press_pool = None
         self._push_event("DEVICE_REMOVED", device_id)
 
     def rename_device(self, device_id: str, name: str) -> None:
@@ -605,8 +615,33 @@ class StudioSimulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conn.done.wait(), 1.0)
 
+    def press(self, device_id: str, endpoint_id: int, event: str, repeat: int = 1) -> None:
+        """Fire a button press or gesture (``single``, ``double``, ``hold``, ``shake``…): its
+        event traits are pushed, each ``repeat`` times (the same message again, as a hub that
+        delivers twice). Raises KeyError / ValueError for an unknown device or event."""
+        dev = self._devices[device_id]
+        stamp = now_ms()
+        for function_code, trait_code, value in press_values(dev, endpoint_id, event):
+            rec = self._index[(device_id, endpoint_id, function_code, trait_code)]
+            rec.trait.value = value
+            rec.trait.time = stamp
+            self.change_count += 1
+            for _ in range(repeat):
+                self._push_trait(rec)
+
+    def _random_press(self, rng: random.Random) -> None:
+        if self._press_pool is None:
+            self._press_pool = [(d.device_id, ep, event) for d in self._devices.values()
+                                for ep, event in event_choices(d)]
+        choices = self._press_pool
+        if choices:
+            device_id, endpoint_id, event = choices[int(rng.random() * len(choices))]
+            if self._devices[device_id].online:  # an offline button reaches no hub
+                self.press(device_id, endpoint_id, event)
+
     def start_random_changes(self, rate: float, seed: int | None = None) -> None:
-        """Change random readable+subscribable BOOLEAN/NUMBER/ENUM traits of online devices.
+        """Change random readable+subscribable BOOLEAN/NUMBER/ENUM traits of online devices,
+        and press a random button (or gesture) once every :data:`PRESS_EVERY` changes.
 
         ``rate`` changes per second, generated in batches every 10 ms. Replaces a running driver.
         Needs a running event loop.
@@ -633,7 +668,7 @@ class StudioSimulator:
             if tr.time is None:
                 tr.time = t
             self._index[key] = _Rec(key, dev, tr)
-        self._random_pool = None
+        self._random_pool = self._press_pool = None
 
     def _apply(self, rec: _Rec, value: Any, cascade: bool = True) -> Any:
         """Store a value (``time`` = now), record it in the history and push it; the old value.
@@ -1310,6 +1345,7 @@ class StudioSimulator:
         last = loop.time()
         carry = 0.0
         max_batch = int(rate * 0.25) + 1
+        presses = 0
         while True:
             await asyncio.sleep(_RANDOM_TICK_S)
             now = loop.time()
@@ -1326,6 +1362,10 @@ class StudioSimulator:
             for _ in range(count):
                 rec = pool[int(rand() * size)]
                 self._apply(rec, self._random_value(rec.trait, rng))
+            presses += count
+            if presses >= PRESS_EVERY:
+                presses = 0
+                self._random_press(rng)
 
 
 async def serve(
@@ -1339,13 +1379,15 @@ async def serve(
     on_ready: Callable[[StudioSimulator], None] | None = None,
     traits: int | None = None,
 ) -> None:
-    """Run a simulator until cancelled: the sample home (``devices`` None) or N synthetic devices
-    (each with ``traits`` traits when given).
+    """Run a simulator until cancelled: the sample home with the event devices (buttons, a cube,
+    a vibration sensor; ``devices`` None) or N synthetic devices (each with ``traits`` traits
+    when given).
 
     ``rate`` > 0 starts random changes at that many per second. Prints one line with the URLs;
     ``on_ready`` is called with the running simulator (handy with ``port`` 0).
     """
-    devs = sample_home() if devices is None else synthetic_devices(devices, seed or 0, traits)
+    devs = ([*sample_home(), *event_devices()] if devices is None
+            else synthetic_devices(devices, seed or 0, traits))
     sim = StudioSimulator(token, devs, host=host, port=port)
 
     def banner(started: StudioSimulator) -> str:

@@ -86,6 +86,11 @@ code, INFERRED = our guess; see protocols.md for the sources):
   ``redeliveryCount`` + 1, and unacked messages of a closed consumer go to the next one first.
   Subscription type Failover: the first connected consumer gets the messages. Messages published
   while no consumer is connected wait for one (persistent topic).
+* Momentary events (3P/INFERRED, :func:`bridge.simulators.tuya_home.event_devices`): a press or a
+  gesture is a protocol 4 status report of an Enum DP (``switch<n>_value`` = ``single_click`` /
+  ``double_click`` / ``long_press``, ``cube_action``, ``shock_state``); the device's status keeps
+  the last value. Tests fire one with :meth:`TuyaSimulator.press` (``repeat`` > 1 publishes the
+  report again with the same ``dataId``, as a new message); random changes press now and then.
 """
 
 from __future__ import annotations
@@ -109,13 +114,17 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bridge.simulators import tuya_wire
+from bridge.simulators.event_devices import PRESS_EVERY
 from bridge.simulators.serving import serve_forever
 from bridge.simulators.tuya_home import (
+    QUIET,
     SimDp,
     SimHome,
     SimRoom,
     SimTuyaDevice,
     TuyaWorld,
+    event_devices,
+    is_event_dp,
     sample_world,
     synthetic_plugs,
 )
@@ -464,6 +473,20 @@ class TuyaSimulator:
         device.update_time = int(time.time())
         self._report_status(device, list(values))
 
+    def press(self, device_id: str, code: str, value: str, repeat: int = 1) -> None:
+        """A button press or gesture (``press(remote, "switch2_value", "double_click")``): one
+        status report of that event DP, published ``repeat`` times with the same ``dataId`` (as
+        a report the message service delivers again). The status keeps the last value."""
+        device = self.world.devices[device_id]
+        dp = device.dp(code)
+        if dp is None or value not in dp.values.get("range", ()):
+            raise ValueError(f"{device_id} cannot report {code}={value!r}")
+        device.status[code] = value
+        data = self._status_report(device, [code])
+        for _ in range(repeat):
+            if data is not None:
+                self._publish(4, copy.deepcopy(data))
+
     def set_online(self, device_id: str, online: bool) -> None:
         """The device goes online/offline: protocol 20 ``online``/``offline``."""
         device = self.world.devices[device_id]
@@ -539,7 +562,8 @@ class TuyaSimulator:
         return [r for r in self.received if r["action"] == action]
 
     def start_random_changes(self, rate: float, seed: int | None = None) -> None:
-        """About ``rate`` random sensor/power changes per second (for demos and benchmarks)."""
+        """About ``rate`` random sensor/power changes per second (for demos and benchmarks); every
+        :data:`PRESS_EVERY`-th is a random button press or gesture of an event device instead."""
         self.stop_random_changes()
         if rate > 0:
             self._random_task = asyncio.create_task(self._random_changes(rate, random.Random(seed)))
@@ -557,8 +581,18 @@ class TuyaSimulator:
             for dp in d.dps
             if dp.type == "Integer" and not dp.function
         ]
+        presses = [(d.id, dp.code, value) for d in self.world.devices.values() for dp in d.dps
+                   if is_event_dp(dp.code)
+                   for value in dp.values.get("range", ()) if value != QUIET]
+        changes = 0
         while candidates:
             await asyncio.sleep(rng.expovariate(rate))
+            changes += 1
+            if presses and changes % PRESS_EVERY == 0:
+                device_id, code, value = rng.choice(presses)
+                if device_id in self.world.devices:
+                    self.press(device_id, code, value)
+                continue
             device_id, dp = rng.choice(candidates)
             if device_id in self.world.devices:
                 low, high = int(dp.values.get("min", 0)), int(dp.values.get("max", 100))
@@ -1095,6 +1129,12 @@ class TuyaSimulator:
     # ---- message service ----------------------------------------------------------------------
 
     def _report_status(self, device: SimTuyaDevice, codes: list[str]) -> None:
+        data = self._status_report(device, codes)
+        if data is not None:
+            self._publish(4, data)
+
+    def _status_report(self, device: SimTuyaDevice, codes: list[str]) -> dict[str, Any] | None:
+        """A protocol 4 status report of these DPs (None when none of them reports)."""
         stamp = self.now_ms()
         status = []
         for code in codes:
@@ -1106,16 +1146,10 @@ class TuyaSimulator:
             status.append(
                 {"code": code, "value": copy.deepcopy(value), "t": stamp, str(index): _text(value)}
             )
-        if status:
-            self._publish(
-                4,
-                {
-                    "dataId": secrets.token_hex(12),
-                    "devId": device.id,
-                    "productKey": device.product_id,
-                    "status": status,
-                },
-            )
+        if not status:
+            return None
+        return {"dataId": secrets.token_hex(12), "devId": device.id,
+                "productKey": device.product_id, "status": status}
 
     def _publish(self, protocol: int, data: dict[str, Any]) -> None:
         number = next(self._ids)
@@ -1251,7 +1285,7 @@ async def serve(
 ) -> None:
     """Run the simulator until cancelled (``aqara-mqtt simulate tuya``)."""
     world = sample_world()
-    for device in synthetic_plugs(devices or 0):
+    for device in [*event_devices(), *synthetic_plugs(devices or 0)]:
         world.devices[device.id] = device
     simulator = TuyaSimulator(client_id, secret or DEFAULT_SECRET, world, host=host, port=port)
 

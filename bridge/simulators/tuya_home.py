@@ -346,6 +346,59 @@ def thermostat(
     )
 
 
+SCENE_SWITCH = "vdevo169000000000011"
+WALL_REMOTE = "vdevo169000000000012"
+CUBE = "vdevo169000000000013"
+VIBRATION = "vdevo169000000000014"
+PRESS_VALUES = ("single_click", "double_click", "long_press")
+"""A wireless switch button's Enum range (Tuya's standard instruction set, category ``wxkg``;
+3P/INFERRED)."""
+
+
+def is_event_dp(code: str) -> bool:
+    """Whether a DP code reports momentary events (see :func:`event_devices`)."""
+    return code in ("cube_action", "shock_state") or (
+        code.startswith("switch") and code.endswith("_value") and code[6:-6].isdigit())
+
+
+QUIET = "normal"
+"""The value of ``shock_state`` when nothing happens (no event)."""
+
+
+def _event_device(device_id: str, name: str, category: str, product: str,
+                  dps: list[SimDp], room_id: int | None) -> SimTuyaDevice:
+    return SimTuyaDevice(device_id, name, category, product[:16].ljust(16, "0"), product,
+                         [*dps, SimDp("battery_percentage", "Integer", _int(0, 100, 0, 1, "%"),
+                                      function=False)],
+                         {"battery_percentage": 80}, home_id=HOME_ID, room_id=room_id, sub=True)
+
+
+def _buttons(count: int) -> list[SimDp]:
+    return [SimDp(f"switch{n}_value", "Enum", _enum(*PRESS_VALUES), function=False)
+            for n in range(1, count + 1)]
+
+
+def event_devices() -> list[SimTuyaDevice]:
+    """Devices whose DPs report momentary events, never state (values INFERRED): a one-button
+    scene switch and a two-button wall remote (``switch<n>_value``: single_click, double_click,
+    long_press), a cube (``cube_action``: gesture names) and a vibration sensor
+    (``shock_state``: vibration, tilt, drop; ``normal`` when quiet). Their status holds the last
+    report, as Tuya's status API keeps it."""
+    return [
+        _event_device(SCENE_SWITCH, "Desk Scene Switch", "wxkg", "Wireless Switch", _buttons(1),
+                      ROOM_BEDROOM),
+        _event_device(WALL_REMOTE, "Hall Remote", "wxkg", "Wireless Wall Remote", _buttons(2),
+                      ROOM_LIVING),
+        _event_device(CUBE, "Magic Cube", "wxkg", "Magic Cube", [SimDp(
+            "cube_action", "Enum", _enum("shake", "flip90", "flip180", "rotate_left",
+                                         "rotate_right", "slide", "tap", "fall"),
+            function=False)], ROOM_LIVING),
+        _event_device(VIBRATION, "Mailbox Sensor", "zd", "Vibration Sensor", [SimDp(
+            "shock_state", "Enum", _enum("normal", "vibration", "tilt", "drop"),
+            function=False)], None),
+    ]
+
+
 def sample_world() -> TuyaWorld:
     """Two homes of the seed's user: "My Home" (3 rooms, 6 devices) and "Hometown" (1)."""
     users = {

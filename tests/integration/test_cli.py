@@ -406,7 +406,7 @@ async def test_simulate_studio_serves_the_token() -> None:
             reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert reply["msgId"] == "t-1"
         assert reply.get("code", 0) in (0, "0")
-        assert len(reply["data"]) == 24
+        assert len(reply["data"]) == 28  # the sample home and the four event devices
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with connect(url, additional_headers={"Authorization": "Bearer wrong"},
                                open_timeout=10):

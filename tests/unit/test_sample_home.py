@@ -26,8 +26,11 @@ def _by_id(devs: list[SimDevice]) -> dict[str, SimDevice]:
 
 
 def _value_fits(tr: SimTrait) -> bool:
-    """The value has the wire type its attribute says (and lies within its limits)."""
+    """The value has the wire type its attribute says (and lies within its limits); a push-only
+    event trait (a button press) has none."""
     v = tr.value
+    if not tr.readable and v is None:
+        return True
     if tr.type == "BOOLEAN":
         return isinstance(v, bool)
     if tr.type == "NUMBER":

@@ -70,6 +70,7 @@ from bridge.backends.aqara_cloud.sign import (
     signed_headers,
     time_is_fresh,
 )
+from bridge.backends.aqara_events import device_event, is_event_trait
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.coalesce import chunk
@@ -229,6 +230,12 @@ def parse_code_path(
         if candidate in known:
             return candidate
     return candidates[0] if candidates else None
+
+
+def event_addresses(device: Device) -> list[TraitAddress]:
+    """The code paths of the device's event traits (subscribed like traits)."""
+    return [addr for source in device.events for path in source.hub_codes
+            if (addr := parse_code_path(device.id, path)) is not None]
 
 
 def _int(value: Any) -> int | None:
@@ -703,6 +710,8 @@ class AqaraCloudBackend(Backend):
             for kind, item in buffered:
                 if kind == "trait":
                     self._apply_push(*item)
+                elif kind == "device_event":
+                    self._emit(item)
                 else:
                     self._handle_event(item)
             await self._steady()
@@ -758,7 +767,7 @@ class AqaraCloudBackend(Backend):
         devices = await self._describe(infos)
         self._infos = {str(first(i, "did", "deviceId")): i for i in infos}
         self._specs = {addr: t.spec for d in devices for addr, t in d.iter_traits()}
-        self._subscribed &= set(self._specs)
+        self._subscribed &= set(self._specs).union(*(event_addresses(d) for d in devices))
         for store in (self._values, self._times):
             for addr in [a for a in store if a not in self._specs]:
                 del store[addr]
@@ -857,8 +866,8 @@ class AqaraCloudBackend(Backend):
         return devices
 
     async def _subscribe(self, devices: Sequence[Device]) -> None:
-        wanted = [(d.id, [a for a, t in d.iter_traits() if t.spec.readable and t.spec.subscribable])
-                  for d in devices]
+        wanted = [(d.id, [a for a, t in d.iter_traits() if t.spec.readable and t.spec.subscribable]
+                   + event_addresses(d)) for d in devices]
         wanted = [(d, addrs) for d, addrs in wanted if addrs]
         parts = [wanted[i:i + SUBSCRIBE_DEVICES] for i in range(0, len(wanted), SUBSCRIBE_DEVICES)]
         while parts:
@@ -1137,6 +1146,9 @@ class AqaraCloudBackend(Backend):
 
     def _handle_trait_push(self, item: Mapping[str, Any]) -> None:
         addr = _address(item, self._specs)
+        if addr is not None and is_event_trait(addr.function_code, addr.trait_code):
+            self._fire(addr, item)
+            return
         spec = self._specs.get(addr) if addr is not None else None
         if addr is None or spec is None:
             return  # a device we have not described (yet): its snapshot carries the value
@@ -1155,6 +1167,18 @@ class AqaraCloudBackend(Backend):
             self._buffer.append(("trait", (addr, value, stamp)))
         else:
             self._apply_push(addr, value, stamp)
+
+    def _fire(self, addr: TraitAddress, item: Mapping[str, Any]) -> None:
+        """A pushed button press or gesture (never stored; the core drops a repeated one)."""
+        if _int(item.get("statusCode")) not in (None, 0):
+            return
+        event = device_event(addr, item.get("value"), _int(item.get("time")))
+        if event is None:
+            return
+        if self._buffer is not None:
+            self._buffer.append(("device_event", event))
+        else:
+            self._emit(event)
 
     def _apply_push(self, addr: TraitAddress, value: Any, stamp: int | None) -> None:
         if addr not in self._specs:

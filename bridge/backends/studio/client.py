@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from bridge import jsonlimits
+from bridge.backends.aqara_events import device_event, is_event_trait
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.studio.config import StudioBackendConfig
@@ -447,6 +448,13 @@ class StudioBackend(Backend):
 
     def _handle_trait_push(self, item: Mapping[str, Any]) -> None:
         addr = _address(item)
+        if addr is not None and is_event_trait(addr.function_code, addr.trait_code):
+            stamp = item.get("time")
+            event = device_event(addr, item.get("value"),
+                                 stamp if isinstance(stamp, int) else None)
+            if event is not None:
+                self._sink(event)
+            return
         spec = self._specs.get(addr) if addr else None
         if addr is None or spec is None:
             return  # a device we have not described yet; its snapshot carries the value

@@ -51,6 +51,7 @@ from bridge import jsonlimits
 from bridge.backends.base import Backend, BackendError, EventSink
 from bridge.backends.tuya.actions import TUYA_COMMANDS, rest_call, validate
 from bridge.backends.tuya.config import TuyaBackendConfig
+from bridge.backends.tuya.events import device_event, is_event_dp
 from bridge.backends.tuya.model import (
     ENDPOINT_ID,
     DpSpec,
@@ -589,8 +590,8 @@ class TuyaBackend(Backend):
         current = self._values.setdefault(device_id, {})
         for code, raw in values.items():
             dp = spec.dps.get(code)
-            if dp is None or not dp.readable:
-                continue
+            if dp is None or not dp.readable or is_event_dp(dp):
+                continue  # an event DP's value is the last press: never state
             stamp = (stamps or {}).get(code)
             if stamp is not None:
                 last = self._last_t.get((device_id, code))
@@ -845,7 +846,21 @@ class TuyaBackend(Backend):
                 stamp = item.get("t")
                 if isinstance(stamp, int) and not isinstance(stamp, bool):
                     stamps[item["code"]] = stamp
+        self._fire(device_id, data.get("dataId"), values, stamps)
         self._apply(device_id, values, stamps)
+
+    def _fire(self, device_id: str, data_id: Any, values: Mapping[str, Any],
+              stamps: Mapping[str, int]) -> None:
+        """The presses and gestures of one pushed status report (``dataId`` identifies the
+        report, so the core drops a redelivery)."""
+        dps = self._specs[device_id].dps
+        for code, raw in values.items():
+            dp = dps.get(code)
+            if dp is not None and is_event_dp(dp):
+                event = device_event(device_id, ENDPOINT_ID, dp, raw, stamps.get(code),
+                                     str(data_id) if data_id is not None else None)
+                if event is not None:
+                    self._emit(event)
 
     def _on_biz(self, data: Mapping[str, Any]) -> None:
         device_id = data.get("devId")

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from bridge.backends.tuya.events import event_sources, is_event_dp
 from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpec, TraitType
 
 __all__ = [
@@ -381,6 +382,8 @@ def build_device(info: Mapping[str, Any], spec: TuyaSpec, backend: str,
     functions: dict[str, Function] = {}
     bad: list[str] = []
     for code, dp in spec.dps.items():
+        if is_event_dp(dp):
+            continue  # an event, not state: the device's event sources below
         trait = Trait(code, trait_spec(dp))
         if dp.readable and code in values:
             try:
@@ -401,5 +404,6 @@ def build_device(info: Mapping[str, Any], spec: TuyaSpec, backend: str,
         online=online if isinstance(online, bool) else str(online).lower() != "false",
         endpoints={ENDPOINT_ID: endpoint},
         extra=dict(extra or {}),
+        events=event_sources(spec.dps.values(), ENDPOINT_ID),
     )
     return device, bad
