@@ -99,6 +99,12 @@ class Output:
     def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
         """A device became reachable or unreachable."""
 
+    def logged(self, entry: Mapping[str, Any]) -> None:
+        """The core put this line on ``bridge/log`` (``payloads.log_entry``)."""
+
+    def answered(self, origin: Origin, body: Mapping[str, Any]) -> None:
+        """The core answered a request from ``origin`` (a write's or read's result)."""
+
     def handle(self, message: IncomingMessage) -> bool:
         """Take a message outside the base topic; True when it is this output's."""
         return False
