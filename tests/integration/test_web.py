@@ -278,3 +278,31 @@ async def test_a_stalled_browser_holds_up_neither_the_bridge_nor_other_pages(
     finally:
         writer.close()
     await eventually(lambda: stalled not in output.feeds)
+
+
+async def test_behind_a_reverse_proxy_the_page_lives_under_its_base_path(
+        browser: Browser, mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    config = bridge_config(mosquitto, hub, extra=(
+        "frontend: {enabled: true, port: 0, base_path: /tools/aqara}"))
+    async with running(Daemon(config)) as daemon:
+        await probe.value(ONOFF, "true")
+        assert daemon.web is not None
+        url = await eventually(lambda: daemon.web is not None and daemon.web.port != 0
+                               and daemon.web.url)
+        assert url.endswith("/tools/aqara/")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url[:-1], allow_redirects=False) as response:
+                assert response.status == 308
+                assert response.headers["Location"] == "/tools/aqara/"
+            async with http.get(url.removesuffix("tools/aqara/") + "api/devices") as response:
+                assert response.status == 404
+        await browser.do("fresh")
+        await browser.do("goto", url=url)
+        await browser.do("wait", selector="#devices tr.row", text="dining_light")
+        await browser.do("wait", selector="#live", text="live")
+        await browser.do("goto", url=f"{url}#/device/{LIGHT}")
+        level = '[data-path="1.LevelControl.CurrentLevel"]'
+        await browser.do("wait", selector=level)
+        hub.set_value(LIGHT, 1, "LevelControl", "CurrentLevel", 7)  # live, over the WebSocket
+        assert await browser.do("wait", selector=level, text="7") == "7"
+        assert await browser.do("logs") == []
