@@ -54,7 +54,7 @@ async def page(browser: Browser, mosquitto: Mosquitto, hub: StudioSimulator,
         url = daemon.web.url
         await browser.do("fresh")
         assert await browser.do("goto", url=f"{url}?token={PAGE_TOKEN}") == 200
-        await browser.do("wait", selector="#devices tr.row")
+        await browser.do("wait", selector="#devices .row")
         yield daemon, url
         assert await browser.do("logs") == []  # no script error, no failed request
 
@@ -68,7 +68,7 @@ async def test_the_sample_home_appears_on_every_page(page: tuple[Daemon, str],
                                                      browser: Browser) -> None:
     _, url = page
     assert await browser.do("text", selector="#count") == "24 of 24 devices"
-    assert "Dining Light" in await browser.do("wait", selector="#devices tr.row",
+    assert "Dining Light" in await browser.do("wait", selector="#devices .row",
                                               text="dining_light")
     await screenshot(browser, "devices")
     await browser.do("fill", selector="#search", value="kettle")
@@ -128,11 +128,11 @@ async def test_a_change_in_the_hub_appears_without_a_reload(
 
     await browser.do("goto", url=f"{url}#/events")
     hub.set_value(LIGHT, 1, "LevelControl", "CurrentLevel", 43)
-    await browser.do("wait", selector="#events td",
+    await browser.do("wait", selector="#events .row",
                      text="dining_light 1.LevelControl.CurrentLevel = 43")
     await browser.do("select", selector="#event-kind", value="log")
     assert await browser.do("evaluate", expression=(
-        "document.querySelectorAll('#event-rows tr.kind-value').length")) == 0
+        "document.querySelectorAll('#event-rows .kind-value').length")) == 0
 
 
 async def test_a_refused_write_shows_its_reason(page: tuple[Daemon, str], browser: Browser,
@@ -148,7 +148,7 @@ async def test_a_refused_write_shows_its_reason(page: tuple[Daemon, str], browse
     assert hub.get_value(LIGHT, 1, "Output", "OnOff") is True
     assert daemon.bridge.writes_rejected == 1
     await browser.do("goto", url=f"{url}#/events")
-    await browser.do("wait", selector="#events td",
+    await browser.do("wait", selector="#events .row",
                      text="rejected: device 'dining_light' is offline")
 
 
@@ -298,7 +298,7 @@ async def test_behind_a_reverse_proxy_the_page_lives_under_its_base_path(
                 assert response.status == 404
         await browser.do("fresh")
         await browser.do("goto", url=url)
-        await browser.do("wait", selector="#devices tr.row", text="dining_light")
+        await browser.do("wait", selector="#devices .row", text="dining_light")
         await browser.do("wait", selector="#live", text="live")
         await browser.do("goto", url=f"{url}#/device/{LIGHT}")
         level = '[data-path="1.LevelControl.CurrentLevel"]'

@@ -11,6 +11,7 @@ const state = {
   live: false,
 };
 const view = document.getElementById("view");
+const byName = new Intl.Collator(undefined, { numeric: true }); // one collator: localeCompare makes one per call
 let rows = new Map(); // device id -> its <tr> on the device list
 let traitCells = new Map(); // trait path -> {value, control} on the device page
 
@@ -93,17 +94,19 @@ async function bridgePage() {
   );
 }
 
-function deviceRow(d) {
-  return h("tr", { class: "row", "data-id": d.id, onclick: () => { location.hash = `#/device/${encodeURIComponent(d.id)}`; } },
-    h("td", {}, h("strong", {}, d.friendly_name), d.name !== d.friendly_name ? h("div", { class: "muted" }, d.name) : null),
-    h("td", {}, d.backend), h("td", {}, d.model), h("td", {}, d.room || ""),
-    h("td", { class: "avail" }, availability(d.available)),
-    h("td", { class: "last" }, ago(d.last_change)));
+const COLUMNS = ["name", "backend", "model", "room", "availability", "last change"];
+
+function deviceRow(d) { // a link per device; rows off screen are not laid out (content-visibility)
+  return h("a", { class: "row", role: "row", href: `#/device/${encodeURIComponent(d.id)}`, "data-id": d.id, "data-available": String(d.available) },
+    h("span", {}, h("strong", {}, d.friendly_name), d.name !== d.friendly_name ? h("div", { class: "muted" }, d.name) : null),
+    h("span", {}, d.backend), h("span", {}, d.model), h("span", {}, d.room || ""),
+    h("span", { class: "avail" }, availability(d.available)),
+    h("span", { class: "last" }, ago(d.last_change)));
 }
 
 function devicesPage() {
   const search = h("input", { type: "search", id: "search", placeholder: "Search name, model, room, backend, id…", value: sessionStorage.getItem("search") || "" });
-  const body = h("tbody");
+  const body = h("div", { class: "rows" });
   const count = h("span", { class: "muted", id: "count" });
   const filter = () => {
     sessionStorage.setItem("search", search.value);
@@ -119,14 +122,14 @@ function devicesPage() {
     count.textContent = `${shown} of ${rows.size} devices`;
   };
   search.addEventListener("input", filter);
-  const sorted = [...state.devices.values()].sort((a, b) => a.friendly_name.localeCompare(b.friendly_name));
+  const sorted = [...state.devices.values()].sort((a, b) => byName.compare(a.friendly_name, b.friendly_name));
   rows = new Map(sorted.map((d) => [d.id, deviceRow(d)]));
   body.append(...rows.values());
   view.replaceChildren(
     h("h1", {}, "Devices"),
     h("div", { class: "toolbar" }, search, count),
-    h("table", { id: "devices" },
-      h("thead", {}, h("tr", {}, ["name", "backend", "model", "room", "availability", "last change"].map((t) => h("th", {}, t)))),
+    h("div", { id: "devices", class: "list", role: "table" },
+      h("div", { class: "head", role: "row" }, COLUMNS.map((t) => h("span", { role: "columnheader" }, t))),
       body));
   filter();
 }
@@ -225,10 +228,10 @@ async function devicePage(id) {
 const eventFilter = { text: "", kind: "all" };
 
 function eventRow(e) {
-  return h("tr", { class: `kind-${e.kind}` },
-    h("td", { class: "muted" }, new Date(e.time * 1000).toLocaleTimeString()),
-    h("td", {}, h("span", { class: `pill ${e.level === "error" ? "bad" : e.level === "warning" ? "warn" : "muted"}` }, e.kind)),
-    h("td", {}, e.text));
+  return h("div", { class: `row kind-${e.kind}`, role: "row" },
+    h("span", { class: "muted" }, new Date(e.time * 1000).toLocaleTimeString()),
+    h("span", {}, h("span", { class: `pill ${e.level === "error" ? "bad" : e.level === "warning" ? "warn" : "muted"}` }, e.kind)),
+    h("span", { class: "text" }, e.text));
 }
 
 function eventMatches(e) {
@@ -240,19 +243,19 @@ function eventsPage() {
   const text = h("input", { type: "search", id: "event-filter", placeholder: "Filter…", value: eventFilter.text });
   const kind = h("select", { id: "event-kind" }, ["all", "log", "value", "availability", "device"].map((k) => h("option", { value: k }, k)));
   kind.value = eventFilter.kind;
-  const body = h("tbody", { id: "event-rows" });
+  const body = h("div", { id: "event-rows", class: "rows" });
   const refill = () => {
     eventFilter.text = text.value.toLowerCase();
     eventFilter.kind = kind.value;
     const shown = state.events.filter(eventMatches).reverse().map(eventRow);
     body.replaceChildren(...(shown.length ? shown
-      : [h("tr", {}, h("td", { class: "muted", colSpan: 3 }, "Nothing yet: changes, device events and bridge/log lines appear here as they happen."))]));
+      : [h("div", { class: "placeholder muted" }, "Nothing yet: changes, device events and bridge/log lines appear here as they happen.")]));
   };
   text.addEventListener("input", refill);
   kind.addEventListener("change", refill);
   view.replaceChildren(h("h1", {}, "Events and log"),
     h("div", { class: "toolbar" }, text, kind, h("span", { class: "muted" }, `the last ${MAX_EVENTS}, newest first`)),
-    h("table", { class: "events", id: "events" }, body));
+    h("div", { class: "list events", id: "events", role: "table" }, body));
   refill();
 }
 
@@ -278,7 +281,7 @@ async function homeAssistantPage() {
 // ---- live updates ---------------------------------------------------------------------------
 
 let dirty = new Set(); // device ids whose list row needs repainting
-let eventsDirty = false;
+let eventsDirty = 0; // events recorded since the events page was last painted
 let statusDirty = false;
 let frame = 0;
 
@@ -286,22 +289,35 @@ function schedule() {
   if (!frame) frame = requestAnimationFrame(paint);
 }
 
+function paintRow(id) {
+  const row = rows.get(id);
+  const d = state.devices.get(id);
+  if (!row || !d) return;
+  if (row.dataset.available !== String(d.available)) {
+    row.dataset.available = String(d.available);
+    row.querySelector(".avail").replaceChildren(availability(d.available));
+  }
+  const last = row.querySelector(".last");
+  const text = ago(d.last_change);
+  if (last.textContent !== text) last.textContent = text;
+}
+
+function paintEvents() {
+  const body = document.getElementById("event-rows");
+  const fresh = state.events.slice(state.events.length - Math.min(eventsDirty, MAX_EVENTS)).filter(eventMatches);
+  if (!body || !fresh.length) return;
+  body.querySelector(".placeholder")?.remove();
+  body.prepend(...fresh.reverse().map(eventRow));
+  while (body.childElementCount > MAX_EVENTS) body.lastElementChild.remove();
+}
+
 function paint() {
   frame = 0;
   const { page } = route();
-  if (page === "devices") {
-    for (const id of dirty) {
-      const row = rows.get(id);
-      const d = state.devices.get(id);
-      if (row && d) {
-        row.querySelector(".avail").replaceChildren(availability(d.available));
-        row.querySelector(".last").textContent = ago(d.last_change);
-      }
-    }
-  }
+  if (page === "devices") for (const id of dirty) paintRow(id);
   dirty.clear();
-  if (page === "events" && eventsDirty) eventsPage();
-  eventsDirty = false;
+  if (page === "events" && eventsDirty) paintEvents();
+  eventsDirty = 0;
   if (page === "bridge" && statusDirty) bridgePage();
   statusDirty = false;
 }
@@ -309,7 +325,7 @@ function paint() {
 function record(kind, text, time, level) {
   state.events.push({ kind, text, time: time || Date.now() / 1000, level });
   if (state.events.length > MAX_EVENTS) state.events.splice(0, state.events.length - MAX_EVENTS);
-  eventsDirty = true;
+  eventsDirty += 1;
 }
 
 function nameOf(id) {
@@ -350,8 +366,13 @@ function apply(message) {
       const known = state.devices.has(message.device.id);
       state.devices.set(message.device.id, message.device);
       record("device", `${message.device.friendly_name} ${known ? "changed" : "added"}`);
-      if (!known && route().page === "devices") devicesPage();
-      else dirty.add(message.device.id);
+      const row = rows.get(message.device.id);
+      if (row) { // renamed or changed: its row drawn again
+        const fresh = deviceRow(message.device);
+        fresh.hidden = row.hidden;
+        row.replaceWith(fresh);
+        rows.set(message.device.id, fresh);
+      } else if (route().page === "devices") devicesPage();
       break;
     }
     case "removed":
