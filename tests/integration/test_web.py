@@ -65,7 +65,8 @@ async def screenshot(browser: Browser, name: str) -> None:
 
 
 async def test_the_sample_home_appears_on_every_page(page: tuple[Daemon, str],
-                                                     browser: Browser) -> None:
+                                                     browser: Browser,
+                                                     hub: StudioSimulator) -> None:
     _, url = page
     assert await browser.do("text", selector="#count") == "24 of 24 devices"
     assert "Dining Light" in await browser.do("wait", selector="#devices .row",
@@ -92,6 +93,10 @@ async def test_the_sample_home_appears_on_every_page(page: tuple[Daemon, str],
 
     await browser.do("goto", url=f"{url}#/events")
     await browser.do("wait", selector="#events")
+    hub.set_value(LIGHT, 1, "LevelControl", "CurrentLevel", 55)
+    hub.set_online(LIGHT, False)
+    await browser.do("wait", selector="#events .row", text="dining_light is offline")
+    await browser.do("wait", selector="#events .row", text="CurrentLevel = 55")
     await screenshot(browser, "events")
 
 

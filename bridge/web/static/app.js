@@ -269,7 +269,8 @@ async function homeAssistantPage() {
   for (const [id, entities] of Object.entries(all)) {
     const d = state.devices.get(id);
     entities.forEach((e, i) => body.append(h("tr", {},
-      h("td", {}, i === 0 ? h("a", { href: `#/device/${encodeURIComponent(id)}` }, d ? d.friendly_name : id) : ""),
+      h("td", {}, i === 0 ? [h("a", { href: `#/device/${encodeURIComponent(id)}` }, d ? d.friendly_name : id),
+        d && d.name !== d.friendly_name ? h("div", { class: "muted" }, d.name) : null] : ""),
       h("td", {}, e.platform), h("td", {}, e.name ?? "(device name)"), h("td", {}, h("code", {}, e.unique_id)))));
   }
   const total = Object.values(all).reduce((n, list) => n + list.length, 0);
