@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets as _random
 import signal
 from collections.abc import Callable
@@ -224,8 +225,9 @@ class Daemon:
         try:
             await web.start()
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             self.bridge.report("error", f"the web page cannot listen on {web.settings.host}:"
-                               f"{web.settings.port}: {exc.strerror or exc}")
+                               f"{web.settings.port}: {reason}")
 
     def request_restart(self) -> None:
         """Stop, and tell the runner to build a fresh daemon from the config (``restart``)."""

@@ -169,15 +169,15 @@ class WebServer:
     @web.middleware
     async def _same_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Writes and the WebSocket only from this page (no cross-site forgery)."""
-        is_socket = request.path.endswith("/ws")
-        if request.method != "GET" or is_socket:
+        reads = request.method in ("GET", "HEAD")
+        if not reads or request.path.endswith("/ws"):
             origin = request.headers.get("Origin")
             if origin is not None and urlsplit(origin).netloc != request.host:
                 raise web.HTTPForbidden(text=f"cross-site request refused (Origin {origin})\n")
             site = request.headers.get("Sec-Fetch-Site")
             if site not in (None, "same-origin", "none"):
                 raise web.HTTPForbidden(text=f"cross-site request refused ({site})\n")
-        if request.method != "GET" and request.content_type != "application/json":
+        if not reads and request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="writes take application/json\n")
         return await handler(request)
 

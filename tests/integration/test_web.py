@@ -311,3 +311,21 @@ async def test_behind_a_reverse_proxy_the_page_lives_under_its_base_path(
         hub.set_value(LIGHT, 1, "LevelControl", "CurrentLevel", 7)  # live, over the WebSocket
         assert await browser.do("wait", selector=level, text="7") == "7"
         assert await browser.do("logs") == []
+
+
+async def test_a_taken_port_is_reported_and_the_bridge_runs_on(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = bridge_config(mosquitto, hub, extra=f"frontend: {{enabled: true, port: {port}}}")
+        async with running(Daemon(config)):
+            log = await probe.wait_for(lambda: [
+                m.json() for m in probe.on("aqara/bridge/log")
+                if "web page" in m.json()["message"]], timeout=30)
+            assert log[0]["level"] == "error"
+            assert log[0]["message"] == (f"the web page cannot listen on 127.0.0.1:{port}: "
+                                         "Address already in use")
+            await probe.publish(f"{ONOFF}/set", "OFF")
+            assert await probe.value(ONOFF, "false")
