@@ -35,6 +35,8 @@ class WebOutput(Output):
         """Device id → when the bridge last saw one of its values change (epoch seconds)."""
         self._pending: dict[bytes, asyncio.Future[Mapping[str, Any]]] = {}
         self._ids = itertools.count(1)
+        self._dropped_before = 0
+        """Messages dropped for browsers that have gone since."""
 
     # ---- browsers -------------------------------------------------------------------------
 
@@ -45,12 +47,14 @@ class WebOutput(Output):
         return feed
 
     def close_feed(self, feed: ClientFeed) -> None:
-        self.feeds.discard(feed)
+        if feed in self.feeds:
+            self.feeds.discard(feed)
+            self._dropped_before += feed.dropped
 
     @property
     def dropped(self) -> int:
-        """Messages dropped for browsers that are connected now."""
-        return sum(feed.dropped for feed in self.feeds)
+        """Messages dropped for slow browsers since the start."""
+        return self._dropped_before + sum(feed.dropped for feed in self.feeds)
 
     def _send(self, message: Message, key: Any = None) -> None:
         for feed in self.feeds:

@@ -112,14 +112,13 @@ class WebServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        server = site._server  # aiohttp keeps the listening socket here; the real port
-        if server is not None and isinstance(server, asyncio.Server) and server.sockets:
-            self.port = int(server.sockets[0].getsockname()[1])
+        self.port = int(runner.addresses[0][1])  # the real one when port 0 asked for any
         log.info("web page listening", url=self.url)
 
     async def stop(self) -> None:
+        """Close the pages' WebSockets and stop listening."""
         for ws in list(self._sockets):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ConnectionError):
                 await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -395,7 +395,6 @@ function apply(message) {
     default:
       break;
   }
-  statusDirty = statusDirty || message.t !== "value";
   schedule();
 }
 
