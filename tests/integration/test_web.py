@@ -84,6 +84,10 @@ async def test_the_sample_home_appears_on_every_page(page: tuple[Daemon, str],
     await browser.do("wait", selector="#traits tr", text="CurrentLevel")
     assert await browser.do("text", selector='#traits code') == (
         "aqara/dining_light/0/BasicInformation/FirmwareRevision")
+    await browser.do("click", selector="#traits .topic button")
+    assert await browser.do("wait", selector="#traits .topic button", text="copied")
+    assert await browser.do("evaluate", expression="navigator.clipboard.readText()") == (
+        "aqara/dining_light/0/BasicInformation/FirmwareRevision")
     await screenshot(browser, "device")
 
     await browser.do("goto", url=f"{url}#/homeassistant")

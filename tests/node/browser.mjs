@@ -8,7 +8,9 @@ const browser = await chromium.launch({
   headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
-let context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+// clipboard-read: tests read back what the page's copy buttons wrote
+const profile = (width, height) => ({ viewport: { width, height }, permissions: ["clipboard-read", "clipboard-write"] });
+let context = await browser.newContext(profile(1280, 800));
 let page = await context.newPage();
 const logs = [];
 const watch = (p) => {
@@ -20,7 +22,7 @@ watch(page);
 const ops = {
   async fresh({ width = 1280, height = 800 }) { // a new profile: no cookies
     await context.close();
-    context = await browser.newContext({ viewport: { width, height } });
+    context = await browser.newContext(profile(width, height));
     page = await context.newPage();
     watch(page);
     return null;

@@ -189,9 +189,18 @@ function specText(spec) {
 
 function copyButton(text) {
   return h("button", { title: "copy the topic", onclick: async (event) => {
-    await navigator.clipboard.writeText(text);
-    event.target.textContent = "copied";
-    setTimeout(() => { event.target.textContent = "copy"; }, 1200);
+    const button = event.target;
+    try {
+      await navigator.clipboard.writeText(text); // only on https or loopback (a secure context)
+      button.textContent = "copied";
+    } catch {
+      const range = document.createRange(); // elsewhere: selected, for Ctrl+C
+      range.selectNodeContents(button.previousElementSibling);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      button.textContent = "Ctrl+C";
+    }
+    setTimeout(() => { button.textContent = "copy"; }, 1500);
   } }, "copy");
 }
 
