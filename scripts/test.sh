@@ -5,14 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run: the broker, the clients the demo test pastes verbatim,
-# systemd-analyze (the unit's security rating), Node.js (the MQTT.js tests) and Chromium (the
-# web page's browser tests, driven by playwright-core from tests/node).
+# systemd-analyze (the unit's security rating), Node.js (the MQTT.js tests), Chromium (the
+# web page's browser tests, driven by playwright-core from tests/node) and nginx (the README's
+# reverse-proxy setup, tested as written).
 missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_rr >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -x /usr/sbin/nginx ] || missing="$missing nginx"
 if [ -n "$missing" ]; then
   echo "== installing$missing from the Debian packages"
   sudo=""

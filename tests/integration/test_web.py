@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from bridge.app import Daemon
 from bridge.simulators.studio import StudioSimulator
 from tests.browser import Browser
 from tests.integration.conftest import LIGHT, bridge_config, running
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_probe import MqttProbe, eventually
 
 pytestmark = pytest.mark.integration
@@ -194,6 +195,14 @@ async def test_the_token_is_enforced_and_writes_cannot_be_forged(
                 assert PAGE_TOKEN not in await response.text()
         async with http.get(f"{url}?token=wrong") as response:
             assert response.status == 401
+        async with http.get(f"{url}?token={PAGE_TOKEN}&x=1", allow_redirects=False) as response:
+            assert response.status == 303
+            assert response.headers["Location"] == "/?x=1"  # the token leaves the address
+            cookie = response.headers["Set-Cookie"]
+            assert cookie.startswith(f"aqara_mqtt_token={PAGE_TOKEN};")
+            assert "HttpOnly" in cookie
+            assert "SameSite=Strict" in cookie
+        http.cookie_jar.clear()
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(url + "ws")
         assert refused.value.status == 401
@@ -334,3 +343,63 @@ async def test_a_taken_port_is_reported_and_the_bridge_runs_on(
                                          "Address already in use")
             await probe.publish(f"{ONOFF}/set", "OFF")
             assert await probe.value(ONOFF, "false")
+
+
+@contextlib.contextmanager
+def nginx(port: int, location: str, workdir: Path) -> Iterator[None]:
+    """Debian's nginx on 127.0.0.1:``port`` with the README's ``location`` block."""
+    temp = " ".join(f"{kind}_temp_path {workdir / kind};" for kind in (
+        "client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (workdir / "nginx.conf").write_text(
+        f"daemon off; master_process off; pid {workdir / 'nginx.pid'};\n"
+        f"error_log {workdir / 'error.log'};\nevents {{}}\n"
+        f"http {{ access_log off; {temp}\n"
+        f"  server {{ listen 127.0.0.1:{port};\n{location}\n  }}\n}}\n")
+    process = subprocess.Popen(["/usr/sbin/nginx", "-p", str(workdir), "-c",
+                                str(workdir / "nginx.conf")], stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def accepting(port: int) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+
+async def test_the_readmes_nginx_setup_serves_the_page_under_its_base_path(
+        browser: Browser, mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe,
+        tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    location = readme.split("```nginx\n", 1)[1].split("```", 1)[0]
+    config = bridge_config(mosquitto, hub, extra=(
+        f"frontend: {{enabled: true, port: 0, base_path: /aqara, token: {PAGE_TOKEN}}}"))
+    async with running(Daemon(config)) as daemon:
+        await probe.value(ONOFF, "true")
+        web_port = await eventually(lambda: daemon.web is not None and daemon.web.port)
+        proxy_port = free_port()
+        with nginx(proxy_port, location.replace("127.0.0.1:8088", f"127.0.0.1:{web_port}"),
+                   tmp_path):
+            url = f"http://127.0.0.1:{proxy_port}/aqara/"
+            await accepting(proxy_port)
+            await browser.do("fresh")
+            assert await browser.do("goto", url=f"{url}?token={PAGE_TOKEN}") == 200
+            await browser.do("wait", selector="#live", text="live")  # the WebSocket, proxied
+            await browser.do("goto", url=f"{url}#/device/{LIGHT}")
+            await browser.do("click", selector=SWITCH)  # a write through the proxy
+            assert await browser.do("wait", selector='[data-answer="1.Output.OnOff"]',
+                                    text="done") == "✓ done"
+            assert await probe.value(ONOFF, "false")
+            assert await browser.do("wait", selector='[data-path="1.Output.OnOff"]',
+                                    text="false") == "false"
+            assert await browser.do("logs") == []
