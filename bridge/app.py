@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets as _random
 import signal
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from bridge.outputs.homie_output import HomieOutput
 from bridge.outputs.topic_tree import TopicTree
 from bridge.secrets import register_secret
 from bridge.systemd import Notifier
+from bridge.web.output import WebOutput
+from bridge.web.server import WebServer, WebSettings
 
 log = get_logger("bridge.app")
 
@@ -120,6 +123,9 @@ class Daemon:
             homie = HomieOutput(config.homie.root, lambda: list(self.bridge.devices.values()))
             self.bridge.add_output(homie)
             self.homie_keeper = make_homie_keeper(config, homie)
+        self.web: WebServer | None = None
+        if config.frontend.enabled:
+            self.web = self._make_web()
         self.mqtt = MqttLink(
             mqtt_settings(config),
             [self.bridge.topics.request_subscription()]
@@ -143,6 +149,30 @@ class Daemon:
     def health(self) -> health.Health:
         """The bridge's health now (see :mod:`bridge.health`)."""
         return health.assess(b.summary() for b in self.backends)
+
+    def _make_web(self) -> WebServer:
+        """The web page (``frontend:``): an output, and its server."""
+        front = self.config.frontend
+        output = WebOutput()
+        self.bridge.add_output(output)
+        settings = WebSettings(front.host, front.port,
+                               front.token.get_secret_value() if front.token else None,
+                               front.base_path)
+        entities = self.discovery.entities if self.discovery is not None else None
+        return WebServer(settings, output, lambda: self.bridge.devices, self._web_status,
+                         entities)
+
+    def _web_status(self) -> dict[str, Any]:
+        """The web page's bridge status: ``bridge/info`` plus the MQTT link and counters."""
+        bridge, mqtt = self.bridge, self.mqtt
+        web_dropped = self.web.output.dropped if self.web is not None else 0
+        return {**bridge.info(), "mqtt": {
+            "connected": mqtt.connected, "protocol": mqtt.version, "host": mqtt.settings.host,
+            "port": mqtt.settings.port, "denied_publishes": mqtt.denied}, "counters": {
+            "events_handled": bridge.events_handled, "writes": bridge.writes_queued,
+            "writes_rejected": bridge.writes_rejected, "writes_failed": bridge.writes_failed,
+            "values_refused": bridge.values_refused, "mqtt_published": mqtt.published,
+            "mqtt_dropped": mqtt.dropped, "web_dropped": web_dropped}}
 
     def _on_mqtt_connected(self) -> None:
         self.bridge.on_mqtt_connected()
@@ -190,6 +220,15 @@ class Daemon:
                            denied_publishes=self.mqtt.denied)
         self.bridge.publish_info()
 
+    async def _start_web(self, web: WebServer) -> None:
+        """Listen; a page that cannot is reported, and the bridge runs on without it."""
+        try:
+            await web.start()
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            self.bridge.report("error", f"the web page cannot listen on {web.settings.host}:"
+                               f"{web.settings.port}: {reason}")
+
     def request_restart(self) -> None:
         """Stop, and tell the runner to build a fresh daemon from the config (``restart``)."""
         self.restart_requested = True
@@ -199,6 +238,8 @@ class Daemon:
     async def run(self) -> None:
         """Run until cancelled, then publish ``offline`` and close connections."""
         self._stop = asyncio.Event()
+        if self.web is not None:
+            await self._start_web(self.web)
         tasks = [asyncio.create_task(self.mqtt.run(), name="mqtt")]
         if self.homie_keeper is not None:
             tasks.append(asyncio.create_task(self.homie_keeper.run(), name="homie"))
@@ -215,6 +256,8 @@ class Daemon:
                 task.result()  # a crashed component is a bug: surface it
         finally:
             await self.bridge.drain()
+            if self.web is not None:
+                await self.web.stop()
             if self.homie_keeper is not None:
                 await self.homie_keeper.stop()
             await self.mqtt.stop()

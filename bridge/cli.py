@@ -209,6 +209,7 @@ def demo_config(mqtt_url: str, hub_url: str, token: str) -> Config:
         f"mqtt: {{url: '{mqtt_url}', base_topic: aqara, version: '5'}}\n"
         f"backends:\n  - {{type: studio, name: demo, url: '{hub_url}', token: '{token}'}}\n"
         f"devices:\n{names}\n"
+        "frontend: {enabled: true, port: 0}\n"
     )
     return parse_config(text, "demo")
 
@@ -255,7 +256,8 @@ async def demo(mqtt_url: str | None, port: int, rate: float, broker_kind: str = 
         await daemon.mqtt.wait_connected(timeout=30)
         if broker is not None and broker.port != port:
             print(port_note(port, where), flush=True)
-        print(demo_banner(config, hub.url, where), flush=True)
+        web_url = daemon.web.url if daemon.web is not None else None
+        print(demo_banner(config, hub.url, where, web_url), flush=True)
         await runner
     finally:
         hub.stop_random_changes()
@@ -270,7 +272,8 @@ def port_note(wanted: int, where: DemoBrokerInfo) -> str:
             f"broker listens on {where.host}:{where.port}; the commands below use that.")
 
 
-def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo) -> str:
+def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo,
+                web_url: str | None = None) -> str:
     """What the demo prints: where things are and how to watch and control it, every command
     ready to paste."""
     base = config.mqtt.base_topic
@@ -283,6 +286,7 @@ def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo) -> str:
         "aqara-mqtt demo is running",
         f"  simulated Aqara Studio hub: {hub_url} (24 devices, changing now and then)",
         f"  MQTT broker:                {address}",
+        f"  web page:                   {web_url or 'off'}",
         "",
         "Watch everything (mosquitto-clients package):",
         f"  mosquitto_sub {target} -t '{base}/#' -v",

@@ -53,6 +53,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeviceOptions",
+    "FrontendConfig",
     "HomeAssistantConfig",
     "LogConfig",
     "MqttConfig",
@@ -295,6 +296,28 @@ class HomieConfig(Model):
     root: Annotated[str, AfterValidator(_topic_prefix)] = "homie"
 
 
+def _base_path(value: str) -> str:
+    """A URL path prefix for a reverse proxy: empty, or ``/a/b`` (no trailing slash)."""
+    value = value.rstrip("/")
+    if value and (not value.startswith("/") or any(c in value for c in "?#% \\\"'<>")):
+        raise ValueError(f"must be a path such as /aqara (got {value!r})")
+    return value
+
+
+class FrontendConfig(Model):
+    """The web page served by the daemon (``bridge.web``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """Listen address; the page controls devices: keep it on loopback or set a token."""
+    port: Annotated[int, BeforeValidator(no_bool), AfterValidator(int_range(0, 65535))] = 8088
+    """0: any free port (the daemon logs the URL)."""
+    token: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
+    """When set, every request and the WebSocket need it (see README, "Web page")."""
+    base_path: Annotated[str, AfterValidator(_base_path)] = ""
+    """The path the page lives under behind a reverse proxy that does not strip it."""
+
+
 def _friendly_name(value: str | None) -> str | None:
     if value is None:
         return None
@@ -363,7 +386,7 @@ class LogConfig(Model):
     ] = "console"
 
 
-_SECTIONS = ("mqtt", "homeassistant", "devices", "bridge", "log")
+_SECTIONS = ("mqtt", "homeassistant", "devices", "bridge", "log", "frontend")
 
 
 class Config(Model):
@@ -376,6 +399,7 @@ class Config(Model):
     devices: dict[str, DeviceOptions] = Field(default_factory=dict)
     bridge: BridgeOptions = BridgeOptions()
     log: LogConfig = LogConfig()
+    frontend: FrontendConfig = FrontendConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -471,6 +495,7 @@ class Config(Model):
             "devices": {k: v.public_dict() for k, v in self.devices.items()},
             "bridge": self.bridge.public_dict(),
             "log": self.log.public_dict(),
+            "frontend": self.frontend.public_dict(),
         }
 
 

@@ -117,6 +117,10 @@ class Bridge:
         """More top-level ``bridge/info`` fields (the MQTT link's counters)."""
         self._gets: dict[tuple[TraitAddress, ...], list[Origin]] = {}
         self.values_refused = 0
+        self.writes_queued = 0
+        self.writes_rejected = 0
+        self.writes_failed = 0
+        """Write counters: sent to a hub, refused by validation, refused by the hub."""
         self._warn = RateLimitedLog(log)
         self._repeats = events.RepeatFilter()
         self.events_fired = 0
@@ -430,6 +434,10 @@ class Bridge:
 
     def publish_info(self) -> None:
         """Retained ``bridge/info``: version, backends and their state, config without secrets."""
+        self.publish_json(self.topics.bridge("info"), json.dumps(self.info()), retain=True)
+
+    def info(self) -> dict[str, Any]:
+        """The ``bridge/info`` document."""
         backends = [backend.summary() for backend in self.backends.values()]
         info = {
             "version": __version__,
@@ -440,7 +448,7 @@ class Bridge:
         }
         if self.info_extra is not None:
             info.update(self.info_extra())
-        self.publish_json(self.topics.bridge("info"), json.dumps(info), retain=True)
+        return info
 
     def publish_homes(self) -> None:
         """Retained ``bridge/homes``: homes, rooms and device ids of backends that have them."""
@@ -476,12 +484,16 @@ class Bridge:
         entry = payloads.log_entry(level, message, origin.topic if origin else None,
                                    origin.payload if origin else None, **extra)
         self.publish_json(self.topics.bridge("log"), json.dumps(entry))
+        for output in self.outputs:
+            output.logged(entry)
 
     def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
         """Answer on the MQTT 5 response topic of a request, when it named one."""
         if origin.response_topic:
             self.publish(origin.response_topic, json.dumps(body),
                           properties=response_properties(origin.correlation_data))
+        for output in self.outputs:
+            output.answered(origin, body)
 
     # ---- commands from MQTT --------------------------------------------------------------
 
@@ -532,8 +544,10 @@ class Bridge:
         try:
             writes = [self._validate(entry, address, raw) for address, raw in items]
         except WriteRejected as exc:
+            self.writes_rejected += 1
             self.reject(origin, exc.reason)
             return
+        self.writes_queued += len(writes)
         self._queue_writes(entry.backend, writes, origin)
 
     def reject(self, origin: Origin, reason: str) -> None:
@@ -592,6 +606,7 @@ class Bridge:
             failures = [WriteFailure(item, "internal_error", f"internal error: {exc}")
                         for item in items]
         failed = {failure.item.address: failure for failure in failures}
+        self.writes_failed += len(failed)
         answered: dict[Origin, list[str]] = {}
         for item, origins in batch:
             failure = failed.get(item.address)

@@ -104,6 +104,12 @@ class Output:
         """A device fired a momentary event (a press, a gesture), once: publish it without the
         retain flag, never as state. ``document`` is its JSON (:mod:`bridge.events`)."""
 
+    def logged(self, entry: Mapping[str, Any]) -> None:
+        """The core put this line on ``bridge/log`` (``payloads.log_entry``)."""
+
+    def answered(self, origin: Origin, body: Mapping[str, Any]) -> None:
+        """The core answered a request from ``origin`` (a write's or read's result)."""
+
     def handle(self, message: IncomingMessage) -> bool:
         """Take a message outside the base topic; True when it is this output's."""
         return False

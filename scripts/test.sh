@@ -5,12 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run: the broker, the clients the demo test pastes verbatim,
-# systemd-analyze (the unit's security rating) and Node.js (the MQTT.js tests).
+# systemd-analyze (the unit's security rating), Node.js (the MQTT.js tests), Chromium (the
+# web page's browser tests, driven by playwright-core from tests/node) and nginx (the README's
+# reverse-proxy setup, tested as written).
 missing=""
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_rr >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -x /usr/sbin/nginx ] || missing="$missing nginx"
 if [ -n "$missing" ]; then
   echo "== installing$missing from the Debian packages"
   sudo=""
@@ -22,7 +26,7 @@ fi
 
 if [ ! -f tests/node/node_modules/.package-lock.json ] \
     || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
-  echo "== installing the MQTT.js test client (npm ci in tests/node)"
+  echo "== installing the MQTT.js test client and playwright-core (npm ci in tests/node)"
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

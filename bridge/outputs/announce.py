@@ -21,10 +21,11 @@ then the old topics cleared, so entities keep their ids, history and settings.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge.extension import Core, Output
 from bridge.logsetup import get_logger
@@ -189,6 +190,20 @@ class HomeAssistantDiscovery(Output):
             self._migrate(device_id, {t: p for t, p in previous.items() if t not in current})
             return
         self._send(discovery_changes(previous, current))
+
+    def entities(self, device_id: str) -> list[dict[str, Any]]:
+        """What is announced for a device now: each entity's platform, unique id, name and
+        config topic (read-only, for the web page)."""
+        found: list[dict[str, Any]] = []
+        for topic, payload in sorted(self.published.get(device_id, {}).items()):
+            document = json.loads(payload) if payload else {}
+            cmps = document.get("cmps")
+            for config in cmps.values() if isinstance(cmps, dict) else [document]:
+                if isinstance(config, dict) and "uniq_id" in config:
+                    found.append({"platform": config.get("p") or topic.split("/")[-4],
+                                  "unique_id": config["uniq_id"], "name": config.get("name"),
+                                  "topic": topic})
+        return found
 
     def _hub_of(self, entry: DeviceEntry) -> str | None:
         """The id of the hub (gateway) device of the entry's backend, for ``via_device``."""

@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.integration.test_cli import CLI, Running, acli, started
@@ -109,12 +110,19 @@ async def test_every_banner_command_works_pasted_verbatim(broker: str) -> None:
                                  f"mosquitto_pub {flags}-h")) for c in printed.values())
         assert all(f"-h 127.0.0.1 -p {port} " in command for command in printed.values())
         assert not any(line.startswith("Port ") for line in demo.lines)  # no port note
+        (page,) = [line.split()[-1] for line in demo.lines if line.startswith("  web page:")]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", page), page
         watch = printed["Watch everything (mosquitto-clients package):"]
         async with shell(watch) as everything, \
                 shell(printed["Rejected writes are explained on:"]) as log, \
                 shell(printed["Home Assistant discovery (point Home Assistant's MQTT "
                               "integration at this broker):"]) as ha:
             await everything.line(f"{DINING} true")
+            async with aiohttp.ClientSession() as http:  # the printed web page, with the home
+                async with http.get(page) as response:
+                    assert "<title>aqara-mqtt</title>" in await response.text()
+                async with http.get(page + "api/devices") as response:
+                    assert len(await response.json()) == 24
             # only discovery configs, each a JSON document, one per sample device
             await ha.line(r"homeassistant/device/aqara_mqtt_lumi1_54ef44d1e6a0/config \{.*")
             assert all(line.startswith("homeassistant/") for line in ha.lines)

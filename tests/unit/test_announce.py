@@ -127,3 +127,17 @@ async def test_homie_root_lists_its_children_only_once_every_backend_is_complete
     await asyncio.sleep(0)
     (description,) = rig.mqtt.on(root)
     assert len(description.json()["children"]) == 2
+
+
+async def test_the_entities_announced_for_a_device_are_readable_in_both_layouts() -> None:
+    for device_based in (True, False):
+        rig = make_rig()
+        discovery = with_discovery(rig, device_based)
+        connect(rig, {})
+        rig.snapshot(light(), plug())
+        entities = discovery.entities(PLUG)
+        assert {(e["platform"], e["unique_id"]) for e in entities} == {
+            ("light", "aqara_mqtt_lumi_158d0002c660dc_ep1_light"),
+            ("sensor", "aqara_mqtt_lumi_158d0002c660dc_ep1_energy_management_current_power")}
+        assert all(e["topic"] in configs(plug(), device_based) for e in entities)
+        assert discovery.entities("no-such-device") == []

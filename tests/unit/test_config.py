@@ -583,7 +583,7 @@ def test_unknown_top_level_key() -> None:
     assert error(BACKEND + "mqt: {}\n") == "config.yaml: mqt: unknown key (did you mean 'mqtt'?)"
     assert error(BACKEND + "zzz: 1\n") == (
         "config.yaml: zzz: unknown key "
-        "(allowed: mqtt, backends, homeassistant, homie, devices, bridge, log)"
+        "(allowed: mqtt, backends, homeassistant, homie, devices, bridge, log, frontend)"
     )
 
 

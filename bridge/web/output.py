@@ -1,0 +1,123 @@
+"""The web page's output: hears the core's events and fans them out to each browser's feed;
+hands the page's writes to the core's one validated write path and waits for their answer."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.entries import DeviceEntry
+from bridge.extension import Core, Output
+from bridge.messages import MqttPort, Origin
+from bridge.model import Trait, TraitAddress
+from bridge.payloads import response
+from bridge.secrets import redact_obj
+from bridge.web.feed import ClientFeed, Message
+from bridge.web.views import device_summary
+
+ANSWER_TIMEOUT = 30.0
+"""How long a write from the page waits for the hub's answer."""
+
+CORRELATION_PREFIX = b"web:"
+
+
+class WebOutput(Output):
+    """Live messages for the open pages, and their writes."""
+
+    def __init__(self, feed_limit: int = 2000) -> None:
+        self.feed_limit = feed_limit
+        self.feeds: set[ClientFeed] = set()
+        self.core: Core | None = None
+        self.last_change: dict[str, float] = {}
+        """Device id → when the bridge last saw one of its values change (epoch seconds)."""
+        self._pending: dict[bytes, asyncio.Future[Mapping[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._dropped_before = 0
+        """Messages dropped for browsers that have gone since."""
+
+    # ---- browsers -------------------------------------------------------------------------
+
+    def open_feed(self) -> ClientFeed:
+        """A new browser's feed (close it with :meth:`close_feed`)."""
+        feed = ClientFeed(self.feed_limit)
+        self.feeds.add(feed)
+        return feed
+
+    def close_feed(self, feed: ClientFeed) -> None:
+        if feed in self.feeds:
+            self.feeds.discard(feed)
+            self._dropped_before += feed.dropped
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped for slow browsers since the start."""
+        return self._dropped_before + sum(feed.dropped for feed in self.feeds)
+
+    def _send(self, message: Message, key: Any = None) -> None:
+        for feed in self.feeds:
+            feed.put(message, key)
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    async def write(self, entry: DeviceEntry, address: TraitAddress,
+                    raw: str) -> Mapping[str, Any]:
+        """Write through the core; its answer (``payloads.response``: ``status``, and ``error``
+        with the reason when the write was rejected or the hub refused it)."""
+        assert self.core is not None, "attach() first"
+        correlation = CORRELATION_PREFIX + str(next(self._ids)).encode()
+        topic = entry.trait_topics.get(address) or address.path()
+        future = asyncio.get_running_loop().create_future()
+        self._pending[correlation] = future
+        try:
+            self.core.write(entry.device.id, address, raw,
+                            Origin(f"{topic}/set", raw, None, correlation))
+            return await asyncio.wait_for(future, ANSWER_TIMEOUT)
+        except TimeoutError:
+            return response("error", error_code="timeout",
+                            error_message=f"no answer from the hub within {ANSWER_TIMEOUT:.0f} s")
+        finally:
+            self._pending.pop(correlation, None)
+
+    def answered(self, origin: Origin, body: Mapping[str, Any]) -> None:
+        correlation = origin.correlation_data
+        if origin.response_topic is None and correlation is not None:
+            future = self._pending.pop(correlation, None)
+            if future is not None and not future.done():
+                future.set_result(body)
+
+    # ---- the core's events ----------------------------------------------------------------
+
+    def attach(self, mqtt: MqttPort, core: Core) -> None:
+        self.core = core
+
+    def on_connected(self) -> None:
+        self._send({"t": "status"}, ("status",))
+
+    def backends_complete(self) -> None:
+        self._send({"t": "status"}, ("status",))
+
+    def device_changed(self, entry: DeviceEntry) -> None:
+        self._send({"t": "device", "device": device_summary(
+            entry, self.last_change.get(entry.device.id))}, ("d", entry.device.id))
+
+    def device_removed(self, device_id: str) -> None:
+        self.last_change.pop(device_id, None)
+        self._send({"t": "removed", "id": device_id}, ("d", device_id))
+
+    def value_changed(self, entry: DeviceEntry, address: TraitAddress, trait: Trait) -> None:
+        now = time.time()
+        self.last_change[address.device_id] = now
+        if self.feeds:
+            self._send({"t": "value", "id": address.device_id, "path": address.path(),
+                        "value": trait.value, "time": now}, address)
+
+    def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
+        self._send({"t": "availability", "id": entry.device.id, "available": available,
+                    "time": time.time()}, ("a", entry.device.id))
+
+    def logged(self, entry: Mapping[str, Any]) -> None:
+        if self.feeds:
+            self._send({"t": "log", "time": time.time(), **redact_obj(dict(entry))})

@@ -1,0 +1,459 @@
+// aqara-mqtt's web page: plain ES module, no build step, no network access beyond the daemon.
+// State comes from the JSON API once, then from one WebSocket of live messages (batches).
+
+const MAX_EVENTS = 500;
+const state = {
+  devices: new Map(), // id -> summary
+  status: null,
+  detail: null, // the open device's document
+  entities: undefined,
+  events: [], // newest last, at most MAX_EVENTS
+  live: false,
+};
+const view = document.getElementById("view");
+const byName = new Intl.Collator(undefined, { numeric: true }); // one collator: localeCompare makes one per call
+let rows = new Map(); // device id -> its <tr> on the device list
+let traitCells = new Map(); // trait path -> {value, control} on the device page
+
+// ---- helpers --------------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key in el && key !== "list") el[key] = value;
+    else el.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+async function api(path, options) {
+  const response = await fetch(path, { credentials: "same-origin", ...options });
+  if (!response.ok) throw new Error(`${response.status} ${(await response.text()).trim()}`);
+  return response.json();
+}
+
+function ago(seconds) {
+  if (!seconds) return "—";
+  const delta = Math.max(0, Date.now() / 1000 - seconds);
+  if (delta < 60) return `${Math.round(delta)} s ago`;
+  if (delta < 3600) return `${Math.round(delta / 60)} min ago`;
+  return new Date(seconds * 1000).toLocaleString();
+}
+
+function show(value) {
+  if (value === null || value === undefined) return "—";
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+function availability(available) {
+  return h("span", { class: `pill ${available ? "ok" : "bad"}` }, available ? "online" : "offline");
+}
+
+function route() {
+  const [page, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
+  return { page: page || "devices", arg: rest.length ? decodeURIComponent(rest.join("/")) : null };
+}
+
+// ---- pages ----------------------------------------------------------------------------------
+
+async function bridgePage() {
+  state.status = await api("api/status");
+  const s = state.status;
+  const c = s.counters;
+  const health = s.health || {};
+  view.replaceChildren(
+    h("h1", {}, "Bridge"),
+    h("div", { class: "card" },
+      h("div", {}, "aqara-mqtt ", h("strong", { id: "version" }, s.version),
+        " · health ", h("strong", { class: health.state === "ok" ? "ok" : "warn", id: "health" },
+          health.state), " · started ", new Date(s.started_at * 1000).toLocaleString()),
+      h("div", {}, "MQTT ", h("strong", { class: s.mqtt.connected ? "ok" : "bad", id: "mqtt-state" },
+        s.mqtt.connected ? "connected" : "disconnected"),
+        ` to ${s.mqtt.host}:${s.mqtt.port} (MQTT ${s.mqtt.protocol})`)),
+    h("h2", {}, "Hubs"),
+    h("table", { id: "hubs" },
+      h("tr", {}, h("th", {}, "name"), h("th", {}, "kind"), h("th", {}, "state"), h("th", {}, "reason")),
+      s.backends.map((b) => h("tr", {},
+        h("td", {}, b.name), h("td", {}, b.type),
+        h("td", { class: b.connected ? "ok" : "bad" }, (health.hubs || {})[b.name] || (b.connected ? "connected" : "disconnected")),
+        h("td", {}, b.detail || "")))),
+    h("h2", {}, "Counters"),
+    h("div", { class: "grid", id: "counters" },
+      [["events handled", c.events_handled], ["writes sent to hubs", c.writes],
+       ["writes rejected", c.writes_rejected], ["writes the hub refused", c.writes_failed],
+       ["MQTT messages published", c.mqtt_published], ["MQTT messages dropped", c.mqtt_dropped],
+       ["live messages dropped (slow pages)", c.web_dropped], ["devices", state.devices.size]]
+        .map(([label, n]) => h("div", { class: "stat" }, h("div", { class: "n" }, n), h("div", { class: "l" }, label)))),
+  );
+}
+
+const COLUMNS = ["name", "backend", "model", "room", "availability", "last change"];
+
+function deviceRow(d) { // a link per device; rows off screen are not laid out (content-visibility)
+  return h("a", { class: "row", role: "row", href: `#/device/${encodeURIComponent(d.id)}`, "data-id": d.id, "data-available": String(d.available) },
+    h("span", {}, h("strong", {}, d.friendly_name), d.name !== d.friendly_name ? h("div", { class: "muted" }, d.name) : null),
+    h("span", {}, d.backend), h("span", {}, d.model), h("span", {}, d.room || ""),
+    h("span", { class: "avail" }, availability(d.available)),
+    h("span", { class: "last" }, ago(d.last_change)));
+}
+
+function devicesPage() {
+  const search = h("input", { type: "search", id: "search", placeholder: "Search name, model, room, backend, id…", value: sessionStorage.getItem("search") || "" });
+  const body = h("div", { class: "rows" });
+  const count = h("span", { class: "muted", id: "count" });
+  const filter = () => {
+    sessionStorage.setItem("search", search.value);
+    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    let shown = 0;
+    for (const [id, row] of rows) {
+      const d = state.devices.get(id);
+      const text = `${d.friendly_name} ${d.name} ${d.model} ${d.room || ""} ${d.backend} ${d.id}`.toLowerCase();
+      const match = words.every((w) => text.includes(w));
+      row.hidden = !match;
+      if (match) shown += 1;
+    }
+    count.textContent = `${shown} of ${rows.size} devices`;
+  };
+  search.addEventListener("input", filter);
+  const sorted = [...state.devices.values()].sort((a, b) => byName.compare(a.friendly_name, b.friendly_name));
+  rows = new Map(sorted.map((d) => [d.id, deviceRow(d)]));
+  body.append(...rows.values());
+  view.replaceChildren(
+    h("h1", {}, "Devices"),
+    h("div", { class: "toolbar" }, search, count),
+    h("div", { id: "devices", class: "list", role: "table" },
+      h("div", { class: "head", role: "row" }, COLUMNS.map((t) => h("span", { role: "columnheader" }, t))),
+      body));
+  filter();
+}
+
+async function write(path, value, answer) {
+  answer.className = "answer muted";
+  answer.textContent = "sending…";
+  try {
+    const result = await api(`api/devices/${encodeURIComponent(state.detail.id)}/write`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ path, value }),
+    });
+    const ok = result.status === "ok";
+    answer.className = `answer ${ok ? "ok" : "bad"}`;
+    answer.textContent = ok ? "✓ done" : `✗ ${result.error.message || result.error.code}`;
+  } catch (error) {
+    answer.className = "answer bad";
+    answer.textContent = `✗ ${error.message}`;
+  }
+}
+
+function control(t) {
+  const spec = t.spec;
+  const answer = h("span", { class: "answer", "data-answer": t.path });
+  if (!spec.writable) return { el: h("span", { class: "muted" }, "read-only"), set() {} };
+  const send = (value) => write(t.path, value, answer);
+  if (spec.type === "BOOLEAN") {
+    const box = h("input", { type: "checkbox", class: "switch", role: "switch", checked: t.value === true, "aria-label": t.path, onchange: () => send(box.checked) });
+    return { el: h("span", { class: "control" }, box, answer), set(v) { box.checked = v === true; } };
+  }
+  if (spec.type === "ENUM") {
+    const select = h("select", { "aria-label": t.path, onchange: () => send(select.value) },
+      spec.enums.map((e) => h("option", { value: e.value }, e.key === e.value ? e.key : `${e.key} (${e.value})`)));
+    select.value = t.value ?? "";
+    return { el: h("span", { class: "control" }, select, answer), set(v) { select.value = v ?? ""; } };
+  }
+  if (spec.type === "NUMBER" && spec.min !== undefined && spec.max !== undefined) {
+    const out = h("output", {}, show(t.value));
+    const range = h("input", { type: "range", min: spec.min, max: spec.max, step: spec.step ?? (spec.integer ? 1 : "any"), value: t.value ?? spec.min, "aria-label": t.path,
+      oninput: () => { out.textContent = range.value; }, onchange: () => send(Number(range.value)) });
+    return { el: h("span", { class: "control" }, range, out, answer), set(v) { if (v !== null) { range.value = v; out.textContent = show(v); } } };
+  }
+  const input = h("input", { type: spec.type === "NUMBER" ? "number" : "text", "aria-label": t.path, value: t.value === null ? "" : (spec.type === "OTHER" ? JSON.stringify(t.value) : t.value) });
+  const button = h("button", { onclick: () => send(spec.type === "NUMBER" ? Number(input.value) : input.value) }, "Set");
+  return { el: h("span", { class: "control" }, input, button, answer), set() {} };
+}
+
+function specText(spec) {
+  const parts = [spec.type.toLowerCase()];
+  if (spec.unit) parts.push(spec.unit);
+  if (spec.min !== undefined || spec.max !== undefined) parts.push(`${spec.min ?? "…"} – ${spec.max ?? "…"}`);
+  if (spec.step !== undefined) parts.push(`step ${spec.step}`);
+  if (spec.enums) parts.push(spec.enums.map((e) => e.key).join(" | "));
+  parts.push([spec.readable ? "r" : "", spec.writable ? "w" : ""].join(""));
+  return parts.join(" · ");
+}
+
+function copyButton(text) {
+  return h("button", { title: "copy the topic", onclick: async (event) => {
+    const button = event.target;
+    try {
+      await navigator.clipboard.writeText(text); // only on https or loopback (a secure context)
+      button.textContent = "copied";
+    } catch {
+      const range = document.createRange(); // elsewhere: selected, for Ctrl+C
+      range.selectNodeContents(button.previousElementSibling);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      button.textContent = "Ctrl+C";
+    }
+    setTimeout(() => { button.textContent = "copy"; }, 1500);
+  } }, "copy");
+}
+
+async function devicePage(id) {
+  const d = await api(`api/devices/${encodeURIComponent(id)}`);
+  state.detail = d;
+  traitCells = new Map();
+  const body = h("tbody");
+  for (const t of d.traits) {
+    const value = h("span", { class: "value", "data-path": t.path }, show(t.value));
+    const ctl = control(t);
+    traitCells.set(t.path, { value, ctl, trait: t });
+    body.append(h("tr", {},
+      h("td", {}, h("strong", {}, t.trait), h("div", { class: "muted" }, `${t.function} · endpoint ${t.endpoint}`)),
+      h("td", {}, value, t.spec.unit ? h("span", { class: "muted" }, ` ${t.spec.unit}`) : null),
+      h("td", { class: "spec" }, specText(t.spec)),
+      h("td", {}, ctl.el),
+      h("td", {}, t.topic ? h("span", { class: "topic" }, h("code", {}, t.topic), copyButton(t.topic)) : "")));
+  }
+  const entities = d.entities === null ? h("p", { class: "muted" }, "Home Assistant discovery is off.")
+    : d.entities.length === 0 ? h("p", { class: "muted" }, "No entity announced for this device.")
+      : h("ul", {}, d.entities.map((e) => h("li", {}, `${e.platform}: ${e.name ?? "(device name)"} `, h("code", {}, e.unique_id))));
+  view.replaceChildren(
+    h("p", {}, h("a", { href: "#/devices" }, "← all devices")),
+    h("h1", {}, d.friendly_name, " ", h("span", { id: "device-availability" }, availability(d.available))),
+    h("div", { class: "card" },
+      h("div", {}, `hub name ${d.name} · model ${d.model || "—"} · backend ${d.backend}${d.room ? ` · room ${d.room}` : ""}`),
+      h("div", { class: "muted" }, `id ${d.id} · topic level ${d.topic_name} · last change `, h("span", { id: "last-change" }, ago(d.last_change)))),
+    h("table", { id: "traits" },
+      h("thead", {}, h("tr", {}, ["trait", "value", "spec", "control", "MQTT topic"].map((t) => h("th", {}, t)))), body),
+    h("h2", {}, "Home Assistant"), entities);
+}
+
+const eventFilter = { text: "", kind: "all" };
+
+function eventRow(e) {
+  return h("div", { class: `row kind-${e.kind}`, role: "row" },
+    h("span", { class: "muted" }, new Date(e.time * 1000).toLocaleTimeString()),
+    h("span", {}, h("span", { class: `pill ${e.level === "error" ? "bad" : e.level === "warning" ? "warn" : "muted"}` }, e.kind)),
+    h("span", { class: "text" }, e.text));
+}
+
+function eventMatches(e) {
+  if (eventFilter.kind !== "all" && e.kind !== eventFilter.kind) return false;
+  return !eventFilter.text || e.text.toLowerCase().includes(eventFilter.text);
+}
+
+function eventsPage() {
+  const text = h("input", { type: "search", id: "event-filter", placeholder: "Filter…", value: eventFilter.text });
+  const kind = h("select", { id: "event-kind" }, ["all", "log", "value", "availability", "device"].map((k) => h("option", { value: k }, k)));
+  kind.value = eventFilter.kind;
+  const body = h("div", { id: "event-rows", class: "rows" });
+  const refill = () => {
+    eventFilter.text = text.value.toLowerCase();
+    eventFilter.kind = kind.value;
+    const shown = state.events.filter(eventMatches).reverse().map(eventRow);
+    body.replaceChildren(...(shown.length ? shown
+      : [h("div", { class: "placeholder muted" }, "Nothing yet: changes, device events and bridge/log lines appear here as they happen.")]));
+  };
+  text.addEventListener("input", refill);
+  kind.addEventListener("change", refill);
+  view.replaceChildren(h("h1", {}, "Events and log"),
+    h("div", { class: "toolbar" }, text, kind, h("span", { class: "muted" }, `the last ${MAX_EVENTS}, newest first`)),
+    h("div", { class: "list events", id: "events", role: "table" }, body));
+  refill();
+}
+
+async function homeAssistantPage() {
+  const all = await api("api/entities");
+  if (all === null) {
+    view.replaceChildren(h("h1", {}, "Home Assistant"), h("p", { class: "muted" }, "Home Assistant discovery is off (homeassistant: enabled: false)."));
+    return;
+  }
+  const body = h("tbody");
+  for (const [id, entities] of Object.entries(all)) {
+    const d = state.devices.get(id);
+    entities.forEach((e, i) => body.append(h("tr", {},
+      h("td", {}, i === 0 ? [h("a", { href: `#/device/${encodeURIComponent(id)}` }, d ? d.friendly_name : id),
+        d && d.name !== d.friendly_name ? h("div", { class: "muted" }, d.name) : null] : ""),
+      h("td", {}, e.platform), h("td", {}, e.name ?? "(device name)"), h("td", {}, h("code", {}, e.unique_id)))));
+  }
+  const total = Object.values(all).reduce((n, list) => n + list.length, 0);
+  view.replaceChildren(h("h1", {}, "Home Assistant"),
+    h("p", { class: "muted" }, `${total} entities announced for ${Object.keys(all).length} devices`),
+    h("table", { id: "entities" }, h("thead", {}, h("tr", {}, ["device", "platform", "entity", "unique id"].map((t) => h("th", {}, t)))), body));
+}
+
+// ---- live updates ---------------------------------------------------------------------------
+
+let dirty = new Set(); // device ids whose list row needs repainting
+let eventsDirty = 0; // events recorded since the events page was last painted
+let statusDirty = false;
+let frame = 0;
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(paint);
+}
+
+function paintRow(id) {
+  const row = rows.get(id);
+  const d = state.devices.get(id);
+  if (!row || !d) return;
+  if (row.dataset.available !== String(d.available)) {
+    row.dataset.available = String(d.available);
+    row.querySelector(".avail").replaceChildren(availability(d.available));
+  }
+  const last = row.querySelector(".last");
+  const text = ago(d.last_change);
+  if (last.textContent !== text) last.textContent = text;
+}
+
+function paintEvents() {
+  const body = document.getElementById("event-rows");
+  const fresh = state.events.slice(state.events.length - Math.min(eventsDirty, MAX_EVENTS)).filter(eventMatches);
+  if (!body || !fresh.length) return;
+  body.querySelector(".placeholder")?.remove();
+  body.prepend(...fresh.reverse().map(eventRow));
+  while (body.childElementCount > MAX_EVENTS) body.lastElementChild.remove();
+}
+
+function paint() {
+  frame = 0;
+  const { page } = route();
+  if (page === "devices") for (const id of dirty) paintRow(id);
+  dirty.clear();
+  if (page === "events" && eventsDirty) paintEvents();
+  eventsDirty = 0;
+  if (page === "bridge" && statusDirty) bridgePage();
+  statusDirty = false;
+}
+
+function record(kind, text, time, level) {
+  state.events.push({ kind, text, time: time || Date.now() / 1000, level });
+  if (state.events.length > MAX_EVENTS) state.events.splice(0, state.events.length - MAX_EVENTS);
+  eventsDirty += 1;
+}
+
+function nameOf(id) {
+  const d = state.devices.get(id);
+  return d ? d.friendly_name : id;
+}
+
+function apply(message) {
+  switch (message.t) {
+    case "value": {
+      const d = state.devices.get(message.id);
+      if (d) { d.last_change = message.time; dirty.add(message.id); }
+      if (state.detail && state.detail.id === message.id) {
+        const cell = traitCells.get(message.path);
+        if (cell) {
+          cell.value.textContent = show(message.value);
+          cell.value.classList.remove("flash");
+          void cell.value.offsetWidth; // restart the highlight
+          cell.value.classList.add("flash");
+          cell.ctl.set(message.value);
+        }
+        const last = document.getElementById("last-change");
+        if (last) last.textContent = ago(message.time);
+      }
+      record("value", `${nameOf(message.id)} ${message.path} = ${show(message.value)}`, message.time);
+      break;
+    }
+    case "availability": {
+      const d = state.devices.get(message.id);
+      if (d) { d.available = message.available; dirty.add(message.id); }
+      if (state.detail && state.detail.id === message.id) {
+        document.getElementById("device-availability").replaceChildren(availability(message.available));
+      }
+      record("availability", `${nameOf(message.id)} is ${message.available ? "online" : "offline"}`, message.time, message.available ? "info" : "warning");
+      break;
+    }
+    case "device": {
+      const known = state.devices.has(message.device.id);
+      state.devices.set(message.device.id, message.device);
+      record("device", `${message.device.friendly_name} ${known ? "changed" : "added"}`);
+      const row = rows.get(message.device.id);
+      if (row) { // renamed or changed: its row drawn again
+        const fresh = deviceRow(message.device);
+        fresh.hidden = row.hidden;
+        row.replaceWith(fresh);
+        rows.set(message.device.id, fresh);
+      } else if (route().page === "devices") devicesPage();
+      break;
+    }
+    case "removed":
+      record("device", `${nameOf(message.id)} removed`);
+      state.devices.delete(message.id);
+      rows.get(message.id)?.remove();
+      rows.delete(message.id);
+      break;
+    case "log":
+      record("log", `${message.message}${message.topic ? ` (${message.topic})` : ""}`, message.time, message.level);
+      break;
+    case "status":
+      statusDirty = true;
+      break;
+    case "resync":
+      record("log", "live updates were too fast for this page: reloaded", undefined, "warning");
+      load();
+      return;
+    default:
+      break;
+  }
+  schedule();
+}
+
+function connect() {
+  const url = new URL("ws", location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(url);
+  const badge = document.getElementById("live");
+  socket.addEventListener("open", () => {
+    badge.className = "live on"; badge.textContent = "live";
+    if (state.live) load(); // reconnected: what happened meanwhile is lost
+    state.live = true;
+  });
+  socket.addEventListener("message", (event) => { for (const message of JSON.parse(event.data)) apply(message); });
+  socket.addEventListener("close", () => {
+    badge.className = "live off"; badge.textContent = "reconnecting…";
+    setTimeout(connect, 2000);
+  });
+}
+
+// ---- navigation -----------------------------------------------------------------------------
+
+async function render() {
+  const { page, arg } = route();
+  for (const link of document.querySelectorAll("nav a")) link.classList.toggle("active", link.dataset.page === (page === "device" ? "devices" : page));
+  if (page !== "device") state.detail = null;
+  try {
+    if (page === "bridge") await bridgePage();
+    else if (page === "device") await devicePage(arg);
+    else if (page === "events") eventsPage();
+    else if (page === "homeassistant") await homeAssistantPage();
+    else devicesPage();
+  } catch (error) {
+    view.replaceChildren(h("p", { class: "bad" }, `Cannot load this page: ${error.message}`));
+  }
+  document.body.dataset.ready = page;
+}
+
+async function load() {
+  const devices = await api("api/devices");
+  state.devices = new Map(devices.map((d) => [d.id, d]));
+  await render();
+}
+
+window.addEventListener("hashchange", render);
+setInterval(() => { // "N s ago" and the counters move on by themselves
+  const { page } = route();
+  if (page === "devices") for (const id of rows.keys()) dirty.add(id);
+  if (page === "bridge") statusDirty = true;
+  schedule();
+}, 5000);
+connect();
+load();

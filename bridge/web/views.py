@@ -1,0 +1,64 @@
+"""The JSON documents the page shows, built from the registry's entries (pure, no IO)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.entries import DeviceEntry
+from bridge.model import Trait, TraitAddress, TraitSpec
+
+
+def spec_json(spec: TraitSpec) -> dict[str, Any]:
+    """What the page needs to draw a trait's control."""
+    doc: dict[str, Any] = {"type": str(spec.type), "readable": spec.readable,
+                           "writable": spec.writable}
+    for name in ("format", "unit", "min", "max", "step", "default"):
+        value = getattr(spec, name)
+        if value not in (None, ""):
+            doc[name] = value
+    if spec.enums:
+        doc["enums"] = [{"key": e.key, "value": e.value} for e in spec.enums]
+    if spec.is_integer:
+        doc["integer"] = True
+    return doc
+
+
+def device_summary(entry: DeviceEntry, last_change: float | None) -> dict[str, Any]:
+    """A row of the device list."""
+    device = entry.device
+    return {
+        "id": device.id,
+        "name": device.name,
+        "friendly_name": entry.friendly_name,
+        "topic_name": entry.topic_name,
+        "backend": entry.backend.name,
+        "model": device.model,
+        "room": device.extra.get("room"),
+        "available": bool(entry.available),
+        "last_change": last_change,
+    }
+
+
+def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait) -> dict[str, Any]:
+    """One trait with its value, spec and MQTT topic."""
+    return {
+        "path": address.path(),
+        "endpoint": address.endpoint_id,
+        "function": address.function_code,
+        "trait": address.trait_code,
+        "value": trait.value,
+        "spec": spec_json(trait.spec),
+        "topic": entry.trait_topics.get(address),
+    }
+
+
+def device_detail(entry: DeviceEntry, last_change: float | None,
+                  entities: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The device page: the summary, every trait, and its Home Assistant entities."""
+    doc = device_summary(entry, last_change)
+    doc["types"] = list(entry.device.types)
+    doc["online"] = entry.device.online
+    doc["traits"] = [trait_json(entry, address, trait)
+                     for address, trait in entry.device.iter_traits()]
+    doc["entities"] = entities
+    return doc
