@@ -12,7 +12,7 @@ from typing import Any
 from bridge.entries import DeviceEntry
 from bridge.extension import Core, Output
 from bridge.messages import MqttPort, Origin
-from bridge.model import Trait, TraitAddress
+from bridge.model import DeviceEvent, EventSource, Trait, TraitAddress, event_action
 from bridge.payloads import response
 from bridge.secrets import redact_obj
 from bridge.web.feed import ClientFeed, Message
@@ -117,6 +117,12 @@ class WebOutput(Output):
     def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
         self._send({"t": "availability", "id": entry.device.id, "available": available,
                     "time": time.time()}, ("a", entry.device.id))
+
+    def event_fired(self, entry: DeviceEntry, source: EventSource, event: DeviceEvent,
+                    document: str) -> None:
+        if self.feeds:
+            self._send({"t": "action", "id": entry.device.id, "time": time.time(),
+                        "action": event_action(entry.device, source, event.event_type)})
 
     def logged(self, entry: Mapping[str, Any]) -> None:
         if self.feeds:

@@ -32,6 +32,7 @@ PAGE_TOKEN = "web-page-token-8c1d"
 ONOFF = "aqara/dining_light/1/Output/OnOff"
 DOCS = Path(__file__).parents[2] / "docs"
 SWITCH = '[aria-label="1.Output.OnOff"]'
+BEDSIDE_BUTTON = "lumi.158d0002f8e7d6"
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +144,20 @@ async def test_a_change_in_the_hub_appears_without_a_reload(
     await browser.do("select", selector="#event-kind", value="log")
     assert await browser.do("evaluate", expression=(
         "document.querySelectorAll('#event-rows .kind-value').length")) == 0
+
+
+async def test_a_button_press_appears_in_the_event_stream_once(
+        page: tuple[Daemon, str], browser: Browser, hub: StudioSimulator) -> None:
+    _, url = page
+    await browser.do("goto", url=f"{url}#/events")
+    await browser.do("select", selector="#event-kind", value="action")
+    hub.press(BEDSIDE_BUTTON, 1, "double", repeat=2)  # delivered twice, pressed once
+    row = await browser.do("wait", selector="#event-rows .kind-action", text="double")
+    assert row.endswith(f"{BEDSIDE_BUTTON} double")
+    hub.press(BEDSIDE_BUTTON, 1, "hold")
+    await browser.do("wait", selector="#event-rows .kind-action", text="hold")
+    assert await browser.do("evaluate", expression=(
+        "document.querySelectorAll('#event-rows .kind-action').length")) == 2
 
 
 async def test_a_refused_write_shows_its_reason(page: tuple[Daemon, str], browser: Browser,

@@ -250,7 +250,7 @@ function eventMatches(e) {
 
 function eventsPage() {
   const text = h("input", { type: "search", id: "event-filter", placeholder: "Filter…", value: eventFilter.text });
-  const kind = h("select", { id: "event-kind" }, ["all", "log", "value", "availability", "device"].map((k) => h("option", { value: k }, k)));
+  const kind = h("select", { id: "event-kind" }, ["all", "log", "value", "action", "availability", "device"].map((k) => h("option", { value: k }, k)));
   kind.value = eventFilter.kind;
   const body = h("div", { id: "event-rows", class: "rows" });
   const refill = () => {
@@ -363,6 +363,9 @@ function apply(message) {
       record("value", `${nameOf(message.id)} ${message.path} = ${show(message.value)}`, message.time);
       break;
     }
+    case "action":
+      record("action", `${nameOf(message.id)} ${message.action}`, message.time);
+      break;
     case "availability": {
       const d = state.devices.get(message.id);
       if (d) { d.available = message.available; dirty.add(message.id); }
