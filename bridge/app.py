@@ -160,7 +160,7 @@ class Daemon:
                                front.base_path)
         entities = self.discovery.entities if self.discovery is not None else None
         return WebServer(settings, output, lambda: self.bridge.devices, self._web_status,
-                         entities)
+                         entities, self.bridge.topics)
 
     def _web_status(self) -> dict[str, Any]:
         """The web page's bridge status: ``bridge/info`` plus the MQTT link and counters."""

@@ -102,15 +102,21 @@ def device_info(
         endpoints.append({"id": endpoint.id, "types": list(endpoint.types), "functions": functions})
     doc["endpoints"] = endpoints
     if device.events:
-        doc["events"] = {
-            "topic": scheme.event(topic_name),
-            "sources": [{"button": source.button, "endpoint": source.endpoint_id,
-                         "event_types": list(source.event_types),
-                         "actions": [event_action(device, source, kind)
-                                     for kind in source.event_types]}
-                        for source in device.events],
-        }
+        doc["events"] = device_events(device, topic_name, scheme)
     return doc
+
+
+def device_events(device: Device, topic_name: str, scheme: TopicScheme) -> dict[str, Any]:
+    """The momentary events a device fires: its event topic, and per source (button) the event
+    types and the ``action`` each one is published with."""
+    return {
+        "topic": scheme.event(topic_name),
+        "sources": [{"button": source.button, "endpoint": source.endpoint_id,
+                     "event_types": list(source.event_types),
+                     "actions": [event_action(device, source, kind)
+                                 for kind in source.event_types]}
+                    for source in device.events],
+    }
 
 
 def log_entry(

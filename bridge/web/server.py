@@ -29,6 +29,7 @@ from bridge.entries import DeviceEntry
 from bridge.logsetup import get_logger
 from bridge.model import TraitAddress
 from bridge.secrets import redact_obj
+from bridge.topics import TopicScheme
 from bridge.web.feed import ClientFeed
 from bridge.web.output import WebOutput
 from bridge.web.views import device_detail, device_summary
@@ -67,8 +68,10 @@ class WebServer:
     def __init__(self, settings: WebSettings, output: WebOutput,
                  entries: Callable[[], Mapping[str, DeviceEntry]],
                  status: Callable[[], Mapping[str, Any]],
-                 entities: Callable[[str], list[dict[str, Any]]] | None) -> None:
+                 entities: Callable[[str], list[dict[str, Any]]] | None,
+                 topics: TopicScheme) -> None:
         self.settings = settings
+        self.topics = topics
         self.output = output
         self.entries = entries
         self.status = status
@@ -204,7 +207,7 @@ class WebServer:
         entry = self._entry(request)
         entities = self.entities(entry.device.id) if self.entities is not None else None
         return _json(device_detail(entry, self.output.last_change.get(entry.device.id),
-                                   entities))
+                                   entities, self.topics))
 
     async def _all_entities(self, request: web.Request) -> web.StreamResponse:
         if self.entities is None:

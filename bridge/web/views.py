@@ -6,6 +6,8 @@ from typing import Any
 
 from bridge.entries import DeviceEntry
 from bridge.model import Trait, TraitAddress, TraitSpec
+from bridge.payloads import device_events
+from bridge.topics import TopicScheme
 
 
 def spec_json(spec: TraitSpec) -> dict[str, Any]:
@@ -53,12 +55,15 @@ def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait) -> dict[
 
 
 def device_detail(entry: DeviceEntry, last_change: float | None,
-                  entities: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The device page: the summary, every trait, and its Home Assistant entities."""
+                  entities: list[dict[str, Any]] | None, scheme: TopicScheme) -> dict[str, Any]:
+    """The device page: the summary, every trait, the events it fires and its Home Assistant
+    entities."""
     doc = device_summary(entry, last_change)
     doc["types"] = list(entry.device.types)
     doc["online"] = entry.device.online
     doc["traits"] = [trait_json(entry, address, trait)
                      for address, trait in entry.device.iter_traits()]
+    doc["events"] = (device_events(entry.device, entry.topic_name, scheme)
+                     if entry.device.events else None)
     doc["entities"] = entities
     return doc

@@ -149,6 +149,10 @@ async def test_a_change_in_the_hub_appears_without_a_reload(
 async def test_a_button_press_appears_in_the_event_stream_once(
         page: tuple[Daemon, str], browser: Browser, hub: StudioSimulator) -> None:
     _, url = page
+    await browser.do("goto", url=f"{url}#/device/{BEDSIDE_BUTTON}")
+    fired = await browser.do("wait", selector="#events-fired td", text="double")
+    assert fired.startswith("single, double")
+    assert await browser.do("text", selector="main p code") == f"aqara/{BEDSIDE_BUTTON}/event"
     await browser.do("goto", url=f"{url}#/events")
     await browser.do("select", selector="#event-kind", value="action")
     hub.press(BEDSIDE_BUTTON, 1, "double", repeat=2)  # delivered twice, pressed once

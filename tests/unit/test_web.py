@@ -130,7 +130,8 @@ async def test_availability_and_device_changes_are_streamed() -> None:
 async def test_the_device_document_has_every_trait_with_spec_value_and_topic() -> None:
     rig = make_rig()
     rig.snapshot(light())
-    doc = device_detail(rig.bridge.devices[LIGHT], None, [])
+    doc = device_detail(rig.bridge.devices[LIGHT], None, [], rig.bridge.topics)
+    assert doc["events"] is None  # a light fires no momentary events
     traits = {t["path"]: t for t in doc["traits"]}
     assert traits["1.LevelControl.CurrentLevel"]["topic"] == (
         "aqara/lumi1.54ef44d1e6a0/1/LevelControl/CurrentLevel")

@@ -223,6 +223,15 @@ async function devicePage(id) {
   const entities = d.entities === null ? h("p", { class: "muted" }, "Home Assistant discovery is off.")
     : d.entities.length === 0 ? h("p", { class: "muted" }, "No entity announced for this device.")
       : h("ul", {}, d.entities.map((e) => h("li", {}, `${e.platform}: ${e.name ?? "(device name)"} `, h("code", {}, e.unique_id))));
+  const events = d.events === null ? [] : [
+    h("h2", {}, "Events"),
+    h("p", {}, "Presses and gestures, never retained, on ", h("span", { class: "topic" }, h("code", {}, d.events.topic), copyButton(d.events.topic))),
+    h("table", { id: "events-fired" },
+      h("thead", {}, h("tr", {}, ["button", "endpoint", "events", "action"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, d.events.sources.map((s) => h("tr", {},
+        h("td", {}, s.button), h("td", {}, String(s.endpoint)),
+        h("td", {}, s.event_types.join(", ")), h("td", {}, h("code", {}, s.actions.join(", "))))))),
+  ];
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/devices" }, "← all devices")),
     h("h1", {}, d.friendly_name, " ", h("span", { id: "device-availability" }, availability(d.available))),
@@ -231,6 +240,7 @@ async function devicePage(id) {
       h("div", { class: "muted" }, `id ${d.id} · topic level ${d.topic_name} · last change `, h("span", { id: "last-change" }, ago(d.last_change)))),
     h("table", { id: "traits" },
       h("thead", {}, h("tr", {}, ["trait", "value", "spec", "control", "MQTT topic"].map((t) => h("th", {}, t)))), body),
+    ...events,
     h("h2", {}, "Home Assistant"), entities);
 }
 
