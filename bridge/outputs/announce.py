@@ -21,9 +21,10 @@ then the old topics cleared, so entities keep their ids, history and settings.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from bridge.extension import Core, Output
@@ -47,6 +48,10 @@ log = get_logger("bridge.announce")
 
 REANNOUNCE_INTERVAL = 30.0
 """Seconds between two re-announcements asked for by Home Assistant's birth message."""
+
+REANNOUNCE_BATCH = 200
+"""Devices re-announced per event-loop turn: their configs are built again from the model
+(≈0.2 ms each), and a large home must not hold up the loop for seconds."""
 
 MIGRATE_PAYLOAD = '{"migrate_discovery":true}'
 """Home Assistant's hand-over payload between single-component and device-based discovery."""
@@ -265,12 +270,21 @@ class HomeAssistantDiscovery(Output):
     def _reannounce(self) -> None:
         self._announce_pending = False
         self._last_announce = time.monotonic()
-        if not self.in_step:
-            return
-        for entry in self.entries():
+        if self.in_step:
+            self._reannounce_batch(iter(list(self.entries())), self._session)
+
+    def _reannounce_batch(self, entries: Iterator[DeviceEntry], session: int) -> None:
+        """Send the configs of the next :data:`REANNOUNCE_BATCH` devices, rebuilt from the model
+        (what is remembered are digests); the rest in later loop turns."""
+        if session != self._session or not self.in_step:
+            return  # reconnected meanwhile: that connect announces anyway
+        batch = list(itertools.islice(entries, REANNOUNCE_BATCH))
+        for entry in batch:
             device_id = entry.device.id
             announced = self.published.get(device_id)
             if announced is not None and device_id not in self._migrating:
                 current = self._configs(entry)  # with components it lost named, if it did
                 self._send({**current, **discovery_changes(announced, current)})
                 self.published[device_id] = Announced(current)
+        if len(batch) == REANNOUNCE_BATCH:
+            asyncio.get_running_loop().call_soon(self._reannounce_batch, entries, session)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from bridge.model import DeviceUpdated
+from bridge.outputs import announce
 from bridge.outputs.announced import Announced, Config, digest, removable_components
 from bridge.outputs.discovery import discovery_changes
 from tests.unit.test_announce import PREFIX, configs, connect, discovery_sent, with_discovery
@@ -83,3 +85,30 @@ async def test_a_component_lost_meanwhile_is_named_when_reannounced() -> None:
     rig.event(DeviceUpdated(smaller))  # what is remembered now is the smaller device
     assert discovery_sent(rig) == {}
     assert all(topic.startswith(PREFIX) for topic in discovery.published[climate.id])
+
+
+async def test_a_large_home_is_reannounced_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(announce, "REANNOUNCE_BATCH", 1)
+    rig = make_rig()
+    discovery = with_discovery(rig)
+    climate, other = _device("Bedroom Climate"), _device("Dining Light")
+    connect(rig, {})
+    rig.snapshot(climate, other)
+    rig.mqtt.clear()
+    discovery._reannounce()
+    assert discovery_sent(rig) == configs(climate)  # one device in this loop turn
+    await asyncio.sleep(0)
+    assert discovery_sent(rig) == {**configs(climate), **configs(other)}
+
+
+async def test_a_reconnect_stops_a_reannouncement(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(announce, "REANNOUNCE_BATCH", 1)
+    rig = make_rig()
+    discovery = with_discovery(rig)
+    connect(rig, {})
+    rig.snapshot(_device("Bedroom Climate"), _device("Dining Light"))
+    discovery._reannounce()
+    rig.bridge.on_mqtt_connected()  # learning again: not in step until the marker is back
+    rig.mqtt.clear()
+    await asyncio.sleep(0)
+    assert discovery_sent(rig) == {}
