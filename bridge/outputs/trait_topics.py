@@ -4,8 +4,8 @@ A trait topic is ``<base>/<device level>/`` (one string per device) followed by
 ``<endpointId>/<functionCode>/<traitCode>``, which depends only on the trait's place in the
 device. Devices with the same traits (every device of one model, as a rule) share one
 :class:`TraitLayout`: the suffixes, and each trait's bit in a device's mask of the topics it holds
-retained. A large home thus keeps no topic string, topic dict or topic set per device; a topic is
-built (one concatenation) when it is published.
+retained. A large home thus keeps no topic string per trait and no topic dict or set per device;
+a topic is built (one concatenation) when it is published.
 """
 
 from __future__ import annotations
