@@ -153,7 +153,7 @@ class Daemon:
     def _make_web(self) -> WebServer:
         """The web page (``frontend:``): an output, and its server."""
         front = self.config.frontend
-        output = WebOutput()
+        output = WebOutput(self.bridge.topics)
         self.bridge.add_output(output)
         settings = WebSettings(front.host, front.port,
                                front.token.get_secret_value() if front.token else None,

@@ -354,7 +354,7 @@ class Bridge:
         entry = self.devices.get(device.id)
         if entry is None:
             friendly, name = self._topic_name_for(device)
-            entry = DeviceEntry(device, backend, friendly, name, {})
+            entry = DeviceEntry(device, backend, friendly, name)
             self.devices[device.id] = entry
             self._by_topic[name] = entry
             self._by_topic.setdefault(device_level(device.id), entry)

@@ -6,20 +6,18 @@ core (and the core never imports an output).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bridge.backends.base import Backend
-from bridge.model import Device, TraitAddress
+from bridge.model import Device
 
 
 @dataclass(slots=True)
 class DeviceEntry:
-    """A device the bridge publishes, with its topics."""
+    """A device the bridge publishes, with its friendly name and topic level."""
 
     device: Device
     backend: Backend
     friendly_name: str
     topic_name: str
-    trait_topics: dict[TraitAddress, str]
-    retained: set[str] = field(default_factory=set)
     available: bool | None = None

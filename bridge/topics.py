@@ -161,10 +161,16 @@ class TopicScheme:
 
     def trait(self, name: str, address: TraitAddress) -> str:
         """``<base>/<device>/<endpointId>/<functionCode>/<traitCode>``."""
-        return (
-            f"{self._prefix}{device_level(name)}/{address.endpoint_id}/"
-            f"{sanitize_level(address.function_code)}/{sanitize_level(address.trait_code)}"
-        )
+        return self.trait_prefix(name) + self.trait_suffix(*address[1:])
+
+    def trait_prefix(self, name: str) -> str:
+        """``<base>/<device>/``: what every trait topic of the device starts with."""
+        return f"{self._prefix}{device_level(name)}/"
+
+    @staticmethod
+    def trait_suffix(endpoint_id: int, function_code: str, trait_code: str) -> str:
+        """``<endpointId>/<functionCode>/<traitCode>``: the rest of a trait topic."""
+        return f"{endpoint_id}/{sanitize_level(function_code)}/{sanitize_level(trait_code)}"
 
     def response(self, command: str) -> str:
         """``<base>/bridge/response/<command>``, each level of the command sanitised."""

@@ -21,15 +21,17 @@ then the old topics cleared, so entities keep their ids, history and settings.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bridge.extension import Core, Output
 from bridge.logsetup import get_logger
 from bridge.messages import IncomingMessage, MqttPort
+from bridge.outputs.announced import Announced, Config
 from bridge.outputs.discovery import (
     DiscoveryOptions,
     device_object_id,
@@ -37,7 +39,6 @@ from bridge.outputs.discovery import (
     discovery_messages,
     is_hub,
 )
-from bridge.packed import PackedTexts
 from bridge.retained import RetainedLearner
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ log = get_logger("bridge.announce")
 
 REANNOUNCE_INTERVAL = 30.0
 """Seconds between two re-announcements asked for by Home Assistant's birth message."""
+
+REANNOUNCE_BATCH = 200
+"""Devices re-announced per event-loop turn: their configs are built again from the model
+(≈0.2 ms each), and a large home must not hold up the loop for seconds."""
 
 MIGRATE_PAYLOAD = '{"migrate_discovery":true}'
 """Home Assistant's hand-over payload between single-component and device-based discovery."""
@@ -72,8 +77,8 @@ class HomeAssistantDiscovery(Output):
         self.excluded = excluded
         self.status_topic = status_topic
         self.migration_step = migration_step
-        self.published: dict[str, Mapping[str, str]] = {}
-        """Device id → the configs currently retained for it."""
+        self.published: dict[str, Announced] = {}
+        """Device id → what is retained for it (digests, not texts: rebuilt when sent again)."""
         self.orphans: dict[str, dict[str, str]] = {}
         """Object id → retained configs of devices no backend has reported (yet)."""
         self.messages_sent = 0
@@ -82,7 +87,7 @@ class HomeAssistantDiscovery(Output):
         """True once the retained configs were learned and reconciled after a connect."""
         self.complete = False
         """True once every backend delivered a complete snapshot (orphans may be cleared)."""
-        self._migrating: dict[str, dict[str, str]] = {}
+        self._migrating: dict[str, Mapping[str, str | Config]] = {}
         """Device id → configs in the other layout, while their migration runs."""
         self._session = 0
         self._hubs: dict[str, str | None] = {}
@@ -175,27 +180,25 @@ class HomeAssistantDiscovery(Output):
             return
         self._hub_appeared(entry)
         device_id = entry.device.id
-        if device_id in self.excluded:
-            current: dict[str, str] = {}
-        else:
-            current = discovery_messages(entry.device, entry.topic_name, self.scheme,
-                                         self.options, self._hub_of(entry))
-        previous = self.published.get(device_id)
+        current = self._configs(entry)
+        previous: Mapping[str, str | Config] | None = self.published.get(device_id)
         if previous is None:  # first sight this session: adopt what the broker retains
             previous = self.orphans.pop(device_object_id(device_id, self.options), {})
-        self.published[device_id] = PackedTexts(current)
+        self.published[device_id] = Announced(current)
         if device_id in self._migrating:
             return  # the migration's next step publishes the latest configs
         if current and any(map(self._is_other_layout, previous)):
-            self._migrate(device_id, {t: p for t, p in previous.items() if t not in current})
+            self._migrate(entry, {t: p for t, p in previous.items() if t not in current})
             return
         self._send(discovery_changes(previous, current))
 
-    def entities(self, device_id: str) -> list[dict[str, Any]]:
-        """What is announced for a device now: each entity's platform, unique id, name and
-        config topic (read-only, for the web page)."""
+    def entities(self, entry: DeviceEntry) -> list[dict[str, Any]]:
+        """What is announced for a device: each entity's platform, unique id, name and config
+        topic (read-only, for the web page; rebuilt from the model, as a re-announce is)."""
+        if entry.device.id not in self.published:
+            return []
         found: list[dict[str, Any]] = []
-        for topic, payload in sorted(self.published.get(device_id, {}).items()):
+        for topic, payload in sorted(self._configs(entry).items()):
             document = json.loads(payload) if payload else {}
             cmps = document.get("cmps")
             for config in cmps.values() if isinstance(cmps, dict) else [document]:
@@ -204,6 +207,13 @@ class HomeAssistantDiscovery(Output):
                                   "unique_id": config["uniq_id"], "name": config.get("name"),
                                   "topic": topic})
         return found
+
+    def _configs(self, entry: DeviceEntry) -> dict[str, str]:
+        """The device's discovery configs now (none for a device kept out of discovery)."""
+        if entry.device.id in self.excluded:
+            return {}
+        return discovery_messages(entry.device, entry.topic_name, self.scheme, self.options,
+                                  self._hub_of(entry))
 
     def _hub_of(self, entry: DeviceEntry) -> str | None:
         """The id of the hub (gateway) device of the entry's backend, for ``via_device``."""
@@ -226,7 +236,7 @@ class HomeAssistantDiscovery(Output):
     def device_removed(self, device_id: str) -> None:
         """Clear every config of a device its backend reported gone."""
         self._hubs.clear()
-        previous = dict(self.published.pop(device_id, {}))
+        previous: dict[str, str | Config] = dict(self.published.pop(device_id, {}))
         previous.update(self._migrating.pop(device_id, {}))
         previous.update(self.orphans.pop(device_object_id(device_id, self.options), {}))
         if self.in_step:
@@ -236,9 +246,10 @@ class HomeAssistantDiscovery(Output):
         is_device_topic = topic.startswith(f"{self.options.prefix}/device/")
         return is_device_topic != self.options.device_based
 
-    def _migrate(self, device_id: str, old: dict[str, str]) -> None:
+    def _migrate(self, entry: DeviceEntry, old: Mapping[str, str | Config]) -> None:
         """Home Assistant's documented hand-over: migrate payload on the old layout's topics,
         then the new configs, then the old topics (``old``) cleared."""
+        device_id = entry.device.id
         self._migrating[device_id] = old
         self._send({topic: MIGRATE_PAYLOAD for topic in old if self._is_other_layout(topic)})
         session = self._session
@@ -246,7 +257,7 @@ class HomeAssistantDiscovery(Output):
 
         def announce() -> None:
             if session == self._session and device_id in self._migrating:
-                self._send(self.published.get(device_id, {}))
+                self._send(self._configs(entry))
                 loop.call_later(self.migration_step, clear)
 
         def clear() -> None:
@@ -276,8 +287,21 @@ class HomeAssistantDiscovery(Output):
     def _reannounce(self) -> None:
         self._announce_pending = False
         self._last_announce = time.monotonic()
-        if not self.in_step:
-            return
-        for device_id, configs in self.published.items():
-            if device_id not in self._migrating:
-                self._send(configs)
+        if self.in_step:
+            self._reannounce_batch(iter(list(self.entries())), self._session)
+
+    def _reannounce_batch(self, entries: Iterator[DeviceEntry], session: int) -> None:
+        """Send the configs of the next :data:`REANNOUNCE_BATCH` devices, rebuilt from the model
+        (what is remembered are digests); the rest in later loop turns."""
+        if session != self._session or not self.in_step:
+            return  # reconnected meanwhile: that connect announces anyway
+        batch = list(itertools.islice(entries, REANNOUNCE_BATCH))
+        for entry in batch:
+            device_id = entry.device.id
+            announced = self.published.get(device_id)
+            if announced is not None and device_id not in self._migrating:
+                current = self._configs(entry)  # with components it lost named, if it did
+                self._send({**current, **discovery_changes(announced, current)})
+                self.published[device_id] = Announced(current)
+        if len(batch) == REANNOUNCE_BATCH:
+            asyncio.get_running_loop().call_soon(self._reannounce_batch, entries, session)

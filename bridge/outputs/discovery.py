@@ -67,7 +67,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge import __version__, jsonlimits
+from bridge import __version__
 from bridge.codec import json_number, plain_number
 from bridge.model import (
     Device,
@@ -78,6 +78,7 @@ from bridge.model import (
     TraitType,
     event_action,
 )
+from bridge.outputs.announced import Components, Config, removable_components
 from bridge.topics import TopicScheme
 
 ORIGIN_NAME = "aqara-mqtt"
@@ -1155,39 +1156,43 @@ def component_count(messages: Mapping[str, str]) -> int:
     return count
 
 
-def discovery_changes(previous: Mapping[str, str], current: Mapping[str, str]) -> dict[str, str]:
+def discovery_changes(previous: Mapping[str, str | Config],
+                      current: Mapping[str, str]) -> dict[str, str]:
     """The retained messages to publish to go from ``previous`` to ``current`` discovery.
 
-    Changed or new payloads are included; topics only in ``previous`` get ``""`` (removal). A
-    device-based payload that lost components gets them back as ``{"p": platform}`` only, which is
-    how Home Assistant removes a component from a device. Keep ``current`` (not the result) as the
-    next ``previous``.
+    ``previous`` holds the configs' texts (as retained) or what :class:`Announced` remembers of
+    them. Changed or new payloads are included; topics only in ``previous`` get ``""``
+    (removal). A device-based payload that lost components gets them back as ``{"p": platform}``
+    only, which is how Home Assistant removes a component from a device. Keep ``current`` (not
+    the result) as the next ``previous``.
     """
     changes: dict[str, str] = {}
     for topic, payload in current.items():
         before = previous.get(topic)
-        if before == payload:
+        if isinstance(before, Config):
+            if before.matches(payload):
+                continue
+            components = before.components
+        elif before == payload:
             continue
-        if before and payload:
-            payload = _with_removed_components(before, payload)
-        changes[topic] = payload
+        else:
+            components = removable_components(before) if before and payload else ()
+        changes[topic] = _with_removed_components(components, payload) if components else payload
     for topic in previous:
         if topic not in current and previous[topic]:
             changes[topic] = ""
     return changes
 
 
-def _with_removed_components(before: str, after: str) -> str:
+def _with_removed_components(before: Components, after: str) -> str:
     try:
-        old = jsonlimits.loads(before, jsonlimits.MQTT_MAX_BYTES)  # retained by anyone
         new = json.loads(after)
     except ValueError:
         return after
-    old_cmps, new_cmps = old.get("cmps"), new.get("cmps")
-    if not isinstance(old_cmps, dict) or not isinstance(new_cmps, dict):
+    new_cmps = new.get("cmps") if isinstance(new, dict) else None
+    if not isinstance(new_cmps, dict):
         return after
-    gone = {key: {"p": config.get("p")} for key, config in old_cmps.items()
-            if key not in new_cmps and isinstance(config, dict) and len(config) > 1}
+    gone = {key: {"p": platform} for key, platform in before if key not in new_cmps}
     if not gone:
         return after
     new["cmps"] = {**new_cmps, **gone}

@@ -31,6 +31,7 @@ from bridge.messages import (
 )
 from bridge.model import Device, DeviceEvent, EventSource, Trait, TraitAddress
 from bridge.outputs.stale import StaleTopicSweeper
+from bridge.outputs.trait_topics import DeviceTopics, Layouts
 from bridge.topics import (
     BadTopic,
     BridgeRequest,
@@ -58,15 +59,15 @@ class TopicTree(Output):
         self.device_state_topic = device_state_topic
         self._mqtt: MqttPort | None = None
         self._core: Core | None = None
-        self._entries: dict[str, DeviceEntry] = {}
-        self._levels: dict[str, str] = {}
-        """Device id → the topic level its topics are published under."""
+        self._devices: dict[str, DeviceTopics] = {}
+        """Device id → its topic level, trait topics and what it holds retained."""
+        self._layouts = Layouts()
         self._dirty_docs: set[str] = set()
         self._docs_scheduled = False
         self.stale: StaleTopicSweeper | None = None
         if clear_stale_topics:
             self.stale = StaleTopicSweeper(
-                topics, lambda: {e.topic_name for e in self._entries.values()})
+                topics, lambda: {d.entry.topic_name for d in self._devices.values()})
 
     @property
     def subscriptions(self) -> list[str]:
@@ -89,8 +90,8 @@ class TopicTree(Output):
 
     def on_connected(self) -> None:
         """Republish every device's values and document; learn what is stale."""
-        for entry in self._entries.values():
-            self._publish_values(entry)
+        for device in self._devices.values():
+            self._publish_values(device)
         if self.stale is not None:
             self.stale.on_connected()
 
@@ -99,58 +100,56 @@ class TopicTree(Output):
         if self.stale is not None:
             self.stale.backends_complete()
 
+    def trait_topic(self, entry: DeviceEntry, address: TraitAddress) -> str:
+        """The topic a trait of a published device is published under."""
+        return self._devices[entry.device.id].topic(address)
+
     def device_added(self, entry: DeviceEntry) -> None:
         """Publish a new device's values."""
-        device_id = entry.device.id
-        self._entries[device_id] = entry
-        self._levels[device_id] = entry.topic_name
-        entry.trait_topics = self._trait_topics(entry.topic_name, entry.device)
-        self._publish_values(entry)
+        level = entry.topic_name
+        device = self._devices[entry.device.id] = DeviceTopics(
+            entry, level, self.topics.trait_prefix(level), self._layouts.of(entry.device))
+        self._publish_values(device)
 
     def device_replaced(self, entry: DeviceEntry, previous: Device) -> None:
         """Clear the topics of traits the device lost; publish the values that changed."""
-        device = entry.device
-        entry.trait_topics = self._trait_topics(entry.topic_name, device)
-        for topic in entry.retained - set(entry.trait_topics.values()) - self._device_topics(
-                entry.topic_name):
+        published = self._devices[entry.device.id]
+        for topic in published.relayout(self._layouts.of(entry.device)):
             self._publish(topic, b"")  # a trait the device no longer has
-            entry.retained.discard(topic)
             self._mark_doc(entry)
-        for address, trait in device.iter_traits():
+        for address, trait in entry.device.iter_traits():
             before = previous.trait(*address[1:])
             changed = before is None or before.value != trait.value
             if trait.value is not None and trait.spec.readable and changed:
-                topic = entry.trait_topics[address]
-                self._publish_value(topic, trait)
-                entry.retained.add(topic)
+                self._publish_value(published.mark(address), trait)
                 self._mark_doc(entry)
 
     def device_renamed(self, entry: DeviceEntry) -> None:
         """A new topic level: clear the old topics, publish under the new one."""
-        device_id = entry.device.id
-        old = self._levels.get(device_id)
-        if old is None or old == entry.topic_name:
+        published = self._devices.get(entry.device.id)
+        if published is None or published.level == entry.topic_name:
             return  # only the hub's name changed: the topics stay
-        self._clear(entry, old)
-        self._levels[device_id] = entry.topic_name
-        entry.trait_topics = self._trait_topics(entry.topic_name, entry.device)
-        self._publish_values(entry)
+        self._clear(published)
+        published.level = entry.topic_name
+        published.prefix = self.topics.trait_prefix(entry.topic_name)
+        self._publish_values(published)
 
     def device_removed(self, device_id: str) -> None:
         """Clear every retained topic published for the device."""
-        entry = self._entries.pop(device_id, None)
-        level = self._levels.pop(device_id, None)
-        if entry is not None and level is not None:
-            self._clear(entry, level)
+        published = self._devices.pop(device_id, None)
+        if published is not None:
+            self._clear(published)
 
     def value_changed(self, entry: DeviceEntry, address: TraitAddress, trait: Trait) -> None:
         """Publish the trait's new value (the hot path)."""
-        topic = entry.trait_topics[address]
+        published = self._devices[entry.device.id]  # published.mark(address), inlined:
+        bit, suffix = published.layout.slots[address[1:]]
+        published.retained |= bit
+        topic = published.prefix + suffix
         payload, is_json = encode_payload(trait.spec, trait.value)
         if self._mqtt is not None:
             self._mqtt.publish(topic, payload, True, None,
                                JSON_PROPERTIES if is_json else TEXT_PROPERTIES)
-        entry.retained.add(topic)
         if self.device_state_topic:  # _mark_doc inlined: once per trait change
             self._dirty_docs.add(entry.device.id)
             if not self._docs_scheduled:
@@ -170,9 +169,6 @@ class TopicTree(Output):
             self._mqtt.publish(self.topics.event(entry.topic_name), document, False, None,
                                JSON_PROPERTIES)
 
-    def _trait_topics(self, name: str, device: Device) -> dict[TraitAddress, str]:
-        return {address: self.topics.trait(name, address) for address, _ in device.iter_traits()}
-
     def _device_topics(self, level: str) -> set[str]:
         return {self.topics.device(level), self.topics.availability(level)}
 
@@ -180,20 +176,19 @@ class TopicTree(Output):
         payload, is_json = encode_payload(trait.spec, trait.value)
         self._publish(topic, payload, JSON_PROPERTIES if is_json else TEXT_PROPERTIES)
 
-    def _publish_values(self, entry: DeviceEntry) -> None:
+    def _publish_values(self, published: DeviceTopics) -> None:
+        entry = published.entry
         for address, trait in entry.device.iter_traits():
             if trait.value is not None and trait.spec.readable:
-                topic = entry.trait_topics[address]
-                self._publish_value(topic, trait)
-                entry.retained.add(topic)
+                self._publish_value(published.mark(address), trait)
         self._mark_doc(entry)
 
-    def _clear(self, entry: DeviceEntry, level: str) -> None:
-        """Clear every retained topic published for the device under ``level``."""
-        self._dirty_docs.discard(entry.device.id)
-        for topic in entry.retained | self._device_topics(level):
+    def _clear(self, published: DeviceTopics) -> None:
+        """Clear every retained topic published for the device under its current level."""
+        self._dirty_docs.discard(published.entry.device.id)
+        for topic in published.retained_topics() | self._device_topics(published.level):
             self._publish(topic, b"")
-        entry.retained.clear()
+        published.retained = 0
 
     def _mark_doc(self, entry: DeviceEntry) -> None:
         if not self.device_state_topic:
@@ -207,8 +202,9 @@ class TopicTree(Output):
         self._docs_scheduled = False
         dirty, self._dirty_docs = self._dirty_docs, set()
         for device_id in dirty:
-            entry = self._entries.get(device_id)
-            if entry is not None:
+            published = self._devices.get(device_id)
+            if published is not None:
+                entry = published.entry
                 # built when sent: while the link is congested a device's document waits
                 # parked, and only its latest state is ever serialised
                 self._publish(self.topics.device(entry.topic_name),

@@ -15,6 +15,7 @@ from bridge.messages import MqttPort, Origin
 from bridge.model import DeviceEvent, EventSource, Trait, TraitAddress, event_action
 from bridge.payloads import response
 from bridge.secrets import redact_obj
+from bridge.topics import TopicScheme
 from bridge.web.feed import ClientFeed, Message
 from bridge.web.views import device_summary
 
@@ -27,7 +28,8 @@ CORRELATION_PREFIX = b"web:"
 class WebOutput(Output):
     """Live messages for the open pages, and their writes."""
 
-    def __init__(self, feed_limit: int = 2000) -> None:
+    def __init__(self, topics: TopicScheme, feed_limit: int = 2000) -> None:
+        self.topics = topics
         self.feed_limit = feed_limit
         self.feeds: set[ClientFeed] = set()
         self.core: Core | None = None
@@ -68,7 +70,7 @@ class WebOutput(Output):
         with the reason when the write was rejected or the hub refused it)."""
         assert self.core is not None, "attach() first"
         correlation = CORRELATION_PREFIX + str(next(self._ids)).encode()
-        topic = entry.trait_topics.get(address) or address.path()
+        topic = self.topics.trait(entry.topic_name, address)
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation] = future
         try:

@@ -68,7 +68,7 @@ class WebServer:
     def __init__(self, settings: WebSettings, output: WebOutput,
                  entries: Callable[[], Mapping[str, DeviceEntry]],
                  status: Callable[[], Mapping[str, Any]],
-                 entities: Callable[[str], list[dict[str, Any]]] | None,
+                 entities: Callable[[DeviceEntry], list[dict[str, Any]]] | None,
                  topics: TopicScheme) -> None:
         self.settings = settings
         self.topics = topics
@@ -205,14 +205,14 @@ class WebServer:
 
     async def _device(self, request: web.Request) -> web.StreamResponse:
         entry = self._entry(request)
-        entities = self.entities(entry.device.id) if self.entities is not None else None
+        entities = self.entities(entry) if self.entities is not None else None
         return _json(device_detail(entry, self.output.last_change.get(entry.device.id),
                                    entities, self.topics))
 
     async def _all_entities(self, request: web.Request) -> web.StreamResponse:
         if self.entities is None:
             return _json(None)
-        found = {i: self.entities(i) for i in self.entries()}
+        found = {i: self.entities(e) for i, e in self.entries().items()}
         return _json({i: e for i, e in found.items() if e})
 
     async def _write(self, request: web.Request) -> web.StreamResponse:

@@ -41,7 +41,8 @@ def device_summary(entry: DeviceEntry, last_change: float | None) -> dict[str, A
     }
 
 
-def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait) -> dict[str, Any]:
+def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait,
+               scheme: TopicScheme) -> dict[str, Any]:
     """One trait with its value, spec and MQTT topic."""
     return {
         "path": address.path(),
@@ -50,7 +51,7 @@ def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait) -> dict[
         "trait": address.trait_code,
         "value": trait.value,
         "spec": spec_json(trait.spec),
-        "topic": entry.trait_topics.get(address),
+        "topic": scheme.trait(entry.topic_name, address),
     }
 
 
@@ -61,7 +62,7 @@ def device_detail(entry: DeviceEntry, last_change: float | None,
     doc = device_summary(entry, last_change)
     doc["types"] = list(entry.device.types)
     doc["online"] = entry.device.online
-    doc["traits"] = [trait_json(entry, address, trait)
+    doc["traits"] = [trait_json(entry, address, trait, scheme)
                      for address, trait in entry.device.iter_traits()]
     doc["events"] = (device_events(entry.device, entry.topic_name, scheme)
                      if entry.device.events else None)

@@ -47,7 +47,8 @@ async def test_mqttjs_client(mosquitto: Mosquitto, daemon: Daemon) -> None:
         assert base == "aqara"
         assert device != "bridge"
         assert endpoint.isdigit()
-    trait_topics = {t for e in daemon.bridge.devices.values() for t in e.trait_topics.values()}
+    trait_topics = {daemon.topic_tree.trait_topic(e, a) for e in daemon.bridge.devices.values()
+                    for a, _ in e.device.iter_traits()}
     assert set(topics) <= trait_topics
 
     # content types: strings stay strings, numbers and booleans are JSON

@@ -135,9 +135,10 @@ async def test_the_entities_announced_for_a_device_are_readable_in_both_layouts(
         discovery = with_discovery(rig, device_based)
         connect(rig, {})
         rig.snapshot(light(), plug())
-        entities = discovery.entities(PLUG)
+        entities = discovery.entities(rig.bridge.devices[PLUG])
         assert {(e["platform"], e["unique_id"]) for e in entities} == {
             ("light", "aqara_mqtt_lumi_158d0002c660dc_ep1_light"),
             ("sensor", "aqara_mqtt_lumi_158d0002c660dc_ep1_energy_management_current_power")}
         assert all(e["topic"] in configs(plug(), device_based) for e in entities)
-        assert discovery.entities("no-such-device") == []
+        discovery.published.pop(PLUG)
+        assert discovery.entities(rig.bridge.devices[PLUG]) == []  # nothing announced

@@ -9,6 +9,7 @@ import pytest
 
 from bridge.config import parse_config
 from bridge.model import Availability, TraitAddress, TraitChanged
+from bridge.topics import TopicScheme
 from bridge.web.feed import RESYNC, ClientFeed
 from bridge.web.output import WebOutput
 from bridge.web.views import device_detail
@@ -42,7 +43,7 @@ async def test_an_overflowing_feed_is_dropped_whole_and_asks_for_a_resync() -> N
 
 async def test_a_stalled_browser_costs_the_bridge_bounded_memory_and_no_waiting() -> None:
     rig = make_rig()
-    web = WebOutput(feed_limit=100)
+    web = WebOutput(TopicScheme("aqara"), feed_limit=100)
     rig.bridge.add_output(web)
     ids = [f"lumi1.{n:012x}" for n in range(300)]
     rig.snapshot(*(light(device_id) for device_id in ids))
@@ -61,7 +62,7 @@ async def test_a_stalled_browser_costs_the_bridge_bounded_memory_and_no_waiting(
 
 async def test_a_slow_browser_gets_the_latest_value_of_each_trait() -> None:
     rig = make_rig()
-    web = WebOutput(feed_limit=100)
+    web = WebOutput(TopicScheme("aqara"), feed_limit=100)
     rig.bridge.add_output(web)
     rig.snapshot(light())
     slow = web.open_feed()
@@ -75,7 +76,7 @@ async def test_a_slow_browser_gets_the_latest_value_of_each_trait() -> None:
 
 async def test_a_write_goes_through_the_core_and_returns_the_hubs_answer() -> None:
     rig = make_rig()
-    web = WebOutput()
+    web = WebOutput(TopicScheme("aqara"))
     rig.bridge.add_output(web)
     rig.snapshot(light())
     entry = rig.bridge.devices[LIGHT]
@@ -93,7 +94,7 @@ async def test_a_write_goes_through_the_core_and_returns_the_hubs_answer() -> No
 
 async def test_a_rejected_write_says_why_and_reaches_the_log_stream() -> None:
     rig = make_rig()
-    web = WebOutput()
+    web = WebOutput(TopicScheme("aqara"))
     rig.bridge.add_output(web)
     rig.snapshot(light())
     feed = web.open_feed()
@@ -113,7 +114,7 @@ async def test_a_rejected_write_says_why_and_reaches_the_log_stream() -> None:
 
 async def test_availability_and_device_changes_are_streamed() -> None:
     rig = make_rig()
-    web = WebOutput()
+    web = WebOutput(TopicScheme("aqara"))
     rig.bridge.add_output(web)
     feed = web.open_feed()
     rig.snapshot(light())

@@ -1,0 +1,110 @@
+"""The topic tree's record of each device's trait topics, without a string per trait.
+
+A trait topic is ``<base>/<device level>/`` (one string per device) followed by
+``<endpointId>/<functionCode>/<traitCode>``, which depends only on the trait's place in the
+device. Devices with the same traits (every device of one model, as a rule) share one
+:class:`TraitLayout`: the suffixes, and each trait's bit in a device's mask of the topics it holds
+retained. A large home thus keeps no topic string per trait and no topic dict or set per device;
+a topic is built (one concatenation) when it is published.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bridge.entries import DeviceEntry
+from bridge.model import Device, TraitAddress
+from bridge.topics import TopicScheme
+
+Place = tuple[int, str, str]
+"""A trait's place in its device: endpoint id, function code, trait code."""
+
+
+def places(device: Device) -> tuple[Place, ...]:
+    """Every trait's place, in the device's endpoint/function/trait order."""
+    return tuple((endpoint.id, function.code, code)
+                 for endpoint in device.endpoints.values()
+                 for function in endpoint.functions.values()
+                 for code in function.traits)
+
+
+class TraitLayout:
+    """The trait topic suffixes of devices with these traits, and each trait's bit."""
+
+    __slots__ = ("__weakref__", "places", "slots")
+
+    def __init__(self, trait_places: tuple[Place, ...]) -> None:
+        self.places = trait_places
+        self.slots: dict[Place, tuple[int, str]] = {
+            place: (1 << index, TopicScheme.trait_suffix(*place))
+            for index, place in enumerate(trait_places)}
+        """Place → (its bit, its topic suffix)."""
+
+    def suffixes(self, mask: int) -> Iterable[str]:
+        """The suffixes of the traits whose bits are set in ``mask``."""
+        return (suffix for bit, suffix in self.slots.values() if mask & bit)
+
+
+class Layouts:
+    """One :class:`TraitLayout` per distinct list of traits, for as long as a device uses it."""
+
+    def __init__(self) -> None:
+        self._layouts: weakref.WeakValueDictionary[tuple[Place, ...], TraitLayout] = (
+            weakref.WeakValueDictionary())
+
+    def of(self, device: Device) -> TraitLayout:
+        """The layout of ``device``'s traits (shared with every device that has the same)."""
+        key = places(device)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layouts[key] = TraitLayout(key)
+        return layout
+
+    def __len__(self) -> int:
+        return len(self._layouts)
+
+
+@dataclass(slots=True)
+class DeviceTopics:
+    """A device as the topic tree publishes it: the level its topics are under, the prefix of
+    its trait topics, its layout, and which trait topics it holds retained (a mask of bits)."""
+
+    entry: DeviceEntry
+    level: str
+    prefix: str
+    layout: TraitLayout
+    retained: int = 0
+
+    def topic(self, address: TraitAddress) -> str:
+        """The trait's topic (KeyError for a trait the device does not have)."""
+        return self.prefix + self.layout.slots[address[1:]][1]
+
+    def mark(self, address: TraitAddress) -> str:
+        """The trait's topic, noted as retained (its value is being published)."""
+        bit, suffix = self.layout.slots[address[1:]]
+        self.retained |= bit
+        return self.prefix + suffix
+
+    def retained_topics(self) -> set[str]:
+        """The trait topics published retained under the current prefix."""
+        prefix = self.prefix
+        return {prefix + suffix for suffix in self.layout.suffixes(self.retained)}
+
+    def trait_topics(self) -> set[str]:
+        """Every trait topic of the device."""
+        prefix = self.prefix
+        return {prefix + suffix for _bit, suffix in self.layout.slots.values()}
+
+    def relayout(self, layout: TraitLayout) -> set[str]:
+        """Take the device's new traits; returns the retained topics of traits it lost (the
+        ones still there stay marked)."""
+        before = self.retained_topics()
+        self.layout = layout
+        self.retained = 0
+        prefix = self.prefix
+        for bit, suffix in layout.slots.values():
+            if prefix + suffix in before:
+                self.retained |= bit
+        return before - self.trait_topics()
