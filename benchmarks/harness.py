@@ -144,8 +144,11 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def settle(sub: CSubscriber, pid: int, quiet: float = 2.0, timeout: float = 240) -> None:
-    """Wait until the subscriber got nothing for ``quiet`` s and the process is idle."""
+def settle(sub: CSubscriber, pid: int, at_least: int, quiet: float = 2.0,
+           timeout: float = 240) -> None:
+    """Wait until the subscriber got ``at_least`` messages, then nothing for ``quiet`` s, and
+    the process is idle (on a loaded machine a bridge still waiting for its hub's snapshot is
+    idle and quiet too)."""
     deadline = time.monotonic() + timeout
     cpu = cpu_seconds(pid)
     while time.monotonic() < deadline:
@@ -153,7 +156,7 @@ def settle(sub: CSubscriber, pid: int, quiet: float = 2.0, timeout: float = 240)
         now = cpu_seconds(pid)
         idle = now - cpu < 0.05
         cpu = now
-        if idle and sub.quiet_for(quiet):
+        if idle and sub.count >= at_least and sub.quiet_for(quiet):
             return
     raise RuntimeError("the bridge did not settle")
 

@@ -57,14 +57,15 @@ def one(devices: int, traits: int | None, restart: bool) -> Result:
         sub = CSubscriber(broker.port, TOPICS)
         start = time.time()
         with bridge(bridge_config(broker.port, hub_port)) as process:
-            settle(sub, process.pid)
+            # every device publishes at least its JSON document and its availability
+            settle(sub, process.pid, at_least=2 * devices)
             result = Result(devices, trait_count(devices, traits), sub.last - start, sub.count,
                             rss_mib(process.pid))
             sub.close()
             if restart:
                 broker.restart()
                 sub = CSubscriber(broker.port, TOPICS)
-                settle(sub, process.pid)
+                settle(sub, process.pid, at_least=2 * devices)
                 result.republish = sub.last - sub.first
                 sub.close()
     return result
