@@ -194,7 +194,9 @@ class HomeAssistantDiscovery(Output):
 
     def entities(self, entry: DeviceEntry) -> list[dict[str, Any]]:
         """What is announced for a device: each entity's platform, unique id, name and config
-        topic (read-only, for the web page; rebuilt from the model, as a re-announce is)."""
+        topic, and each device trigger (``device_automation``, named by its subtype and type,
+        with no unique id); read-only, for the web page, rebuilt from the model as a re-announce
+        is."""
         if entry.device.id not in self.published:
             return []
         found: list[dict[str, Any]] = []
@@ -202,10 +204,16 @@ class HomeAssistantDiscovery(Output):
             document = json.loads(payload) if payload else {}
             cmps = document.get("cmps")
             for config in cmps.values() if isinstance(cmps, dict) else [document]:
-                if isinstance(config, dict) and "uniq_id" in config:
-                    found.append({"platform": config.get("p") or topic.split("/")[-4],
-                                  "unique_id": config["uniq_id"], "name": config.get("name"),
-                                  "topic": topic})
+                if not isinstance(config, dict):
+                    continue
+                platform = config.get("p") or topic.split("/")[-4]
+                if "uniq_id" in config:
+                    found.append({"platform": platform, "unique_id": config["uniq_id"],
+                                  "name": config.get("name"), "topic": topic})
+                elif platform == "device_automation":
+                    found.append({"platform": platform, "unique_id": None,
+                                  "name": f"trigger {config.get('stype')} "
+                                          f"{config.get('type')}", "topic": topic})
         return found
 
     def _configs(self, entry: DeviceEntry) -> dict[str, str]:

@@ -100,9 +100,11 @@ async def test_the_sample_home_appears_on_every_page(page: tuple[Daemon, str],
     await browser.do("goto", url=f"{url}#/events")
     await browser.do("wait", selector="#events")
     hub.set_value(LIGHT, 1, "LevelControl", "CurrentLevel", 55)
+    hub.press(BEDSIDE_BUTTON, 1, "double")
     hub.set_online(LIGHT, False)
     await browser.do("wait", selector="#events .row", text="dining_light is offline")
     await browser.do("wait", selector="#events .row", text="CurrentLevel = 55")
+    await browser.do("wait", selector="#events .row", text=f"{BEDSIDE_BUTTON} double")
     await screenshot(browser, "events")
 
 
@@ -153,6 +155,8 @@ async def test_a_button_press_appears_in_the_event_stream_once(
     fired = await browser.do("wait", selector="#events-fired td", text="double")
     assert fired.startswith("single, double")
     assert await browser.do("text", selector="main p code") == f"aqara/{BEDSIDE_BUTTON}/event"
+    trigger = await browser.do("wait", selector="main li", text="button_double_press")
+    assert trigger.startswith("device_automation: trigger button_1 button_double_press")
     await browser.do("goto", url=f"{url}#/events")
     await browser.do("select", selector="#event-kind", value="action")
     hub.press(BEDSIDE_BUTTON, 1, "double", repeat=2)  # delivered twice, pressed once

@@ -294,7 +294,7 @@ async function homeAssistantPage() {
   }
   const total = Object.values(all).reduce((n, list) => n + list.length, 0);
   view.replaceChildren(h("h1", {}, "Home Assistant"),
-    h("p", { class: "muted" }, `${total} entities announced for ${Object.keys(all).length} devices`),
+    h("p", { class: "muted" }, `${total} entities and device triggers announced for ${Object.keys(all).length} devices`),
     h("table", { id: "entities" }, h("thead", {}, h("tr", {}, ["device", "platform", "entity", "unique id"].map((t) => h("th", {}, t)))), body));
 }
 
