@@ -23,10 +23,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -122,6 +122,134 @@ class _Sent(NamedTuple):
     retain: bool = False
     resent: bool = False
     """Already sent once on a connection that was lost before the acknowledgement."""
+
+
+class _Client(paho.Client):
+    """paho's client with batched socket I/O and a cheap PUBACK: paho's own per-packet work was
+    over half of the bridge's CPU at capacity.
+
+    This overrides private methods of paho 2.2 (pinned ``<2.3`` in pyproject.toml; a unit test
+    checks their signatures and tests/integration/test_mqtt_link.py what they must do):
+
+    - ``_sock_send``: paho sends each packet with its own ``send()``; here it is appended to a
+      buffer that ``_packet_write`` (run by ``loop_write`` when the loop finds the socket
+      writable) sends once, after paho has handed over every queued packet. Nothing waits for
+      a later turn: the packets queued during one turn leave together at the next. A
+      DISCONNECT is written through, since paho closes the socket right after handing it over.
+    - ``_sock_recv``: paho reads a PUBACK with three ``recv()`` calls (command, length, body);
+      here one ``recv()`` fills a buffer they are served from (:meth:`buffered` tells the
+      link's reader to go on while it holds data, as the socket no longer shows it).
+    - ``_handle_pubackcomp``: a PUBACK without reason code or properties (success, by far the
+      most frequent) skips paho's decoder, which builds a ``ReasonCode`` and a ``Properties``
+      object (a dict of 27 names) per acknowledgement.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wbuf = bytearray()
+        self._retry = 0
+        """Bytes a TLS ``send`` refused with want-write: OpenSSL wants them offered again."""
+        self._rbuf = b""
+        self._rpos = 0
+        self.sends = 0
+        """``send()`` calls made (for tests)."""
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self._sock is None:
+            raise ConnectionError("self._sock is None")
+        disconnect = buf[0] & 0xF0 == paho.DISCONNECT
+        if disconnect and self._flush() == paho.MQTT_ERR_SUCCESS:
+            return super()._sock_send(buf)
+        if disconnect or len(self._wbuf) >= WRITE_BUFFER_LIMIT:
+            self._call_socket_register_write()  # paho keeps the packet and tries again
+            raise BlockingIOError
+        self._wbuf += buf
+        return len(buf)
+
+    def _packet_write(self) -> MQTTErrorCode:
+        rc: MQTTErrorCode = super()._packet_write()
+        if rc != paho.MQTT_ERR_SUCCESS and rc != paho.MQTT_ERR_AGAIN:
+            return rc
+        flushed = self._flush()
+        return rc if flushed == paho.MQTT_ERR_SUCCESS else flushed
+
+    def _flush(self) -> MQTTErrorCode:
+        """Send the buffered packets (as much as the socket takes)."""
+        buf, sock = self._wbuf, self._sock
+        while buf and sock is not None:
+            size = self._retry or len(buf)
+            try:
+                self.sends += 1
+                sent = sock.send(buf if size == len(buf) else buf[:size])
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                self._retry = size if isinstance(sock, ssl.SSLSocket) else 0
+                return paho.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return paho.MQTT_ERR_CONN_LOST
+            self._retry = 0
+            del buf[:sent]
+        return paho.MQTT_ERR_SUCCESS
+
+    def want_write(self) -> bool:
+        return bool(self._wbuf) or bool(super().want_write())
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self._rpos
+        if pos >= len(self._rbuf):
+            if self._sock is None:
+                raise ConnectionError("self._sock is None")
+            try:
+                data = self._sock.recv(READ_CHUNK)
+            except ssl.SSLWantReadError as err:
+                raise BlockingIOError from err
+            except ssl.SSLWantWriteError as err:
+                self._call_socket_register_write()
+                raise BlockingIOError from err
+            if len(data) <= bufsize:  # the end of a packet, or the connection's (b"")
+                self._rbuf, self._rpos = b"", 0
+                return bytes(data)
+            self._rbuf, pos = data, 0
+        end = pos + bufsize
+        self._rpos = end
+        return self._rbuf[pos:end]
+
+    def buffered(self) -> bool:
+        """Received bytes not yet handled (in this buffer, or decrypted in the TLS layer)."""
+        if self._rpos < len(self._rbuf):
+            return True
+        pending = getattr(self._sock, "pending", None)
+        return bool(pending()) if pending is not None else False
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        # a success without properties: the mid alone (MQTT 3.1.1, or 5 with reason 0 left
+        # out), or with a reason below 0x80 (Mosquitto: 0x10 "no matching subscribers") and
+        # no or an empty property length
+        size = len(packet)
+        reason = packet[2] if size > 2 else 0
+        if cmd != "PUBACK" or size > 4 or reason >= 0x80 or (size == 4 and packet[3]):
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _puback_reason(reason), _NO_PUBACK_PROPERTIES)
+        return paho.MQTT_ERR_SUCCESS
+
+
+@functools.cache
+def _puback_reason(value: int) -> ReasonCode:
+    """paho's reason code object for a PUBACK reason, one per value."""
+    return ReasonCode(PacketTypes.PUBACK, identifier=value)
+
+
+_NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+WRITE_BUFFER_LIMIT = 1 << 20
+"""Bytes buffered for the broker at most; beyond them paho keeps its packets queued."""
+
+READ_CHUNK = 1 << 16
+"""Bytes asked of the socket per ``recv()``."""
 
 
 class MqttLink:
@@ -361,10 +489,10 @@ class MqttLink:
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> _Client:
         s = self.settings
         protocol = paho.MQTTv5 if self.version == "5" else paho.MQTTv311
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=protocol,
@@ -501,7 +629,7 @@ class MqttLink:
         if level == paho.MQTT_LOG_ERR and self._socket_error is None:
             self._socket_error = text.split(": ", 1)[-1]
 
-    def _attach(self, client: paho.Client) -> None:
+    def _attach(self, client: _Client) -> None:
         loop = self._loop
         assert loop is not None
         sock = client.socket()
@@ -522,9 +650,15 @@ class MqttLink:
         client.on_socket_register_write = register_write
         client.on_socket_unregister_write = unregister_write
         client.on_socket_close = socket_close
-        loop.add_reader(sock, self._guard, client.loop_read)
+        loop.add_reader(sock, self._guard, functools.partial(self._read, client))
         if client.want_write():
             loop.add_writer(sock, self._guard, client.loop_write)
+
+    @staticmethod
+    def _read(client: _Client) -> None:
+        """Handle what the socket brought, including what paho left in the read buffer."""
+        while client.loop_read() == paho.MQTT_ERR_SUCCESS and client.buffered():
+            pass
 
     def _guard(self, step: Callable[[], Any]) -> None:
         try:
