@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import paho.mqtt.client as paho
+from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -221,26 +223,50 @@ class _Client(paho.Client):
         pending = getattr(self._sock, "pending", None)
         return bool(pending()) if pending is not None else False
 
+    def publish_qos1(self, topic: str, payload: bytes, retain: bool,
+                     properties: Properties | None) -> int:
+        """paho's ``publish()`` at QoS 1 without what it makes per message and keeps until the
+        PUBACK (an ``MQTTMessage``, an ``MQTTMessageInfo`` with a ``threading.Condition``):
+        the link keeps its own table of what is in flight. Returns the packet id; the PUBACK
+        calls ``on_publish`` as for paho's own messages (see :meth:`_handle_pubackcomp`)."""
+        topic_bytes = topic.encode()
+        self._raise_for_invalid_topic(topic_bytes)
+        mid: int = self._mid_generate()
+        self._send_publish(mid, topic_bytes, payload, 1, retain, False, None, properties)
+        return mid
+
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         packet = self._in_packet["packet"]
-        # a success without properties: the mid alone (MQTT 3.1.1, or 5 with reason 0 left
-        # out), or with a reason below 0x80 (Mosquitto: 0x10 "no matching subscribers") and
-        # no or an empty property length
-        size = len(packet)
-        reason = packet[2] if size > 2 else 0
-        if cmd != "PUBACK" or size > 4 or reason >= 0x80 or (size == 4 and packet[3]):
+        if cmd != "PUBACK" or len(packet) < 2:
             return super()._handle_pubackcomp(cmd)
         mid = packet[0] << 8 | packet[1]
         with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, _puback_reason(reason), _NO_PUBACK_PROPERTIES)
+            if mid in self._out_messages:  # sent with paho's publish()
+                return super()._handle_pubackcomp(cmd)
+        # one of publish_qos1's. The common answer, a reason below 0x80 (Mosquitto: 0 or 0x10
+        # "no matching subscribers") and no properties, skips paho's decoder, which builds a
+        # ReasonCode and a Properties object (a dict of 27 names) per acknowledgement.
+        size = len(packet)
+        if size <= 3 or (size == 4 and not packet[3]):
+            reason = _puback_reason(packet[2] if size > 2 else 0)
+            properties = _NO_PUBACK_PROPERTIES
+        else:
+            decoded = _packet.decode_puback(self._in_packet["command"], packet, self._protocol)
+            reason, properties = decoded.reason, decoded.properties
+        on_publish: Any = self.on_publish  # the VERSION2 signature (the link's only use)
+        if on_publish is not None:
+            on_publish(self, self._userdata, mid, reason, properties)
         return paho.MQTT_ERR_SUCCESS
 
 
 @functools.cache
 def _puback_reason(value: int) -> ReasonCode:
-    """paho's reason code object for a PUBACK reason, one per value."""
-    return ReasonCode(PacketTypes.PUBACK, identifier=value)
+    """paho's reason code object for a PUBACK reason, one per value (MalformedPacket, as
+    paho's decoder raises, for a value MQTT 5 does not define)."""
+    try:
+        return ReasonCode(PacketTypes.PUBACK, identifier=value)
+    except KeyError:
+        raise MalformedPacket(f"PUBACK reason code {value:#x} is not defined") from None
 
 
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
@@ -292,7 +318,7 @@ class MqttLink:
         """The most retained messages parked since the parking dict was last empty."""
         self._room = asyncio.Event()
         self._room.set()
-        self._client: paho.Client | None = None
+        self._client: _Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._disconnected = asyncio.Event()
         self._up = asyncio.Event()
@@ -337,11 +363,14 @@ class MqttLink:
             return
         self._send(client, _Sent(topic, _encode(payload), level, props, retain))
 
-    def _send(self, client: paho.Client, sent: _Sent) -> None:
+    def _send(self, client: _Client, sent: _Sent) -> None:
         self.published += 1
-        info = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props)
+        if sent.qos == 1:
+            mid = client.publish_qos1(sent.topic, sent.data, sent.retain, sent.props)
+        else:
+            mid = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props).mid
         if sent.qos:  # kept to name a refused topic and to resend what a hang-up lost
-            self._in_flight[info.mid] = sent
+            self._in_flight[mid] = sent
 
     def _park_retained(self, topic: str, payload: Payload, qos: int,
                        props: Properties | None, newer: bool = True) -> None:
