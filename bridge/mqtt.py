@@ -127,23 +127,26 @@ class _Sent(NamedTuple):
 
 
 class _Client(paho.Client):
-    """paho's client with batched socket I/O and a cheap PUBACK: paho's own per-packet work was
-    over half of the bridge's CPU at capacity.
+    """paho's client with batched socket I/O and lean QoS 1 publishing: paho's own work per
+    message (objects per publish and per PUBACK, a syscall per packet) was over half of the
+    bridge's CPU at capacity. The protocol, the connection and the session stay paho's.
 
-    This overrides private methods of paho 2.2 (pinned ``<2.3`` in pyproject.toml; a unit test
-    checks their signatures and tests/integration/test_mqtt_link.py what they must do):
+    This relies on private methods of paho 2.2 (pinned ``<2.3`` in pyproject.toml;
+    tests/unit/test_paho_seam.py fails when they change, tests/integration/test_mqtt_batching.py
+    checks the behaviour against Mosquitto):
 
     - ``_sock_send``: paho sends each packet with its own ``send()``; here it is appended to a
       buffer that ``_packet_write`` (run by ``loop_write`` when the loop finds the socket
-      writable) sends once, after paho has handed over every queued packet. Nothing waits for
-      a later turn: the packets queued during one turn leave together at the next. A
-      DISCONNECT is written through, since paho closes the socket right after handing it over.
+      writable) sends at once after paho has handed over every queued packet: the packets
+      queued during one loop turn leave together at the next, none waits longer. A DISCONNECT
+      is written through, as paho closes the socket right after handing it over.
     - ``_sock_recv``: paho reads a PUBACK with three ``recv()`` calls (command, length, body);
       here one ``recv()`` fills a buffer they are served from (:meth:`buffered` tells the
-      link's reader to go on while it holds data, as the socket no longer shows it).
-    - ``_handle_pubackcomp``: a PUBACK without reason code or properties (success, by far the
-      most frequent) skips paho's decoder, which builds a ``ReasonCode`` and a ``Properties``
-      object (a dict of 27 names) per acknowledgement.
+      link's reader to go on while it holds data, which the socket no longer shows).
+    - :meth:`publish_qos1` (``_mid_generate``, ``_send_publish``): a QoS 1 publish without the
+      ``MQTTMessage``, ``MQTTMessageInfo`` and ``threading.Condition`` paho keeps per message;
+      ``_handle_pubackcomp`` hands its PUBACK to ``on_publish`` without paho's decoder (a
+      ``ReasonCode`` and a ``Properties`` object of 27 names per acknowledgement).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
