@@ -317,6 +317,8 @@ class MqttLink:
         self._parked_order: deque[str] = deque()
         self._parked_other: deque[_Sent] = deque(maxlen=1000)
         self._flush_scheduled = False
+        self._write_soon = False
+        """A :meth:`_write_now` is scheduled."""
         self._high_water = 0
         """The most retained messages parked since the parking dict was last empty."""
         self._room = asyncio.Event()
@@ -374,6 +376,17 @@ class MqttLink:
             mid = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props).mid
         if sent.qos:  # kept to name a refused topic and to resend what a hang-up lost
             self._in_flight[mid] = sent
+        if not self._write_soon and self._loop is not None:
+            self._write_soon = True
+            self._loop.call_soon(self._write_now, client)
+
+    def _write_now(self, client: _Client) -> None:
+        """Write what this loop turn published right after the callback that published it,
+        before the loop polls again: waiting for the socket's writable event would let a hub
+        reader's next batch (queued before that event) run first."""
+        self._write_soon = False
+        if client is self._client and client.socket() is not None:
+            self._guard(client.loop_write)
 
     def _park_retained(self, topic: str, payload: Payload, qos: int,
                        props: Properties | None, newer: bool = True) -> None:

@@ -94,6 +94,11 @@ async def test_messages_read_among_acknowledgements_are_all_handled(
     sender = await MqttProbe(mosquitto.port, ["batch/unused"]).start()
     try:
         async with connected(link):
+            while not received:  # until the link's subscription is live
+                sender.client.publish("batch/in/ready", "", 1)
+                with contextlib.suppress(TimeoutError):
+                    await eventually(lambda: received, timeout=1)
+            received.clear()
             for i in range(BURST):
                 link.publish(f"batch/out/{i}", "x", retain=True)
             for i in range(200):  # arrive interleaved with the PUBACKs of the burst
@@ -117,3 +122,18 @@ async def test_the_stop_payload_still_goes_through_paho_and_is_awaited(
             await probe.value("batch/state", "offline")
     finally:
         probe.stop()
+
+
+async def test_what_a_turn_published_is_written_before_the_loop_polls_again(
+        mosquitto: Mosquitto) -> None:
+    link = new_link(mosquitto.port)
+    async with connected(link) as client:
+        for _ in range(3):
+            sends = client.sends
+            for i in range(50):
+                link.publish(f"batch/out/{i}", "x", retain=True)
+            assert client.want_write()  # queued, not yet written
+            await asyncio.sleep(0)  # the callbacks queued so far run, the loop has not polled
+            assert not client.want_write()
+            assert client.sends == sends + 1
+        await eventually(lambda: link.outstanding == 0)
