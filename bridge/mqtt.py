@@ -1,13 +1,14 @@
 """The MQTT client: paho-mqtt driven by the asyncio loop (no thread, no await per publish).
 
-Publishing is synchronous and never blocks: paho queues the packet and the loop writes it when
-the socket is writable. The in-flight window is ours, not paho's: at most :attr:`MqttLink.window`
-messages are unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond
-the window, retained publications are parked per topic (the latest value wins, so the broker still
-converges to the current state, and a device document is built only when it is sent) and
-non-retained ones in a bounded deque (the oldest are dropped and counted). While disconnected
-nothing is queued in paho but parked the same way (so a retained clear made meanwhile still
-reaches a persistent broker); the ``on_connected`` hook republishes the full state after every
+Publishing is synchronous and never blocks: paho queues the packet, and what one callback of the
+loop published is written in one ``send()`` right after it (or when a full socket is writable).
+The in-flight window is ours, not paho's: at most :attr:`MqttLink.window` messages are
+unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond the window,
+retained publications are parked per topic (the latest value wins, so the broker still converges
+to the current state, and a device document is built only when it is sent) and non-retained
+ones in a bounded deque (the oldest are dropped and counted). While disconnected nothing is
+queued in paho but parked the same way (so a retained clear made meanwhile still reaches a
+persistent broker); the ``on_connected`` hook republishes the full state after every
 (re)connect, and what the broker never acknowledged is sent again.
 """
 
@@ -136,10 +137,10 @@ class _Client(paho.Client):
     checks the behaviour against Mosquitto):
 
     - ``_sock_send``: paho sends each packet with its own ``send()``; here it is appended to a
-      buffer that ``_packet_write`` (run by ``loop_write`` when the loop finds the socket
-      writable) sends at once after paho has handed over every queued packet: the packets
-      queued during one loop turn leave together at the next, none waits longer. A DISCONNECT
-      is written through, as paho closes the socket right after handing it over.
+      buffer that ``_packet_write`` sends at once after paho has handed over every queued
+      packet (``loop_write`` runs right after the callback that published, see
+      :meth:`MqttLink._write_now`, and when a full socket is writable again). A DISCONNECT is
+      written through, as paho closes the socket right after handing it over.
     - ``_sock_recv``: paho reads a PUBACK with three ``recv()`` calls (command, length, body);
       here one ``recv()`` fills a buffer they are served from (:meth:`buffered` tells the
       link's reader to go on while it holds data, which the socket no longer shows).
