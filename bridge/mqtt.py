@@ -1,13 +1,14 @@
 """The MQTT client: paho-mqtt driven by the asyncio loop (no thread, no await per publish).
 
-Publishing is synchronous and never blocks: paho queues the packet and the loop writes it when
-the socket is writable. The in-flight window is ours, not paho's: at most :attr:`MqttLink.window`
-messages are unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond
-the window, retained publications are parked per topic (the latest value wins, so the broker still
-converges to the current state, and a device document is built only when it is sent) and
-non-retained ones in a bounded deque (the oldest are dropped and counted). While disconnected
-nothing is queued in paho but parked the same way (so a retained clear made meanwhile still
-reaches a persistent broker); the ``on_connected`` hook republishes the full state after every
+Publishing is synchronous and never blocks: paho queues the packet, and what one callback of the
+loop published is written in one ``send()`` right after it (or when a full socket is writable).
+The in-flight window is ours, not paho's: at most :attr:`MqttLink.window` messages are
+unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond the window,
+retained publications are parked per topic (the latest value wins, so the broker still converges
+to the current state, and a device document is built only when it is sent) and non-retained
+ones in a bounded deque (the oldest are dropped and counted). While disconnected nothing is
+queued in paho but parked the same way (so a retained clear made meanwhile still reaches a
+persistent broker); the ``on_connected`` hook republishes the full state after every
 (re)connect, and what the broker never acknowledged is sent again.
 """
 
@@ -23,10 +24,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt import _packet
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -124,6 +127,161 @@ class _Sent(NamedTuple):
     """Already sent once on a connection that was lost before the acknowledgement."""
 
 
+class _Client(paho.Client):
+    """paho's client with batched socket I/O and lean QoS 1 publishing: paho's own work per
+    message (objects per publish and per PUBACK, a syscall per packet) was over half of the
+    bridge's CPU at capacity. The protocol, the connection and the session stay paho's.
+
+    This relies on private methods of paho 2.2 (pinned ``<2.3`` in pyproject.toml;
+    tests/unit/test_paho_seam.py fails when they change, tests/integration/test_mqtt_batching.py
+    checks the behaviour against Mosquitto):
+
+    - ``_sock_send``: paho sends each packet with its own ``send()``; here it is appended to a
+      buffer that ``_packet_write`` sends at once after paho has handed over every queued
+      packet (``loop_write`` runs right after the callback that published, see
+      :meth:`MqttLink._write_now`, and when a full socket is writable again). A DISCONNECT is
+      written through, as paho closes the socket right after handing it over.
+    - ``_sock_recv``: paho reads a PUBACK with three ``recv()`` calls (command, length, body);
+      here one ``recv()`` fills a buffer they are served from (:meth:`buffered` tells the
+      link's reader to go on while it holds data, which the socket no longer shows).
+    - :meth:`publish_qos1` (``_mid_generate``, ``_send_publish``): a QoS 1 publish without the
+      ``MQTTMessage``, ``MQTTMessageInfo`` and ``threading.Condition`` paho keeps per message;
+      ``_handle_pubackcomp`` hands its PUBACK to ``on_publish`` without paho's decoder (a
+      ``ReasonCode`` and a ``Properties`` object of 27 names per acknowledgement).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wbuf = bytearray()
+        self._retry = 0
+        """Bytes a TLS ``send`` refused with want-write: OpenSSL wants them offered again."""
+        self._rbuf = b""
+        self._rpos = 0
+        self.sends = 0
+        """``send()`` calls made (for tests)."""
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self._sock is None:
+            raise ConnectionError("self._sock is None")
+        disconnect = buf[0] & 0xF0 == paho.DISCONNECT
+        if disconnect and self._flush() == paho.MQTT_ERR_SUCCESS:
+            return super()._sock_send(buf)
+        if disconnect or len(self._wbuf) >= WRITE_BUFFER_LIMIT:
+            self._call_socket_register_write()  # paho keeps the packet and tries again
+            raise BlockingIOError
+        self._wbuf += buf
+        return len(buf)
+
+    def _packet_write(self) -> MQTTErrorCode:
+        rc: MQTTErrorCode = super()._packet_write()
+        if rc != paho.MQTT_ERR_SUCCESS and rc != paho.MQTT_ERR_AGAIN:
+            return rc
+        flushed = self._flush()
+        return rc if flushed == paho.MQTT_ERR_SUCCESS else flushed
+
+    def _flush(self) -> MQTTErrorCode:
+        """Send the buffered packets (as much as the socket takes)."""
+        buf, sock = self._wbuf, self._sock
+        while buf and sock is not None:
+            size = self._retry or len(buf)
+            try:
+                self.sends += 1
+                sent = sock.send(buf if size == len(buf) else buf[:size])
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                self._retry = size if isinstance(sock, ssl.SSLSocket) else 0
+                return paho.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return paho.MQTT_ERR_CONN_LOST
+            self._retry = 0
+            del buf[:sent]
+        return paho.MQTT_ERR_SUCCESS
+
+    def want_write(self) -> bool:
+        return bool(self._wbuf) or bool(super().want_write())
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self._rpos
+        if pos >= len(self._rbuf):
+            if self._sock is None:
+                raise ConnectionError("self._sock is None")
+            try:
+                data = self._sock.recv(READ_CHUNK)
+            except ssl.SSLWantReadError as err:
+                raise BlockingIOError from err
+            except ssl.SSLWantWriteError as err:
+                self._call_socket_register_write()
+                raise BlockingIOError from err
+            if len(data) <= bufsize:  # the end of a packet, or the connection's (b"")
+                self._rbuf, self._rpos = b"", 0
+                return bytes(data)
+            self._rbuf, pos = data, 0
+        end = pos + bufsize
+        self._rpos = end
+        return self._rbuf[pos:end]
+
+    def buffered(self) -> bool:
+        """Received bytes not yet handled (in this buffer, or decrypted in the TLS layer)."""
+        if self._rpos < len(self._rbuf):
+            return True
+        pending = getattr(self._sock, "pending", None)
+        return bool(pending()) if pending is not None else False
+
+    def publish_qos1(self, topic: str, payload: bytes, retain: bool,
+                     properties: Properties | None) -> int:
+        """paho's ``publish()`` at QoS 1 without what it makes per message and keeps until the
+        PUBACK (an ``MQTTMessage``, an ``MQTTMessageInfo`` with a ``threading.Condition``):
+        the link keeps its own table of what is in flight. Returns the packet id; the PUBACK
+        calls ``on_publish`` as for paho's own messages (see :meth:`_handle_pubackcomp`)."""
+        topic_bytes = topic.encode()
+        self._raise_for_invalid_topic(topic_bytes)
+        mid: int = self._mid_generate()
+        self._send_publish(mid, topic_bytes, payload, 1, retain, False, None, properties)
+        return mid
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) < 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:  # sent with paho's publish()
+                return super()._handle_pubackcomp(cmd)
+        # one of publish_qos1's. The common answer, a reason below 0x80 (Mosquitto: 0 or 0x10
+        # "no matching subscribers") and no properties, skips paho's decoder, which builds a
+        # ReasonCode and a Properties object (a dict of 27 names) per acknowledgement.
+        size = len(packet)
+        if size <= 3 or (size == 4 and not packet[3]):
+            reason = _puback_reason(packet[2] if size > 2 else 0)
+            properties = _NO_PUBACK_PROPERTIES
+        else:
+            decoded = _packet.decode_puback(self._in_packet["command"], packet, self._protocol)
+            reason, properties = decoded.reason, decoded.properties
+        on_publish: Any = self.on_publish  # the VERSION2 signature (the link's only use)
+        if on_publish is not None:
+            on_publish(self, self._userdata, mid, reason, properties)
+        return paho.MQTT_ERR_SUCCESS
+
+
+@functools.cache
+def _puback_reason(value: int) -> ReasonCode:
+    """paho's reason code object for a PUBACK reason, one per value (MalformedPacket, as
+    paho's decoder raises, for a value MQTT 5 does not define)."""
+    try:
+        return ReasonCode(PacketTypes.PUBACK, identifier=value)
+    except KeyError:
+        raise MalformedPacket(f"PUBACK reason code {value:#x} is not defined") from None
+
+
+_NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+WRITE_BUFFER_LIMIT = 1 << 20
+"""Bytes buffered for the broker at most; beyond them paho keeps its packets queued."""
+
+READ_CHUNK = 1 << 16
+"""Bytes asked of the socket per ``recv()``."""
+
+
 class MqttLink:
     """One connection to the broker, kept up until :meth:`stop`."""
 
@@ -160,11 +318,13 @@ class MqttLink:
         self._parked_order: deque[str] = deque()
         self._parked_other: deque[_Sent] = deque(maxlen=1000)
         self._flush_scheduled = False
+        self._write_soon = False
+        """A :meth:`_write_now` is scheduled."""
         self._high_water = 0
         """The most retained messages parked since the parking dict was last empty."""
         self._room = asyncio.Event()
         self._room.set()
-        self._client: paho.Client | None = None
+        self._client: _Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._disconnected = asyncio.Event()
         self._up = asyncio.Event()
@@ -209,11 +369,25 @@ class MqttLink:
             return
         self._send(client, _Sent(topic, _encode(payload), level, props, retain))
 
-    def _send(self, client: paho.Client, sent: _Sent) -> None:
+    def _send(self, client: _Client, sent: _Sent) -> None:
         self.published += 1
-        info = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props)
+        if sent.qos == 1:
+            mid = client.publish_qos1(sent.topic, sent.data, sent.retain, sent.props)
+        else:
+            mid = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props).mid
         if sent.qos:  # kept to name a refused topic and to resend what a hang-up lost
-            self._in_flight[info.mid] = sent
+            self._in_flight[mid] = sent
+        if not self._write_soon and self._loop is not None:
+            self._write_soon = True
+            self._loop.call_soon(self._write_now, client)
+
+    def _write_now(self, client: _Client) -> None:
+        """Write what this loop turn published right after the callback that published it,
+        before the loop polls again: waiting for the socket's writable event would let a hub
+        reader's next batch (queued before that event) run first."""
+        self._write_soon = False
+        if client is self._client and client.socket() is not None:
+            self._guard(client.loop_write)
 
     def _park_retained(self, topic: str, payload: Payload, qos: int,
                        props: Properties | None, newer: bool = True) -> None:
@@ -361,10 +535,10 @@ class MqttLink:
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> _Client:
         s = self.settings
         protocol = paho.MQTTv5 if self.version == "5" else paho.MQTTv311
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=protocol,
@@ -501,7 +675,7 @@ class MqttLink:
         if level == paho.MQTT_LOG_ERR and self._socket_error is None:
             self._socket_error = text.split(": ", 1)[-1]
 
-    def _attach(self, client: paho.Client) -> None:
+    def _attach(self, client: _Client) -> None:
         loop = self._loop
         assert loop is not None
         sock = client.socket()
@@ -522,9 +696,15 @@ class MqttLink:
         client.on_socket_register_write = register_write
         client.on_socket_unregister_write = unregister_write
         client.on_socket_close = socket_close
-        loop.add_reader(sock, self._guard, client.loop_read)
+        loop.add_reader(sock, self._guard, functools.partial(self._read, client))
         if client.want_write():
             loop.add_writer(sock, self._guard, client.loop_write)
+
+    @staticmethod
+    def _read(client: _Client) -> None:
+        """Handle what the socket brought, including what paho left in the read buffer."""
+        while client.loop_read() == paho.MQTT_ERR_SUCCESS and client.buffered():
+            pass
 
     def _guard(self, step: Callable[[], Any]) -> None:
         try:

@@ -34,7 +34,7 @@ from bridge.messages import IncomingMessage, response_properties
 from bridge.mqtt import MqttLink, MqttSettings
 from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, free_port, running_mosquitto
-from tests.mqtt_probe import MqttProbe, synced
+from tests.mqtt_probe import MqttProbe, eventually, synced
 
 pytestmark = pytest.mark.integration
 
@@ -749,3 +749,21 @@ async def test_an_unreadable_tls_file_is_a_reason_not_a_crash(tmp_path: Path,
         assert not task.done()  # the link keeps retrying: the file may appear
     assert f"TLS: cannot use the CA file {missing}" in line
     assert recorder.connects == 0
+
+
+async def test_a_burst_over_tls_is_delivered_whole(tls_files: dict[str, str]) -> None:
+    # the link buffers its socket I/O: over TLS a refused write must be offered again as it was
+    user = "user root\n" if os.geteuid() == 0 else ""
+    extra = (f"cafile {tls_files['ca']}\ncertfile {tls_files['server']}\n"
+             f"keyfile {tls_files['server_key']}\n{user}")
+    with running_mosquitto(extra) as broker:
+        link, recorder = make_link(broker.port, use_tls=True, tls_ca=tls_files["ca"])
+        async with running(link):
+            await recorder.wait_for(lambda: recorder.connects, timeout=20)
+            payload = "x" * 2000  # ≈ 6 MB: more than the socket takes at once
+            for i in range(3000):
+                link.publish(f"link/tls/{i}", payload, retain=True)
+            await eventually(lambda: link.outstanding == 0 and link.parked == 0, timeout=60)
+            assert link.acknowledged == link.published
+            assert link.published >= 3000
+            assert link.connected
