@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.app import Daemon
-from bridge.backends.studio.client import StudioBackend
+from bridge.backends.studio.client import SNAPSHOT_RETRIES, StudioBackend
 from bridge.backends.studio.config import StudioBackendConfig
 from bridge.simulators.studio import StudioSimulator
 from bridge.simulators.studio_automations import check_value
@@ -259,14 +259,19 @@ async def test_an_absurd_value_from_the_hub_is_refused_with_a_reason(
     assert daemon.bridge.values_refused == 1
 
 
+@pytest.mark.parametrize("max_buffered", [20, 1])
 async def test_a_push_storm_during_the_snapshot_overflows_and_still_converges(
-        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe, logs: LogWatch) -> None:
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe, logs: LogWatch,
+        max_buffered: int) -> None:
+    """With a buffer of 1 every bounded attempt overflows: the last one keeps each trait's
+    latest push, so the bridge still converges (it used to go on without them)."""
     hub.latency = 0.2  # the snapshot takes a while: pushes pile up meanwhile
     hub.start_random_changes(500, seed=12)
     config = bridge_config(mosquitto, hub)
     spec = config.backends[0]
     assert isinstance(spec, StudioBackendConfig)
-    backend = StudioBackend(spec.name, spec.ws_url, TOKEN, request_timeout=10, max_buffered=20)
+    backend = StudioBackend(spec.name, spec.ws_url, TOKEN, request_timeout=10,
+                            max_buffered=max_buffered)
     async with running(Daemon(config, backends=[backend])) as daemon:
         await logs.wait_for("too many pushes during the snapshot", timeout=30)
         await probe.wait_for(lambda: probe.last.get("aqara/bridge/devices"), timeout=30)
@@ -275,6 +280,8 @@ async def test_a_push_storm_during_the_snapshot_overflows_and_still_converges(
         await marker(hub, probe)
         assert backend.buffer_overflows >= 1
         assert requests_of(hub, "GetAllDeviceInfoRequest") >= 2  # the snapshot was taken again
+        if max_buffered == 1:
+            assert backend.buffer_overflows == SNAPSHOT_RETRIES
         # converged: every value the bridge holds is the hub's
         for device in hub.devices:
             entry = daemon.bridge.devices[device.device_id]

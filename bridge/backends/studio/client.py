@@ -32,6 +32,7 @@ from bridge.backends.studio.mgmt import (
     history_request,
     history_result,
 )
+from bridge.backends.studio.push_buffer import PushBuffer
 from bridge.codec import from_wire, to_studio_wire
 from bridge.logsetup import get_logger
 from bridge.model import (
@@ -58,11 +59,12 @@ SNAPSHOT_CHUNK = 50
 """Devices per GetDevicesRequest, so one answer stays well below the WebSocket frame limit."""
 
 MAX_BUFFERED_PUSHES = 10_000
-"""Pushes kept while a snapshot is taken; on overflow they are dropped and the snapshot is taken
-again (the buffer exists only so that no push is lost: a fresh snapshot serves the same end)."""
+"""Pushes kept while a snapshot is taken (a trait's counted once: its latest); on overflow they are
+dropped and the snapshot is taken again (a fresh snapshot serves the same end)."""
 
 SNAPSHOT_RETRIES = 3
-"""Snapshots taken again after a buffer overflow before going live with the last one."""
+"""Snapshots taken again after a buffer overflow; the last attempt keeps every push (coalesced
+per trait), so none is lost however busy the hub is."""
 READ_BUDGET = 100
 """Hub messages handled per event-loop turn: then the reader yields, so a flood from the hub
 cannot starve the MQTT side (its acknowledgements, the parked messages, the /set commands)."""
@@ -104,10 +106,9 @@ class StudioBackend(Backend):
         self._ids = itertools.count(1)
         self._specs = SpecIndex()
         self._sink: EventSink = lambda _event: None
-        self._buffer: list[dict[str, Any]] | None = None
+        self._buffer: PushBuffer | None = None
         self.max_buffered = max_buffered
         self.buffer_overflows = 0
-        self._overflowed = False
         self._describing: dict[str, bool] = {}
         """Devices being described now -> whether another description was asked meanwhile."""
         self._warn = RateLimitedLog(log)
@@ -184,7 +185,7 @@ class StudioBackend(Backend):
             reader = asyncio.create_task(self._read_loop(ws))
             reader.add_done_callback(lambda _task: self._fail_pending("connection closed"))
             try:
-                self._buffer = []
+                self._buffer = PushBuffer(self.max_buffered)
                 await self.call("SubscribeAllRequest", None)
                 devices = await self._snapshot_buffered()
                 self.connected = True
@@ -193,7 +194,7 @@ class StudioBackend(Backend):
                 self._emit(BackendStatus(True, "connected"))
                 self._emit(Snapshot(tuple(devices)))
                 buffered, self._buffer = self._buffer, None
-                for message in buffered:
+                for message in buffered.drain():
                     self._handle_push(message)
                 await reader
             finally:
@@ -204,27 +205,19 @@ class StudioBackend(Backend):
                     task.cancel()
 
     async def _snapshot_buffered(self) -> list[Device]:
-        """A snapshot while pushes are buffered; taken again when the buffer overflowed."""
-        for attempt in range(SNAPSHOT_RETRIES + 1):
-            self._overflowed = False
+        """A snapshot while pushes are buffered; taken again when the buffer overflowed, the
+        last time with a buffer that keeps every trait's latest push."""
+        attempt = 0
+        while True:
             devices = await self.snapshot()
-            if not self._overflowed:
-                break
-            log.warning("too many pushes during the snapshot; they were dropped" + (
-                        ", taking it again" if attempt < SNAPSHOT_RETRIES else
-                        ", going on with the last snapshot"),
-                        backend=self.name, limit=self.max_buffered, attempt=attempt + 1)
-            self._buffer = []
-        return devices
-
-    def _buffer_push(self, message: dict[str, Any], buffer: list[dict[str, Any]]) -> None:
-        if len(buffer) < self.max_buffered:
-            buffer.append(message)
-        elif not self._overflowed:
-            self._overflowed = True
+            assert self._buffer is not None
+            if not self._buffer.overflowed:
+                return devices
             self.buffer_overflows += 1
-            buffer.clear()
-        # once overflowed, further pushes are moot: the snapshot is taken again
+            attempt += 1
+            log.warning("too many pushes during the snapshot; they were dropped, taking it again",
+                        backend=self.name, limit=self.max_buffered, attempt=attempt)
+            self._buffer = PushBuffer(self.max_buffered if attempt < SNAPSHOT_RETRIES else None)
 
     def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
@@ -258,7 +251,7 @@ class StudioBackend(Backend):
             elif message.get("type") == "ErrorMessage":
                 self._fail_unattributed(message)
             elif self._buffer is not None:
-                self._buffer_push(message, self._buffer)
+                self._buffer.add(message)
             else:
                 self._handle_push(message)
 
