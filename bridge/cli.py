@@ -302,6 +302,8 @@ def demo_banner(config: Config, hub_url: str, where: DemoBrokerInfo,
         "TargetPositionPercentage/set' -m 25",
         "Rejected writes are explained on:",
         f"  mosquitto_sub {target} -t '{base}/bridge/log' -v",
+        "Button presses and gestures, never retained (the Bedside Button presses now and then):",
+        f"  mosquitto_sub {target} -t '{base}/bridge/events' -v",
         "Ask the bridge (MQTT 5 request/response):",
         f"  mosquitto_rr -h {where.host} -p {where.port} -t '{request}' -e '{response}' "
         "-m '{}'",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -104,7 +105,7 @@ async def banner(*args: str) -> AsyncIterator[tuple[Running, dict[str, str]]]:
 async def test_every_banner_command_works_pasted_verbatim(broker: str) -> None:
     port = free_port()
     async with banner("--port", str(port), "--broker", broker) as (demo, printed):
-        assert len(printed) == 8, printed
+        assert len(printed) == 9, printed
         flags = "-V mqttv5 " if broker == "embedded" else ""  # rumqttd: MQTT 5 only
         assert all(c.startswith(("mosquitto_rr ", f"mosquitto_sub {flags}-h",
                                  f"mosquitto_pub {flags}-h")) for c in printed.values())
@@ -156,6 +157,17 @@ async def test_every_banner_command_works_pasted_verbatim(broker: str) -> None:
             await run(bad)
             entry = await log.line(r"aqara/bridge/log \{.*")
             assert "banana" in entry
+
+
+async def test_the_printed_event_stream_shows_the_presses() -> None:
+    # at 20 random changes a second the sample home's Bedside Button presses about once a second
+    async with banner("--port", str(free_port()), "--rate", "20") as (_, printed), shell(
+            printed["Button presses and gestures, never retained (the Bedside Button presses "
+                    "now and then):"]) as events:
+        press = await events.line(r"aqara/bridge/events \{.*")
+        document = json.loads(press.split(" ", 1)[1])
+        assert document["device_id"] == "lumi.158d0002f8e7d6"
+        assert document["event_type"] in ("single", "double", "hold", "release")
 
 
 async def test_a_taken_port_is_named_with_the_port_chosen_instead() -> None:
