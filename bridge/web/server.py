@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -89,7 +90,8 @@ class WebServer:
 
     def app(self) -> web.Application:
         """The aiohttp application (routes under the base path)."""
-        app = web.Application(middlewares=[self._headers, self._auth, self._same_origin],
+        app = web.Application(middlewares=[self._headers, self._known_host, self._auth,
+                                           self._same_origin],
                               client_max_size=MAX_WRITE_BODY)
         base = self.settings.base_path
         app.router.add_get(base or "/", self._index)
@@ -140,6 +142,19 @@ class WebServer:
         if "/api/" in request.path:
             response.headers["Cache-Control"] = "no-store"
         return response
+
+    @web.middleware
+    async def _known_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Without a token, only an address or ``localhost`` in ``Host``: a site whose DNS name
+        was re-pointed at 127.0.0.1 (DNS rebinding) is same-origin with itself and would pass
+        the origin check; with a token it cannot send the token, so any name is fine."""
+        if self.settings.token is None and not is_rebinding_proof(request.host,
+                                                                 self.settings.host):
+            raise web.HTTPForbidden(text=(
+                f"aqara-mqtt: host name {request.host!r} refused: without frontend.token the "
+                "page answers only under an address or localhost (DNS rebinding); set a "
+                "token to open it by name\n"))
+        return await handler(request)
 
     def _token_ok(self, given: str | None) -> bool:
         token = self.settings.token
@@ -254,3 +269,16 @@ class WebServer:
 
 def _json(document: Any) -> web.Response:
     return web.Response(text=json.dumps(document), content_type="application/json")
+
+
+def is_rebinding_proof(host_header: str, listen_host: str) -> bool:
+    """Whether a ``Host`` header names an IP address, ``localhost`` or the configured listen
+    host: names no other site's DNS can take over."""
+    name = urlsplit(f"//{host_header}").hostname or ""
+    if name in ("localhost", listen_host.lower()):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -206,6 +206,31 @@ async def other_site() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def test_without_a_token_a_rebound_host_name_is_refused(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    """DNS rebinding: evil.example re-pointed at 127.0.0.1 is same-origin with itself, so only
+    the Host header gives it away."""
+    config = bridge_config(mosquitto, hub, extra="frontend: {enabled: true, port: 0}")
+    async with running(Daemon(config)) as daemon:
+        await probe.value(ONOFF, "true")
+        port = await eventually(lambda: daemon.web is not None and daemon.web.port)
+        write = f"http://127.0.0.1:{port}/api/devices/{LIGHT}/write"
+        body = {"path": "1.Output.OnOff", "value": False}
+        async with aiohttp.ClientSession() as http:
+            rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+            async with http.post(write, json=body, headers=rebound) as response:
+                assert response.status == 403
+                assert "DNS rebinding" in await response.text()
+            async with http.get(f"http://127.0.0.1:{port}/api/devices",
+                                headers={"Host": f"evil.example:{port}"}) as response:
+                assert response.status == 403
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+                async with http.get(f"http://127.0.0.1:{port}/api/devices",
+                                    headers={"Host": host}) as response:
+                    assert response.status == 200, host
+        assert probe.last[ONOFF].payload == b"true"  # the forged write never reached the hub
+
+
 async def test_the_token_is_enforced_and_writes_cannot_be_forged(
         page: tuple[Daemon, str], browser: Browser, hub: StudioSimulator) -> None:
     daemon, url = page

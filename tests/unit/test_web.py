@@ -12,6 +12,7 @@ from bridge.model import Availability, TraitAddress, TraitChanged
 from bridge.topics import TopicScheme
 from bridge.web.feed import RESYNC, ClientFeed
 from bridge.web.output import WebOutput
+from bridge.web.server import is_rebinding_proof
 from bridge.web.views import device_detail
 from tests.unit.test_core import LIGHT, light, make_rig
 
@@ -153,3 +154,18 @@ def test_the_frontend_section_defaults_to_off_on_loopback_and_hides_its_token() 
     assert "page-secret-42" not in repr(config.summary())
     with pytest.raises(Exception, match=r"frontend\.base_path: .*path such as /aqara"):
         parse_config(base + "frontend: {base_path: 'aqara'}\n", "c.yaml")
+
+
+@pytest.mark.parametrize(("host", "listen", "accepted"), [
+    ("127.0.0.1:8088", "127.0.0.1", True),
+    ("[::1]:8088", "127.0.0.1", True),
+    ("LOCALHOST:8088", "127.0.0.1", True),
+    ("192.168.1.20:8088", "0.0.0.0", True),
+    ("bridge.lan:8088", "bridge.lan", True),
+    ("evil.example:8088", "127.0.0.1", False),
+    ("127.0.0.1.evil.example", "127.0.0.1", False),
+    ("", "127.0.0.1", False),
+])
+def test_only_names_no_other_site_can_take_over_pass_without_a_token(
+        host: str, listen: str, accepted: bool) -> None:
+    assert is_rebinding_proof(host, listen) is accepted
