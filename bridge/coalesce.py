@@ -1,14 +1,20 @@
-"""Write coalescing: within a flush window the latest value per trait wins.
+"""Coalescing: the latest value per key wins.
 
-The caller (the core) adds validated writes as they arrive; when :meth:`WriteCoalescer.add`
-returns True it schedules a flush after its window, then :meth:`WriteCoalescer.drain` gives one
-batch with a single item per trait address, in the order the addresses first arrived, each with
-every origin (e.g. the MQTT message that asked for it) so all of them can be answered.
+Writes: the caller (the core) adds validated writes as they arrive; when
+:meth:`WriteCoalescer.add` returns True it schedules a flush after its window, then
+:meth:`WriteCoalescer.drain` gives one batch with a single item per trait address, in the order
+the addresses first arrived, each with every origin (e.g. the MQTT message that asked for it) so
+all of them can be answered.
+
+Queues: :class:`LatestQueue` keeps items in the order of their latest change, bounded, for a
+consumer that only needs the latest value per key (a browser's live feed, the hub pushes held
+while a snapshot is taken).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
 from bridge.model import TraitAddress, WriteItem
@@ -76,3 +82,48 @@ def chunk(
     if current:
         chunks.append(current)
     return chunks
+
+
+class LatestQueue(Generic[T]):
+    """Items in the order of their latest change: an item with the key of a queued one replaces
+    it and moves to the end. Past ``limit`` items (None: no limit) the queue overflows: what it
+    held is dropped, and so is every item put until the next :meth:`drain`; all of them are
+    counted in :attr:`dropped` (replaced items are not)."""
+
+    __slots__ = ("_items", "_unique", "dropped", "limit", "overflowed")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.overflowed = False
+        self.dropped = 0
+        self._items: dict[Hashable, T] = {}
+        self._unique = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T, key: Hashable | None = None) -> None:
+        """Queue ``item``; None as ``key`` never replaces anything."""
+        if self.overflowed:
+            self.dropped += 1
+            return
+        items = self._items
+        if key is None:
+            key = next(self._unique)
+        elif key in items:
+            del items[key]  # moved to the end
+            items[key] = item
+            return
+        if self.limit is not None and len(items) >= self.limit:
+            self.dropped += len(items) + 1
+            items.clear()
+            self.overflowed = True
+        else:
+            items[key] = item
+
+    def drain(self) -> list[T]:
+        """Every queued item, oldest change first; empty and no longer overflowed afterwards."""
+        items = list(self._items.values())
+        self._items.clear()
+        self.overflowed = False
+        return items

@@ -9,9 +9,10 @@ so a stalled tab costs the bridge a bounded amount of memory and no waiting.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Hashable
 from typing import Any
+
+from bridge.coalesce import LatestQueue
 
 Message = dict[str, Any]
 
@@ -23,43 +24,27 @@ class ClientFeed:
     """Messages waiting for one browser; at most ``limit`` of them."""
 
     def __init__(self, limit: int = 2000) -> None:
-        self.limit = limit
-        self.dropped = 0
-        """Messages discarded for this browser (coalesced values are not counted)."""
-        self._items: dict[Hashable, Message] = {}
-        self._unique = itertools.count()
-        self._resync = False
+        self._queue: LatestQueue[Message] = LatestQueue(limit)
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._queue)
+
+    @property
+    def dropped(self) -> int:
+        """Messages discarded for this browser (coalesced values are not counted)."""
+        return self._queue.dropped
 
     def put(self, message: Message, key: Hashable | None = None) -> None:
         """Queue ``message``; one with the ``key`` of a queued one replaces it."""
-        if self._resync:
-            self.dropped += 1
-            return
-        if key is None:
-            key = next(self._unique)
-        elif key in self._items:  # moved to the end: the order of the latest changes is kept
-            del self._items[key]
-            self._items[key] = message
-            return
-        if len(self._items) >= self.limit:
-            self.dropped += len(self._items) + 1
-            self._items.clear()
-            self._resync = True
-        else:
-            self._items[key] = message
+        self._queue.put(message, key)
         self._ready.set()
 
     async def batch(self) -> list[Message]:
         """Wait for messages; all of them, oldest first (or only ``resync`` after an overflow)."""
         await self._ready.wait()
         self._ready.clear()
-        if self._resync:
-            self._resync = False
+        if self._queue.overflowed:
+            self._queue.drain()
             return [RESYNC]
-        batch = list(self._items.values())
-        self._items.clear()
-        return batch
+        return self._queue.drain()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.coalesce import WriteCoalescer, chunk
+from bridge.coalesce import LatestQueue, WriteCoalescer, chunk
 from bridge.model import TraitAddress, WriteItem
 
 
@@ -124,3 +124,36 @@ def test_chunk_properties(
         too_many = (max_devices is not None and next_device not in devices
                     and len(devices) == max_devices)
         assert full or too_many
+
+
+def test_a_latest_queue_keeps_the_order_of_the_latest_changes() -> None:
+    queue: LatestQueue[int] = LatestQueue(limit=10)
+    for key, value in (("a", 1), ("b", 2), (None, 3), ("a", 4), (None, 5)):
+        queue.put(value, key)
+    assert len(queue) == 4
+    assert queue.drain() == [2, 3, 4, 5]
+    assert len(queue) == 0
+
+
+def test_a_latest_queue_overflows_whole_and_counts_what_it_dropped() -> None:
+    queue: LatestQueue[int] = LatestQueue(limit=2)
+    queue.put(1, "a")
+    queue.put(2, "a")  # replaced: not dropped
+    queue.put(3, "b")
+    queue.put(4, "c")  # the third: overflow
+    queue.put(5, "d")
+    assert queue.overflowed
+    assert len(queue) == 0
+    assert queue.dropped == 4
+    assert queue.drain() == []
+    assert not queue.overflowed
+    queue.put(6, "a")
+    assert queue.drain() == [6]
+
+
+def test_a_latest_queue_without_a_limit_never_overflows() -> None:
+    queue: LatestQueue[int] = LatestQueue(limit=None)
+    for value in range(10_000):
+        queue.put(value)
+    assert not queue.overflowed
+    assert len(queue) == 10_000

@@ -9,53 +9,41 @@ bound it by the size of the home, so no push is lost.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bridge.backends.aqara_events import is_event_trait
+from bridge.backends.aqara_spec import first
+from bridge.coalesce import LatestQueue
 
 
 class PushBuffer:
     """Pushes kept in arrival order, a trait's latest value replacing its earlier ones."""
 
     def __init__(self, limit: int | None) -> None:
-        self.limit = limit
-        self.overflowed = False
-        self._entries: dict[Hashable, dict[str, Any]] = {}
-        self._unique = itertools.count()
+        self._queue: LatestQueue[dict[str, Any]] = LatestQueue(limit)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._queue)
+
+    @property
+    def overflowed(self) -> bool:
+        """More than ``limit`` entries came: nothing is kept (the snapshot is taken again)."""
+        return self._queue.overflowed
 
     def add(self, message: dict[str, Any]) -> None:
         """Keep ``message`` (a push of several traits is kept trait by trait)."""
-        if self.overflowed:
-            return  # moot: the snapshot is taken again
         data = message.get("data")
         if message.get("type") == "objectEvent" or not isinstance(data, list | Mapping):
-            self._keep(next(self._unique), message)
+            self._queue.put(message)
             return
         for item in data if isinstance(data, list) else [data]:
-            key = _trait_key(item)
-            self._keep(next(self._unique) if key is None else key,
-                       {**message, "data": item} if isinstance(data, list) else message)
+            self._queue.put({**message, "data": item} if isinstance(data, list) else message,
+                            _trait_key(item))
 
     def drain(self) -> list[dict[str, Any]]:
         """Every kept push, oldest first; the buffer is empty afterwards."""
-        kept = list(self._entries.values())
-        self._entries.clear()
-        return kept
-
-    def _keep(self, key: Hashable, message: dict[str, Any]) -> None:
-        entries = self._entries
-        if key in entries:
-            del entries[key]  # moved to the end: the order of the latest changes is kept
-        elif self.limit is not None and len(entries) >= self.limit:
-            self.overflowed = True
-            entries.clear()
-            return
-        entries[key] = message
+        return self._queue.drain()
 
 
 def _trait_key(item: Any) -> tuple[str, ...] | None:
@@ -68,5 +56,5 @@ def _trait_key(item: Any) -> tuple[str, ...] | None:
         return None
     if is_event_trait(function, trait):
         return None
-    device = item.get("deviceId", item.get("did", item.get("subjectId")))
-    return str(device), str(item.get("endpointId")), function, trait
+    return (str(first(item, "deviceId", "did", "subjectId")), str(item.get("endpointId")),
+            function, trait)
