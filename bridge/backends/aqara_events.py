@@ -33,7 +33,10 @@ from bridge.events import PRESSES, event_name
 from bridge.model import Device, DeviceEvent, EventSource, Function, TraitAddress, TraitSpec
 
 SWITCH = "Switch"
+_HELD = {"LongPress": "hold", "LongRelease": "release"}
+"""Switch traits that fire one event whatever their value."""
 _SILENT = frozenset({"InitialPress", "ShortRelease", "MultiPressOngoing"})
+_SWITCH_EVENTS = frozenset({"MultiPressComplete", *_HELD, *_SILENT})
 _ENUM_EVENTS = frozenset({("Cube", "Gesture"), ("Vibration", "VibrationEvent")})
 _EVENT_FUNCTIONS = frozenset({SWITCH, *(function for function, _ in _ENUM_EVENTS)})
 """Functions that may hold event traits: a snapshot looks no further into any other."""
@@ -42,8 +45,7 @@ _EVENT_FUNCTIONS = frozenset({SWITCH, *(function for function, _ in _ENUM_EVENTS
 def is_event_trait(function_code: str, trait_code: str) -> bool:
     """Whether a trait is a momentary event rather than state."""
     if function_code == SWITCH:
-        return trait_code in ("MultiPressComplete", "LongPress", "LongRelease") or (
-            trait_code in _SILENT)
+        return trait_code in _SWITCH_EVENTS
     return (function_code, trait_code) in _ENUM_EVENTS
 
 
@@ -53,11 +55,8 @@ def event_types(function_code: str, trait_code: str, spec: TraitSpec) -> tuple[s
         if trait_code == "MultiPressComplete":
             most = int(spec.max) if spec.max is not None and spec.max >= 1 else 2
             return PRESSES[:most]
-        if trait_code == "LongPress":
-            return ("hold",)
-        if trait_code == "LongRelease":
-            return ("release",)
-        return ()
+        held = _HELD.get(trait_code)
+        return () if held is None else (held,)
     return tuple(dict.fromkeys(event_name(option.value) for option in spec.enums))
 
 
@@ -72,11 +71,7 @@ def decode(function_code: str, trait_code: str, value: Any) -> str | None:
             except (TypeError, ValueError):
                 return None
             return PRESSES[count - 1] if 1 <= count <= len(PRESSES) else None
-        if trait_code == "LongPress":
-            return "hold"
-        if trait_code == "LongRelease":
-            return "release"
-        return None
+        return _HELD.get(trait_code)
     return event_name(value) if isinstance(value, str) and value.strip() else None
 
 
