@@ -102,8 +102,9 @@ class WebOutput(Output):
         self._send({"t": "status"}, ("status",))
 
     def device_changed(self, entry: DeviceEntry) -> None:
-        self._send({"t": "device", "device": device_summary(
-            entry, self.last_change.get(entry.device.id))}, ("d", entry.device.id))
+        if self.feeds:  # no page open (as at start-up): nothing to build
+            self._send({"t": "device", "device": device_summary(
+                entry, self.last_change.get(entry.device.id))}, ("d", entry.device.id))
 
     def device_removed(self, device_id: str) -> None:
         self.last_change.pop(device_id, None)
@@ -117,8 +118,9 @@ class WebOutput(Output):
                         "value": trait.value, "time": now}, address)
 
     def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
-        self._send({"t": "availability", "id": entry.device.id, "available": available,
-                    "time": time.time()}, ("a", entry.device.id))
+        if self.feeds:
+            self._send({"t": "availability", "id": entry.device.id, "available": available,
+                        "time": time.time()}, ("a", entry.device.id))
 
     def event_fired(self, entry: DeviceEntry, source: EventSource, event: DeviceEvent,
                     document: str) -> None:
