@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import jinja2
 import pytest
 
 from bridge.backends.aqara_cloud.client import event_addresses
@@ -252,6 +253,28 @@ def test_home_assistant_gets_an_event_entity_per_button_and_a_trigger_per_press(
     kind, attributes = ha_event_entity(events["event_2"], press) or ("", {})
     assert kind == "double"
     assert attributes["button"] == "2"
+
+
+def test_real_jinja_renders_the_event_and_trigger_templates_as_assumed() -> None:
+    """Home Assistant renders ``val_tpl`` with Jinja, ``value_json`` being the parsed payload:
+    real Jinja must agree with the small renderer the Home Assistant checks above use."""
+    env = jinja2.Environment()
+    device = remote()
+    options = DiscoveryOptions(origin_version="1", device_based=False)
+    messages = discovery_messages(device, "Hall Remote", TopicScheme("aqara"), options)
+    templates = {json.loads(payload)["val_tpl"] for topic, payload in messages.items()
+                 if topic.split("/")[1] in ("event", "device_automation")}
+    assert len(templates) == 3  # one per button's event entity, one for every trigger
+    for source in device.events:
+        for kind in source.event_types:
+            press = event_document(device, "Hall Remote", source,
+                                   DeviceEvent(REMOTE, source.endpoint_id, source.button, kind,
+                                               1_700_000_000_000))
+            for template in templates:
+                ours = render(template, value=press,
+                              value_json=SimpleNamespace(**json.loads(press)))
+                assert env.from_string(template).render(
+                    value=press, value_json=json.loads(press)) == ours
 
 
 def test_a_device_that_loses_its_buttons_loses_their_components() -> None:
