@@ -145,9 +145,13 @@ class _Client(paho.Client):
       here one ``recv()`` fills a buffer they are served from (:meth:`buffered` tells the
       link's reader to go on while it holds data, which the socket no longer shows).
     - :meth:`publish_qos1` (``_mid_generate``, ``_send_publish``): a QoS 1 publish without the
-      ``MQTTMessage``, ``MQTTMessageInfo`` and ``threading.Condition`` paho keeps per message;
+      ``MQTTMessage``, ``MQTTMessageInfo`` and ``threading.Condition`` paho keeps per message,
+      encoded straight into the write buffer while paho's ``_out_packet`` queue is empty;
       ``_handle_pubackcomp`` hands its PUBACK to ``on_publish`` without paho's decoder (a
       ``ReasonCode`` and a ``Properties`` object of 27 names per acknowledgement).
+    - ``_packet_read``: between packets, the run of plain PUBACKs at the front of the read
+      buffer is acknowledged in one call; paho reads everything else (tests/unit/
+      test_mqtt_wire.py holds both shortcuts to paho's own encoder and decoder, byte for byte).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -194,6 +198,7 @@ class _Client(paho.Client):
                 self._easy_log(paho.MQTT_LOG_ERR, "failed to send on socket: %s", err)
                 return paho.MQTT_ERR_CONN_LOST
             self._retry = 0
+            self._last_msg_out = paho.time_func()  # paho's keep-alive clock
             del buf[:sent]
         return paho.MQTT_ERR_SUCCESS
 
@@ -232,12 +237,69 @@ class _Client(paho.Client):
         """paho's ``publish()`` at QoS 1 without what it makes per message and keeps until the
         PUBACK (an ``MQTTMessage``, an ``MQTTMessageInfo`` with a ``threading.Condition``):
         the link keeps its own table of what is in flight. Returns the packet id; the PUBACK
-        calls ``on_publish`` as for paho's own messages (see :meth:`_handle_pubackcomp`)."""
+        calls ``on_publish`` as for paho's own messages (see :meth:`_handle_pubackcomp`).
+
+        The packet goes straight into the write buffer (paho's packet dict, queue and
+        ``_sock_send`` per message were a third of publishing), unless paho still holds packets
+        of its own: then it queues behind them, so the order on the wire is the order of calls.
+        """
         topic_bytes = topic.encode()
         self._raise_for_invalid_topic(topic_bytes)
         mid: int = self._mid_generate()
-        self._send_publish(mid, topic_bytes, payload, 1, retain, False, None, properties)
+        buf = self._wbuf
+        if self._out_packet or self._sock is None or len(buf) >= WRITE_BUFFER_LIMIT:
+            self._send_publish(mid, topic_bytes, payload, 1, retain, False, None, properties)
+            return mid
+        packed = b"" if self._protocol != paho.MQTTv5 else (
+            b"\0" if properties is None else properties.pack())  # type: ignore[no-untyped-call]
+        remaining = 4 + len(topic_bytes) + len(packed) + len(payload)
+        buf.append(0x32 | retain)  # PUBLISH, QoS 1
+        while remaining > 0x7F:  # the variable-length "remaining length"
+            buf.append(remaining & 0x7F | 0x80)
+            remaining >>= 7
+        buf.append(remaining)
+        buf += len(topic_bytes).to_bytes(2, "big")
+        buf += topic_bytes
+        buf += mid.to_bytes(2, "big")
+        buf += packed
+        buf += payload
         return mid
+
+    def _packet_read(self) -> MQTTErrorCode:
+        if self._in_packet["command"] == 0 and self._take_pubacks():
+            return paho.MQTT_ERR_SUCCESS
+        rc: MQTTErrorCode = super()._packet_read()
+        return rc
+
+    def _take_pubacks(self) -> bool:
+        """Acknowledge the run of plain PUBACKs at the front of the read buffer at once (paho
+        reads a packet in three steps, each a call and a slice). Plain: for a message of
+        :meth:`publish_qos1`, reason "success" or "no matching subscribers", no properties;
+        anything else stops the run and is read by paho."""
+        buf, pos = self._rbuf, self._rpos
+        end, start = len(buf), pos
+        out = self._out_messages
+        on_publish: Any = self.on_publish  # the VERSION2 signature (the link's only use)
+        while pos + 4 <= end and buf[pos] == 0x40:
+            length = buf[pos + 1]
+            if length == 2:
+                reason = 0
+            elif length == 3 and pos + 5 <= end and buf[pos + 4] in (0, 0x10):
+                reason = buf[pos + 4]
+            else:
+                break
+            mid = buf[pos + 2] << 8 | buf[pos + 3]
+            if mid in out:  # sent with paho's publish(): paho's own bookkeeping
+                break
+            pos += 2 + length
+            self._rpos = pos
+            if on_publish is not None:
+                on_publish(self, self._userdata, mid, _puback_reason(reason),
+                           _NO_PUBACK_PROPERTIES)
+        if pos == start:
+            return False
+        self._last_bytes_received = paho.time_func()
+        return True
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         packet = self._in_packet["packet"]

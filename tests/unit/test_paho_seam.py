@@ -7,6 +7,7 @@ the overrides in bridge/mqtt.py were checked against it.
 from __future__ import annotations
 
 import inspect
+import time
 from importlib.metadata import version
 
 import paho.mqtt.client as paho
@@ -28,6 +29,7 @@ SIGNATURES = {
     "_easy_log": ["self", "level", "fmt", "args"],
     "want_write": ["self"],
     "loop_read": ["self", "max_packets"],
+    "_packet_read": ["self"],
 }
 
 CALLS = {
@@ -36,7 +38,10 @@ CALLS = {
                       "self._out_packet.appendleft(packet)", "except BlockingIOError"],
     "loop_write": ["self._packet_write()", "self.want_write()"],
     # every byte read comes through _sock_recv
-    "_packet_read": ["self._sock_recv(1)", "self._sock_recv(self._in_packet['to_process'])"],
+    "_packet_read": ["self._sock_recv(1)", "self._sock_recv(self._in_packet['to_process'])",
+                     "if self._in_packet['command'] == 0:"],
+    # one _packet_read per loop_read call at most (our table of QoS 1 messages is not paho's)
+    "loop_read": ["rc = self._packet_read()"],
     "_packet_handle": ['self._handle_pubackcomp("PUBACK")'],
     "_handle_pubackcomp": ["mid in self._out_messages", "self._do_on_publish("],
     # a publish queued while no loop_write runs registers the socket for writing
@@ -69,5 +74,10 @@ def test_the_state_the_overrides_read_exists_on_a_new_client() -> None:
     assert hasattr(client._out_message_mutex, "__enter__")
     assert client._sock is None
     assert client._protocol == paho.MQTTv5
+    assert client._in_packet["command"] == 0
+    assert not client._out_packet
+    assert isinstance(client._last_msg_out, float)
+    assert isinstance(client._last_bytes_received, float)
+    assert paho.time_func is time.monotonic
     assert not client.want_write()
     assert not client.buffered()
