@@ -337,7 +337,10 @@ class StudioSimulator:
     answered with non-JSON bytes or wrongly shaped JSON (and not executed). ``received`` holds every
     parsed request object (WS and HTTP), ``push_count`` counts push messages queued to
     connections (one per receiving connection) and ``change_count`` counts value changes.
-    A connection whose outbound queue exceeds ``max_queue`` messages is dropped.
+    A connection whose outbound queue exceeds ``max_queue`` messages is dropped. With
+    ``max_backlog``, random changes are not made while a connection subscribed to everything
+    has more than that many messages queued (the benchmarks' hub: slowed by the client, as TCP
+    flow control slows a real hub, instead of spending shared CPU on changes nobody can take).
     ``history_capacity`` bounds the samples kept per trait.
     """
 
@@ -349,6 +352,7 @@ class StudioSimulator:
         port: int = 0,
         *,
         max_queue: int = 100_000,
+        max_backlog: int | None = None,
         history_capacity: int = 10_000,
     ) -> None:
         self.token = token
@@ -356,6 +360,9 @@ class StudioSimulator:
         self.latency: float = 0.0
         self.garbage: bool = False
         self.max_queue = max_queue
+        self.max_backlog = max_backlog
+        self.paused_ticks = 0
+        """Random-change ticks skipped because a client was ``max_backlog`` behind."""
         self.received: list[dict[str, Any]] = []
         self.push_count = 0
         self.change_count = 0
@@ -1354,6 +1361,10 @@ class StudioSimulator:
             count = int(due)
             carry = due - count
             count = min(count, max_batch)
+            if self.max_backlog is not None and any(
+                    len(conn.out) > self.max_backlog for conn in self._all_subs):
+                self.paused_ticks += 1
+                continue
             pool = self._pool()
             if not count or not pool:
                 continue

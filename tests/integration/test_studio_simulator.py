@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from bridge.simulators.sample_home import sample_home, synthetic_devices, thermostat
 from bridge.simulators.studio import UNAUTHORIZED_BODY, StudioSimulator, serve
 from tests import studio_client
+from tests.mqtt_probe import eventually
 from tests.studio_client import NO_DATA, TIMEOUT, Client
 
 pytestmark = pytest.mark.integration
@@ -801,6 +802,25 @@ async def test_slow_client_is_dropped_not_waited_for() -> None:
             assert slow.ws.close_code in (None, 1006)
             assert sim.connections == 1
             assert (await fast.push())["data"]["traitCode"] == "OnOff"
+    finally:
+        await sim.stop()
+
+
+async def test_with_a_backlog_bound_a_client_that_does_not_read_stops_the_changes() -> None:
+    sim = StudioSimulator(TOKEN, synthetic_devices(200, 1), max_backlog=100)
+    await sim.start()
+    try:
+        async with connect(sim, close_timeout=0.5) as reader:  # its close waits behind pushes
+            await reader.request("SubscribeAllRequest")
+            sim.start_random_changes(100_000, seed=1)  # as fast as it can: the socket fills
+            await eventually(lambda: sim.paused_ticks >= 1)
+            made, ticks = sim.change_count, sim.paused_ticks
+            await eventually(lambda: sim.paused_ticks >= ticks + 5)
+            assert sim.change_count == made  # nothing made while the client is behind
+            async with asyncio.timeout(TIMEOUT):
+                while sim.change_count == made:  # reading lets the hub go on
+                    await reader.push()
+            sim.stop_random_changes()
     finally:
         await sim.stop()
 
