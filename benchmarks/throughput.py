@@ -6,12 +6,14 @@ Every part is its own process: Mosquitto, the Studio simulator (1,000 synthetic 
 trait changes at the offered rate), the bridge (``aqara-mqtt run``, QoS 1) and ``mosquitto_sub``
 (C) counting the trait topics ``aqara/+/+/+/+``. Nothing is counted inside the bridge's process.
 
-1. Ceiling: a bare paho publisher driven by an asyncio loop exactly as the bridge drives paho
+1. Ceilings: a bare paho publisher driven by an asyncio loop exactly as the bridge drives paho
    (socket on the loop, the same in-flight window, QoS 1, retained, 6,000 topics), in its own
-   process, counted by the same C subscriber.
+   process; and Mosquitto's own C publisher (``mosquitto_pub -l``, QoS 1, retained, the same
+   window), the physical reference. Both through a broker configured as for the bridge's runs,
+   counted by the same C subscriber.
 2. Capacity without the device JSON documents (``device_state_topic: false``), so one hub event
    is one MQTT message as for paho: the offered rate doubles from 2,000/s until the bridge falls
-   behind (delivers below 90 % of offered); then, ``--repeat`` times, a ceiling run and a
+   behind (delivers below 90 % of offered); then, ``--repeat`` times, the two ceilings and a
    capacity run at that overloaded rate, interleaved (the ceiling alone moved between 13,400
    and 26,000 msg/s from one session's machine to another's): capacity / ceiling is the ratio of
    their medians. Then the ramp once more with the documents (the default: about two messages
@@ -30,11 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -100,13 +104,26 @@ async def bare_paho(port: int, messages: int) -> None:
     client.disconnect()
 
 
-def ceiling(messages: int) -> float:
-    """Messages/s of the bare paho publisher (own process), counted by the C subscriber."""
-    with running_mosquitto() as broker:
+def paho_publisher(port: int, messages: int) -> list[str]:
+    """The bare paho publisher (:func:`bare_paho`) in its own process."""
+    return [sys.executable, "-m", "benchmarks.throughput", "--bare-paho", str(port), str(messages)]
+
+
+def c_publisher(port: int, _messages: int) -> list[str]:
+    """Mosquitto's C publisher: one retained QoS 1 message per line of its input, with the
+    bridge's in-flight window."""
+    return [shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub", "-h", "127.0.0.1",
+            "-p", str(port), "-q", "1", "-r", "-M", str(INFLIGHT_WINDOW), "-l",
+            "-t", "raw/device0/1/EnergyManagement/T0"]
+
+
+def ceiling(publisher: Callable[[int, int], list[str]], messages: int) -> float:
+    """Messages/s a publisher process gets through Mosquitto (configured as for the bridge's
+    runs), counted by the C subscriber."""
+    with running_mosquitto(nodelay=True) as broker:
         sub = CSubscriber(broker.port, ["raw/#"])
-        cmd = [sys.executable, "-m", "benchmarks.throughput", "--bare-paho",
-               str(broker.port), str(messages)]
-        subprocess.run(cmd, check=True, timeout=300)
+        subprocess.run(publisher(broker.port, messages), input=b"1234.5\n" * messages,
+                       stdout=subprocess.DEVNULL, check=True, timeout=300)
         deadline = time.monotonic() + 60
         while sub.count < messages and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -216,17 +233,20 @@ def capacity_against_ceiling(seconds: float, raw_messages: int, repeat: int) -> 
     Each ceiling run is paired with a capacity run minutes apart at most, so a change in the
     machine's speed moves both; the ratio is of the medians."""
     overloaded, _ = ramp(seconds, documents=False)
-    raw: list[float] = []
+    paho_raw: list[float] = []
+    c_raw: list[float] = []
     capacity: list[float] = []
     for _ in range(repeat):
-        raw.append(ceiling(raw_messages))
+        paho_raw.append(ceiling(paho_publisher, raw_messages))
+        c_raw.append(ceiling(c_publisher, raw_messages))
         capacity.append(run(overloaded, seconds, documents=False, staleness=False)[1])
-        print(f"  bare paho ceiling {raw[-1]:9,.0f} msg/s (QoS 1, asyncio-driven, own process);"
-              f" bridge offered {overloaded:,.0f}/s delivered {capacity[-1]:9,.0f} trait msg/s",
-              flush=True)
-    print(f"capacity: {median(capacity):9,.0f} trait msg/s; capacity / bare paho = "
-          f"{median(capacity) / median(raw):.2f} (medians of {repeat}; target >= 0.8)",
-          flush=True)
+        print(f"  ceilings: bare paho {paho_raw[-1]:9,.0f} msg/s, mosquitto_pub {c_raw[-1]:9,.0f}"
+              f" msg/s; bridge offered {overloaded:,.0f}/s: delivered {capacity[-1]:9,.0f}"
+              " trait msg/s", flush=True)
+    got = median(capacity)
+    print(f"capacity: {got:9,.0f} trait msg/s (medians of {repeat}); capacity / bare paho = "
+          f"{got / median(paho_raw):.2f} (target >= 0.8); capacity / mosquitto_pub = "
+          f"{got / median(c_raw):.2f} (the physical reference)", flush=True)
 
 
 def main() -> None:
