@@ -279,7 +279,6 @@ class _Client(paho.Client):
         buf, pos = self._rbuf, self._rpos
         end, start = len(buf), pos
         out = self._out_messages
-        on_publish: Any = self.on_publish  # the VERSION2 signature (the link's only use)
         while pos + 4 <= end and buf[pos] == 0x40:
             length = buf[pos + 1]
             if length == 2:
@@ -293,9 +292,7 @@ class _Client(paho.Client):
                 break
             pos += 2 + length
             self._rpos = pos
-            if on_publish is not None:
-                on_publish(self, self._userdata, mid, _puback_reason(reason),
-                           _NO_PUBACK_PROPERTIES)
+            self._acknowledged(mid, _puback_reason(reason), _NO_PUBACK_PROPERTIES)
         if pos == start:
             return False
         self._last_bytes_received = paho.time_func()
@@ -319,10 +316,14 @@ class _Client(paho.Client):
         else:
             decoded = _packet.decode_puback(self._in_packet["command"], packet, self._protocol)
             reason, properties = decoded.reason, decoded.properties
+        self._acknowledged(mid, reason, properties)
+        return paho.MQTT_ERR_SUCCESS
+
+    def _acknowledged(self, mid: int, reason: ReasonCode, properties: Properties) -> None:
+        """Hand a PUBACK of :meth:`publish_qos1`'s to ``on_publish``, as paho would."""
         on_publish: Any = self.on_publish  # the VERSION2 signature (the link's only use)
         if on_publish is not None:
             on_publish(self, self._userdata, mid, reason, properties)
-        return paho.MQTT_ERR_SUCCESS
 
 
 @functools.cache
