@@ -309,7 +309,9 @@ class HomeAssistantDiscovery(Output):
             announced = self.published.get(device_id)
             if announced is not None and device_id not in self._migrating:
                 current = self._configs(entry)  # with components it lost named, if it did
-                self._send({**current, **discovery_changes(announced, current)})
-                self.published[device_id] = Announced(current)
+                changes = discovery_changes(announced, current)
+                self._send({**current, **changes})
+                if changes:  # otherwise what is remembered is what was sent
+                    self.published[device_id] = Announced(current)
         if len(batch) == REANNOUNCE_BATCH:
             asyncio.get_running_loop().call_soon(self._reannounce_batch, entries, session)

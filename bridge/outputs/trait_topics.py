@@ -100,6 +100,8 @@ class DeviceTopics:
     def relayout(self, layout: TraitLayout) -> set[str]:
         """Take the device's new traits; returns the retained topics of traits it lost (the
         ones still there stay marked)."""
+        if layout is self.layout:  # the same traits (layouts are shared): nothing to move
+            return set()
         before = self.retained_topics()
         self.layout = layout
         self.retained = 0
