@@ -32,7 +32,7 @@ from bridge.backends.studio.mgmt import (
     history_request,
     history_result,
 )
-from bridge.backends.studio.push_buffer import PushBuffer
+from bridge.backends.studio.push_buffer import PushBuffer, trait_address
 from bridge.codec import from_wire, to_studio_wire
 from bridge.logsetup import get_logger
 from bridge.model import (
@@ -371,7 +371,7 @@ class StudioBackend(Backend):
         data = await self.call("GetTraitValueRequest", query)
         values: dict[TraitAddress, Any] = {}
         for entry in data if isinstance(data, list) else ():
-            where = _address(entry) if isinstance(entry, Mapping) else None
+            where = trait_address(entry) if isinstance(entry, Mapping) else None
             spec = specs.get(where) if where else None
             if where is None or spec is None:
                 continue
@@ -402,7 +402,7 @@ class StudioBackend(Backend):
         by_address = {item.address: item for item in items}
         failures: list[WriteFailure] = []
         for failed in data if isinstance(data, list) else ():
-            where = _address(failed) if isinstance(failed, Mapping) else None
+            where = trait_address(failed) if isinstance(failed, Mapping) else None
             refused = by_address.get(where) if where else None
             if refused is not None:
                 failures.append(WriteFailure(refused, failed.get("code"),
@@ -440,7 +440,7 @@ class StudioBackend(Backend):
                 self._handle_trait_push(item)
 
     def _handle_trait_push(self, item: Mapping[str, Any]) -> None:
-        addr = _address(item)
+        addr = trait_address(item)
         if addr is not None and is_event_trait(addr.function_code, addr.trait_code):
             stamp = item.get("time")
             event = device_event(addr, item.get("value"),
@@ -559,19 +559,3 @@ def classify_error(exc: BaseException) -> tuple[str, bool]:
     log.error("unexpected error in the studio session", exc_info=exc)
     return f"internal error: {type(exc).__name__}: {exc}", False
 
-
-def _address(item: Mapping[str, Any]) -> TraitAddress | None:
-    device_id = first(item, "deviceId", "did", "subjectId")
-    endpoint = item.get("endpointId")
-    function = item.get("functionCode")
-    trait = item.get("traitCode")
-    endpoint_id: int | None = None
-    if isinstance(endpoint, int | str) and not isinstance(endpoint, bool):
-        try:
-            endpoint_id = int(endpoint)
-        except ValueError:
-            endpoint_id = None
-    if (not isinstance(device_id, str) or endpoint_id is None or not isinstance(function, str)
-            or not isinstance(trait, str)):
-        return None
-    return TraitAddress(device_id, endpoint_id, function, trait)

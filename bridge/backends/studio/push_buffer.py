@@ -15,6 +15,7 @@ from typing import Any
 from bridge.backends.aqara_events import is_event_trait
 from bridge.backends.aqara_spec import first
 from bridge.coalesce import LatestQueue
+from bridge.model import TraitAddress
 
 
 class PushBuffer:
@@ -36,25 +37,40 @@ class PushBuffer:
         data = message.get("data")
         if message.get("type") == "objectEvent" or not isinstance(data, list | Mapping):
             self._queue.put(message)
-            return
-        for item in data if isinstance(data, list) else [data]:
-            self._queue.put({**message, "data": item} if isinstance(data, list) else message,
-                            _trait_key(item))
+        elif isinstance(data, list):
+            for item in data:
+                self._queue.put({**message, "data": item}, _trait_key(item))
+        else:
+            self._queue.put(message, _trait_key(data))
 
     def drain(self) -> list[dict[str, Any]]:
         """Every kept push, oldest first; the buffer is empty afterwards."""
         return self._queue.drain()
 
 
-def _trait_key(item: Any) -> tuple[str, ...] | None:
+def _trait_key(item: Any) -> TraitAddress | None:
     """What identifies a trait push (None for anything else, and for a momentary event, which is
     never coalesced: every press counts)."""
-    if not isinstance(item, Mapping):
+    address = trait_address(item) if isinstance(item, Mapping) else None
+    if address is None or is_event_trait(address.function_code, address.trait_code):
         return None
-    function, trait = item.get("functionCode"), item.get("traitCode")
-    if not isinstance(function, str) or not isinstance(trait, str):
+    return address
+
+
+def trait_address(item: Mapping[str, Any]) -> TraitAddress | None:
+    """The trait a Studio item names (a push, a read result, a refused write): the device as
+    ``deviceId``, ``did`` or ``subjectId``, the endpoint as a number or a numeric string."""
+    device_id = first(item, "deviceId", "did", "subjectId")
+    endpoint = item.get("endpointId")
+    function = item.get("functionCode")
+    trait = item.get("traitCode")
+    endpoint_id: int | None = None
+    if isinstance(endpoint, int | str) and not isinstance(endpoint, bool):
+        try:
+            endpoint_id = int(endpoint)
+        except ValueError:
+            endpoint_id = None
+    if (not isinstance(device_id, str) or endpoint_id is None or not isinstance(function, str)
+            or not isinstance(trait, str)):
         return None
-    if is_event_trait(function, trait):
-        return None
-    return (str(first(item, "deviceId", "did", "subjectId")), str(item.get("endpointId")),
-            function, trait)
+    return TraitAddress(device_id, endpoint_id, function, trait)
