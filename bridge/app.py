@@ -160,19 +160,21 @@ class Daemon:
                                front.base_path)
         entities = self.discovery.entities if self.discovery is not None else None
         return WebServer(settings, output, lambda: self.bridge.devices, self._web_status,
-                         entities, self.bridge.topics)
+                         entities)
 
     def _web_status(self) -> dict[str, Any]:
         """The web page's bridge status: ``bridge/info`` plus the MQTT link and counters."""
+        assert self.web is not None, "only the web page asks for it"
         bridge, mqtt = self.bridge, self.mqtt
-        web_dropped = self.web.output.dropped if self.web is not None else 0
-        return {**bridge.info(), "mqtt": {
-            "connected": mqtt.connected, "protocol": mqtt.version, "host": mqtt.settings.host,
-            "port": mqtt.settings.port, "denied_publishes": mqtt.denied}, "counters": {
+        status = bridge.info()
+        status["mqtt"].update(connected=mqtt.connected, host=mqtt.settings.host,
+                              port=mqtt.settings.port)  # with _mqtt_info's fields (info_extra)
+        status["counters"] = {
             "events_handled": bridge.events_handled, "writes": bridge.writes_queued,
             "writes_rejected": bridge.writes_rejected, "writes_failed": bridge.writes_failed,
             "values_refused": bridge.values_refused, "mqtt_published": mqtt.published,
-            "mqtt_dropped": mqtt.dropped, "web_dropped": web_dropped}}
+            "mqtt_dropped": mqtt.dropped, "web_dropped": self.web.output.dropped}
+        return status
 
     def _on_mqtt_connected(self) -> None:
         self.bridge.on_mqtt_connected()

@@ -113,6 +113,9 @@ class Bridge:
         self.outputs: list[Output] = []
         self._value_hooks: tuple[Callable[[DeviceEntry, TraitAddress, Trait], None], ...] = ()
         """``value_changed`` of the outputs that override it (the hot path calls only these)."""
+        self._log_hooks: tuple[Callable[[Mapping[str, Any]], None], ...] = ()
+        self._answer_hooks: tuple[Callable[[Origin, Mapping[str, Any]], None], ...] = ()
+        """``logged`` and ``answered`` of the outputs that override them."""
         self.info_extra: Callable[[], Mapping[str, Any]] | None = None
         """More top-level ``bridge/info`` fields (the MQTT link's counters)."""
         self._gets: dict[tuple[TraitAddress, ...], list[Origin]] = {}
@@ -139,6 +142,10 @@ class Bridge:
         self.outputs.append(output)
         if type(output).value_changed is not Output.value_changed:
             self._value_hooks += (output.value_changed,)
+        if type(output).logged is not Output.logged:
+            self._log_hooks += (output.logged,)
+        if type(output).answered is not Output.answered:
+            self._answer_hooks += (output.answered,)
         if self._mqtt is not None:
             output.attach(self._mqtt, self)
 
@@ -484,16 +491,16 @@ class Bridge:
         entry = payloads.log_entry(level, message, origin.topic if origin else None,
                                    origin.payload if origin else None, **extra)
         self.publish_json(self.topics.bridge("log"), json.dumps(entry))
-        for output in self.outputs:
-            output.logged(entry)
+        for log_hook in self._log_hooks:
+            log_hook(entry)
 
     def respond(self, origin: Origin, body: Mapping[str, Any]) -> None:
         """Answer on the MQTT 5 response topic of a request, when it named one."""
         if origin.response_topic:
             self.publish(origin.response_topic, json.dumps(body),
                           properties=response_properties(origin.correlation_data))
-        for output in self.outputs:
-            output.answered(origin, body)
+        for answer_hook in self._answer_hooks:
+            answer_hook(origin, body)
 
     # ---- commands from MQTT --------------------------------------------------------------
 

@@ -16,6 +16,9 @@ from bridge.coalesce import LatestQueue
 
 Message = dict[str, Any]
 
+FEED_LIMIT = 2000
+"""The default number of messages a browser's feed holds before it overflows."""
+
 RESYNC: Message = {"t": "resync"}
 """Tells the browser that messages were dropped: fetch the state again."""
 
@@ -23,7 +26,7 @@ RESYNC: Message = {"t": "resync"}
 class ClientFeed:
     """Messages waiting for one browser; at most ``limit`` of them."""
 
-    def __init__(self, limit: int = 2000) -> None:
+    def __init__(self, limit: int = FEED_LIMIT) -> None:
         self._queue: LatestQueue[Message] = LatestQueue(limit)
         self._ready = asyncio.Event()
 

@@ -16,7 +16,7 @@ from bridge.model import DeviceEvent, EventSource, Trait, TraitAddress, event_ac
 from bridge.payloads import response
 from bridge.secrets import redact_obj
 from bridge.topics import TopicScheme
-from bridge.web.feed import ClientFeed, Message
+from bridge.web.feed import FEED_LIMIT, ClientFeed, Message
 from bridge.web.views import device_summary
 
 ANSWER_TIMEOUT = 30.0
@@ -28,7 +28,7 @@ CORRELATION_PREFIX = b"web:"
 class WebOutput(Output):
     """Live messages for the open pages, and their writes."""
 
-    def __init__(self, topics: TopicScheme, feed_limit: int = 2000) -> None:
+    def __init__(self, topics: TopicScheme, feed_limit: int = FEED_LIMIT) -> None:
         self.topics = topics
         self.feed_limit = feed_limit
         self.feeds: set[ClientFeed] = set()
@@ -99,7 +99,7 @@ class WebOutput(Output):
         self._send({"t": "status"}, ("status",))
 
     def backends_complete(self) -> None:
-        self._send({"t": "status"}, ("status",))
+        self.on_connected()
 
     def device_changed(self, entry: DeviceEntry) -> None:
         if self.feeds:  # no page open (as at start-up): nothing to build

@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from bridge.config_base import host_text
 from bridge.entries import DeviceEntry
 from bridge.logsetup import get_logger
 from bridge.model import TraitAddress
 from bridge.secrets import redact_obj
-from bridge.topics import TopicScheme
 from bridge.web.feed import ClientFeed
 from bridge.web.output import WebOutput
 from bridge.web.views import device_detail, device_summary
@@ -69,10 +69,8 @@ class WebServer:
     def __init__(self, settings: WebSettings, output: WebOutput,
                  entries: Callable[[], Mapping[str, DeviceEntry]],
                  status: Callable[[], Mapping[str, Any]],
-                 entities: Callable[[DeviceEntry], list[dict[str, Any]]] | None,
-                 topics: TopicScheme) -> None:
+                 entities: Callable[[DeviceEntry], list[dict[str, Any]]] | None) -> None:
         self.settings = settings
-        self.topics = topics
         self.output = output
         self.entries = entries
         self.status = status
@@ -84,9 +82,7 @@ class WebServer:
     @property
     def url(self) -> str:
         """The page's address (the real port once started)."""
-        host = self.settings.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}{self.settings.base_path}/"
+        return f"http://{host_text(self.settings.host)}:{self.port}{self.settings.base_path}/"
 
     def app(self) -> web.Application:
         """The aiohttp application (routes under the base path)."""
@@ -206,7 +202,7 @@ class WebServer:
         return web.FileResponse(STATIC / "index.html")
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
-        return _json(redact_obj(dict(self.status())))
+        return _json(redact_obj(self.status()))
 
     async def _devices(self, request: web.Request) -> web.StreamResponse:
         last = self.output.last_change
@@ -222,7 +218,7 @@ class WebServer:
         entry = self._entry(request)
         entities = self.entities(entry) if self.entities is not None else None
         return _json(device_detail(entry, self.output.last_change.get(entry.device.id),
-                                   entities, self.topics))
+                                   entities, self.output.topics))
 
     async def _all_entities(self, request: web.Request) -> web.StreamResponse:
         if self.entities is None:

@@ -6,20 +6,13 @@ from typing import Any
 
 from bridge.entries import DeviceEntry
 from bridge.model import Trait, TraitAddress, TraitSpec
-from bridge.payloads import device_events
+from bridge.payloads import device_events, trait_spec
 from bridge.topics import TopicScheme
 
 
 def spec_json(spec: TraitSpec) -> dict[str, Any]:
     """What the page needs to draw a trait's control."""
-    doc: dict[str, Any] = {"type": str(spec.type), "readable": spec.readable,
-                           "writable": spec.writable}
-    for name in ("format", "unit", "min", "max", "step", "default"):
-        value = getattr(spec, name)
-        if value not in (None, ""):
-            doc[name] = value
-    if spec.enums:
-        doc["enums"] = [{"key": e.key, "value": e.value} for e in spec.enums]
+    doc = trait_spec(spec)
     if spec.is_integer:
         doc["integer"] = True
     return doc
