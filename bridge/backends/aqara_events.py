@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.events import PRESSES, event_name
-from bridge.model import Device, DeviceEvent, EventSource, Function, TraitAddress, TraitSpec
+from bridge.model import Device, DeviceEvent, EventSource, Function, Trait, TraitAddress, TraitSpec
 
 SWITCH = "Switch"
 _HELD = {"LongPress": "hold", "LongRelease": "release"}
@@ -81,21 +81,27 @@ def detach_events(device: Device) -> None:
     sources: list[EventSource] = []
     for endpoint in device.endpoints.values():
         if _EVENT_FUNCTIONS.isdisjoint(endpoint.functions):
-            continue
+            continue  # the usual case: a C-level pass, no Python loop over the functions
         kinds: list[str] = []
         paths: list[str] = []
-        for code in _EVENT_FUNCTIONS.intersection(endpoint.functions):
-            function = endpoint.functions[code]
-            events = [t for t in function.traits.values() if is_event_trait(code, t.code)]
-            for trait in events:
-                kinds.extend(event_types(code, trait.code, trait.spec))
-                paths.append(f"{endpoint.id}.{code}.{trait.code}")
-            if events:
-                kept = {c: t for c, t in function.traits.items() if not is_event_trait(code, c)}
-                if kept:
-                    endpoint.functions[code] = Function(code, kept)
+        for code, function in list(endpoint.functions.items()):
+            if code not in _EVENT_FUNCTIONS:
+                continue
+            kept: dict[str, Trait] = {}
+            detached = False
+            for key, trait in function.traits.items():
+                if is_event_trait(code, trait.code):
+                    detached = True
+                    kinds.extend(event_types(code, trait.code, trait.spec))
+                    paths.append(f"{endpoint.id}.{code}.{trait.code}")
                 else:
-                    del endpoint.functions[code]
+                    kept[key] = trait
+            if not detached:
+                continue
+            if kept:
+                endpoint.functions[code] = Function(code, kept)
+            else:
+                del endpoint.functions[code]
         if kinds:
             sources.append(EventSource(endpoint.id, str(endpoint.id),
                                        tuple(dict.fromkeys(kinds)), tuple(paths)))
@@ -103,11 +109,10 @@ def detach_events(device: Device) -> None:
         device.events = tuple(sorted(sources, key=lambda source: source.endpoint_id))
 
 
-def device_event(address: TraitAddress, value: Any, time: int | None,
-                 event_id: str | None = None) -> DeviceEvent | None:
+def device_event(address: TraitAddress, value: Any, time: int | None) -> DeviceEvent | None:
     """The event of a pushed event trait (None when the push fires nothing)."""
     kind = decode(address.function_code, address.trait_code, value)
     if kind is None:
         return None
     return DeviceEvent(address.device_id, address.endpoint_id, str(address.endpoint_id), kind,
-                       time, event_id)
+                       time)

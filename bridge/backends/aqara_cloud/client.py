@@ -1145,6 +1145,8 @@ class AqaraCloudBackend(Backend):
         return web.json_response({"code": 0, "message": "Success"})
 
     def _handle_trait_push(self, item: Mapping[str, Any]) -> None:
+        if _int(item.get("statusCode")) not in (None, 0):
+            return  # a failed report (see "Trigger Results"): no value to trust, nothing to fire
         addr = _address(item, self._specs)
         if addr is not None and is_event_trait(addr.function_code, addr.trait_code):
             self._fire(addr, item)
@@ -1152,9 +1154,6 @@ class AqaraCloudBackend(Backend):
         spec = self._specs.get(addr) if addr is not None else None
         if addr is None or spec is None:
             return  # a device we have not described (yet): its snapshot carries the value
-        status = _int(item.get("statusCode"))
-        if status not in (None, 0):
-            return  # a failed report (see "Trigger Results"): no value to trust
         try:
             value = from_wire(spec, item.get("value"))
         except ValueError as exc:
@@ -1170,8 +1169,6 @@ class AqaraCloudBackend(Backend):
 
     def _fire(self, addr: TraitAddress, item: Mapping[str, Any]) -> None:
         """A pushed button press or gesture (never stored; the core drops a repeated one)."""
-        if _int(item.get("statusCode")) not in (None, 0):
-            return
         event = device_event(addr, item.get("value"), _int(item.get("time")))
         if event is None:
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from bridge.events import event_name
@@ -31,10 +32,17 @@ _NOT_EVENTS = frozenset({"normal", "none", ""})
 
 def is_event_dp(dp: DpSpec) -> bool:
     """Whether a DP reports momentary events rather than state."""
-    return dp.type == "Enum" and (_BUTTON.fullmatch(dp.code) is not None
-                                  or dp.code in _OTHER_EVENTS)
+    return _is_event(dp.type, dp.code)
 
 
+@lru_cache(maxsize=4096)
+def _is_event(dp_type: str, code: str) -> bool:
+    """:func:`is_event_dp` by the DP's (hashable) type and code: asked per DP of every pushed
+    report, so the regex runs once per distinct DP (DpSpec itself is unhashable)."""
+    return dp_type == "Enum" and (_BUTTON.fullmatch(code) is not None or code in _OTHER_EVENTS)
+
+
+@lru_cache(maxsize=4096)
 def _button(code: str) -> str:
     match = _BUTTON.fullmatch(code)
     return match.group(1) if match else "1"
