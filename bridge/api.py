@@ -185,7 +185,21 @@ class Api:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def canonical(self, command: str) -> str:
+        """The command's name (``device/rename``) also when it was written with ``_`` for the
+        separator (``device_rename``), as on brokers whose topics cannot hold a ``.`` (NATS):
+        a name that is a command as written stays what it is (``health_check``)."""
+        if command in COMMANDS or "_" not in command:
+            return command
+        if command in _UNDERSCORED:
+            return _UNDERSCORED[command]
+        for kind in {b.kind for b in self.bridge.backends.values()}:
+            if command.startswith(kind + "_"):
+                return kind + "/" + command[len(kind) + 1:].replace("_", "/")
+        return command
+
     def _validate(self, command: str, body: dict[str, Any]) -> tuple[Handler, Any]:
+        command = self.canonical(command)
         entry = COMMANDS.get(command)
         if entry is not None:
             schema, handler = entry
@@ -398,3 +412,6 @@ COMMANDS: dict[str, tuple[type[Args], Handler]] = {
     "restart": (NoArgs, _restart),
 }
 """Every built-in command with its argument schema; ``<kind>/...`` goes to that backend."""
+
+_UNDERSCORED = {name.replace("/", "_"): name for name in COMMANDS if "/" in name}
+"""``device_rename`` → ``device/rename``: the commands of several words, spelled without dots."""

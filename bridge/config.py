@@ -12,6 +12,7 @@ value can never inject YAML: ``${VAR}``, ``${VAR:-default}`` (default when unset
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 import os
 import re
@@ -159,6 +160,27 @@ def _mqtt_url(value: str) -> str:
     return f"{'mqtts' if tls else 'mqtt'}://{host_text(host)}:{port}"
 
 
+def _mqtt_urls(value: Any) -> Any:
+    """Several brokers: a YAML list, or one string of comma-separated URLs, joined with ``,``
+    after each is normalised (the first is the primary; see :attr:`MqttConfig.urls`)."""
+    items = value if isinstance(value, list) else (
+        value.split(",") if isinstance(value, str) else None)
+    if items is None:
+        return value
+    urls = [_mqtt_url(str(item)) for item in items if str(item).strip()]
+    if not urls:
+        raise ValueError("names no broker; use mqtt://host[:port]")
+    if len({url.split("://")[0] for url in urls}) > 1:
+        raise ValueError("mixes mqtt:// and mqtts://; every broker of the list must use the same")
+    return ",".join(urls)
+
+
+def _instance_id(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ValueError(f"may only contain A-Z a-z 0-9 _ - (at most 64 of them; got {value!r})")
+    return value
+
+
 def _mqtt_version(value: Any) -> Any:
     if isinstance(value, bool):
         return value
@@ -188,8 +210,16 @@ def _empty_to_none(value: Any) -> Any:
 class MqttConfig(Model):
     """The MQTT broker connection."""
 
-    url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"
-    """``mqtt://host[:port]`` (default port 1883) or ``mqtts://host[:port]`` (TLS, 8883)."""
+    url: Annotated[str, BeforeValidator(_mqtt_urls)] = "mqtt://127.0.0.1:1883"
+    """``mqtt://host[:port]`` (default port 1883) or ``mqtts://host[:port]`` (TLS, 8883); a list
+    (or comma-separated) names several brokers, tried in order (the nodes of a cluster, or a
+    primary and a fallback)."""
+    topic_style: Annotated[
+        Literal["standard", "portable"],
+        BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    ] = "standard"
+    """``portable``: no ``.``, whitespace, ``*`` or ``>`` in topic levels from device data, for
+    NATS and RabbitMQ (see README, "Brokers")."""
     base_topic: Annotated[str, AfterValidator(_topic_prefix)] = "aqara"
     username: Annotated[str | None, BeforeValidator(_empty_to_none)] = None
     password: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
@@ -211,6 +241,8 @@ class MqttConfig(Model):
         if not isinstance(data, Mapping) or not isinstance(data.get("url"), str):
             return data
         url: str = data["url"].strip()
+        if "," in url:
+            return data  # several brokers: credentials go in username/password
         probe = url if "://" in url else "mqtt://" + url
         try:
             parts = urlsplit(probe)
@@ -241,8 +273,20 @@ class MqttConfig(Model):
         return value
 
     @property
+    def urls(self) -> list[str]:
+        """Every broker named, in order (the first is :attr:`host`/:attr:`port`)."""
+        return self.url.split(",")
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker named, in order."""
+        default = 8883 if self.use_tls else 1883
+        return [(parts.hostname or "", parts.port or default)
+                for parts in map(urlsplit, self.urls)]
+
+    @property
     def _parts(self) -> SplitResult:
-        return urlsplit(self.url)
+        return urlsplit(self.urls[0])
 
     @property
     def host(self) -> str:
@@ -287,6 +331,15 @@ class HomeAssistantConfig(Model):
     """One config message per device (Home Assistant 2024.11+); False: one per entity."""
     status_topic: Annotated[str, AfterValidator(_topic_prefix)] = "homeassistant/status"
     """Home Assistant's birth/will topic; ``online`` there makes the bridge re-announce."""
+
+
+class InstanceConfig(Model):
+    """Who this bridge is among several on one broker (see README, "Several instances")."""
+
+    id: Annotated[str | None, BeforeValidator(_empty_to_none), AfterValidator(_instance_id)] = None
+    """Unique per bridge on a broker; default: the base topic (``aqara``), so a single bridge
+    needs none. It names the Homie root device (``aqara-mqtt-<id>``, ``aqara-mqtt`` for
+    ``aqara``) and is how two bridges on one base topic tell each other apart."""
 
 
 class HomieConfig(Model):
@@ -386,13 +439,14 @@ class LogConfig(Model):
     ] = "console"
 
 
-_SECTIONS = ("mqtt", "homeassistant", "devices", "bridge", "log", "frontend")
+_SECTIONS = ("mqtt", "homeassistant", "devices", "bridge", "log", "frontend", "instance")
 
 
 class Config(Model):
     """The whole configuration file."""
 
     mqtt: MqttConfig = MqttConfig()
+    instance: InstanceConfig = InstanceConfig()
     backends: list[BackendConfig]
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     homie: HomieConfig = HomieConfig()
@@ -466,6 +520,18 @@ class Config(Model):
             owners[name] = device_id
         return self
 
+    @property
+    def instance_id(self) -> str:
+        """``instance.id``, else the base topic with each ``/`` (and anything an id cannot
+        hold) as ``_``: ``aqara`` for a default install."""
+        return self.instance.id or re.sub(r"[^A-Za-z0-9_-]", "_", self.mqtt.base_topic)[:64]
+
+    def hub_keys(self) -> list[str]:
+        """A fingerprint of each hub this bridge serves (backend kind, name and address, no
+        secret): two bridges with none in common are two instances, not two runs of one."""
+        return sorted(hashlib.sha256(backend.hub_key().encode()).hexdigest()[:12]
+                      for backend in self.backends)
+
     def device_options(self, device_id: str) -> DeviceOptions:
         """The options of a device (defaults when the config does not mention it)."""
         return self.devices.get(device_id, _DEFAULT_DEVICE)
@@ -475,7 +541,9 @@ class Config(Model):
         mqtt = self.mqtt
         return {
             "mqtt": {
-                "url": mqtt.url,
+                "url": mqtt.urls[0],
+                "urls": mqtt.urls,
+                "topic_style": mqtt.topic_style,
                 "host": mqtt.host,
                 "port": mqtt.port,
                 "tls": mqtt.use_tls,
@@ -489,6 +557,7 @@ class Config(Model):
                 "keepalive": mqtt.keepalive,
                 "max_queued": mqtt.max_queued,
             },
+            "instance": {"id": self.instance_id},
             "backends": [backend.summary() for backend in self.backends],
             "homeassistant": self.homeassistant.public_dict(),
             "homie": self.homie.public_dict(),

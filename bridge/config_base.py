@@ -196,6 +196,16 @@ class BackendConfigBase(Model):
         """Non-secret facts for ``bridge/info``."""
         return self.public_dict()
 
+    def hub_key(self) -> str:
+        """What identifies the hub or account served (kind, name, address; no secret)."""
+        fields = [str(getattr(self, key)) for key in _HUB_FIELDS
+                  if getattr(self, key, None) is not None]
+        return "|".join([self.type, self.name, *fields])
+
+
+_HUB_FIELDS = ("url", "region", "app_id", "client_id", "uid", "account")
+"""The fields of a backend's config that say which hub or cloud account it serves."""
+
 
 def not_blank(value: str) -> str:
     if not value.strip():

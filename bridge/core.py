@@ -23,6 +23,7 @@ from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_set
 from bridge.entries import DeviceEntry
 from bridge.extension import Output
+from bridge.instance import GuardOutcome, Identity, InstanceGuard, rival_message
 from bridge.logsetup import get_logger
 from bridge.messages import (
     JSON_PROPERTIES,
@@ -52,7 +53,7 @@ from bridge.model import (
     WriteItem,
 )
 from bridge.ratelimit import RateLimitedLog
-from bridge.topics import BridgeRequest, TopicScheme, device_level
+from bridge.topics import BridgeRequest, TopicScheme
 
 log = get_logger("bridge.core")
 
@@ -80,6 +81,8 @@ class CoreOptions:
     """The core's settings (from the ``mqtt``, ``devices`` and ``bridge`` config sections)."""
 
     base_topic: str = "aqara"
+    topic_style: str = "standard"
+    """How levels from device data are spelled (:data:`bridge.topics.TOPIC_STYLES`)."""
     friendly_names: Mapping[str, str] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
     write_window: float = 0.05
@@ -89,6 +92,8 @@ class CoreOptions:
     clear_stale_topics: bool = True
     """For the topic tree output: sweep retained topics of devices that are gone."""
     info: Mapping[str, Any] = field(default_factory=dict)
+    instance: Identity | None = None
+    """This bridge among several on a broker (default: its base topic, no hubs named)."""
 
 
 class Bridge:
@@ -97,7 +102,7 @@ class Bridge:
     def __init__(self, backends: Sequence[Backend], options: CoreOptions) -> None:
         self.backends = {backend.name: backend for backend in backends}
         self.options = options
-        self.topics = TopicScheme(options.base_topic)
+        self.topics = TopicScheme(options.base_topic, options.topic_style)
         self.devices: dict[str, DeviceEntry] = {}
         self._by_topic: dict[str, DeviceEntry] = {}
         self._coalescers = {name: WriteCoalescer[Origin]() for name in self.backends}
@@ -128,6 +133,16 @@ class Bridge:
         self._repeats = events.RepeatFilter()
         self.events_fired = 0
         self.events_repeated = 0
+        self.identity = options.instance or Identity(options.base_topic.replace("/", "_"), ())
+        self.guard: InstanceGuard | None = None
+        self._hold: Callable[[str | None], None] | None = None
+        self.owned: dict[str, str] = {}
+        """Device id → topic level this instance published before this connection (its
+        manifest on the broker, read at each connect): with the current devices, what a
+        clean-up may clear."""
+        self.on_conflict: Callable[[str], None] | None = None
+        """Called with the reason when another bridge owns the base topic (the app stops)."""
+        self.conflict: str | None = None
 
     # ---- wiring ---------------------------------------------------------------------------
 
@@ -170,8 +185,67 @@ class Bridge:
         """Publish a JSON document, with its MQTT 5 content type."""
         self.publish(topic, document, retain, JSON_PROPERTIES)
 
+    def guard_base_topic(self, hold: Callable[[str | None], None]) -> None:
+        """Check at each connect, before publishing, that no other bridge owns the base topic
+        (:mod:`bridge.instance`); ``hold(prefix)`` makes the link park every publish but those
+        under ``prefix`` (None: publish again)."""
+        self._hold = hold
+        self.guard = InstanceGuard(self.topics, self.identity, self._guarded,
+                                   self._rival, self._state_lost)
+
     def on_mqtt_connected(self) -> None:
-        """After every broker (re)connect: state online, and every retained topic republished."""
+        """After every broker (re)connect: learn who owns the base topic (when guarded), then
+        state online and every retained topic republished."""
+        if self.guard is not None and self._hold is not None and self._mqtt is not None:
+            self._hold(self.topics.bridge("instance_sync/"))
+            self.guard.start(self._mqtt)
+            return
+        self._claimed()
+
+    def _guarded(self, outcome: GuardOutcome) -> None:
+        assert self._hold is not None
+        assert self.guard is not None
+        if outcome.conflict is not None:
+            self._refuse(outcome.conflict)
+            return
+        if outcome.adopted_foreign:
+            log.warning("the base topic was last used by another bridge (now offline); its "
+                        "retained topics are left as they are", base_topic=self.topics.base)
+        self.owned = dict(outcome.owned)
+        self._hold(None)
+        self._claimed()
+        self.guard.watch()
+
+    def _refuse(self, reason: str) -> None:
+        """Another bridge owns the base topic: publish nothing, say why, let the app stop."""
+        self.conflict = reason
+        log.error(reason)
+        if self.on_conflict is not None:
+            self.on_conflict(reason)
+
+    def _rival(self, other: Identity) -> None:
+        """A live process of another bridge published on our ``bridge/info``."""
+        reason = rival_message(self.identity, other, self.topics.base)
+        if self.identity.yields_to(other):
+            self._refuse(reason + f"; this one ({self.identity.describe()}) started later "
+                         "and stops")
+            return
+        log.warning(reason + "; this one started first and keeps the base topic")
+        self.publish(self.topics.bridge("state"), "online", True, TEXT_PROPERTIES)
+        self.publish_info()
+
+    def _state_lost(self) -> None:
+        """``bridge/state`` says offline while we run (a killed predecessor's late will)."""
+        if self.conflict is None:
+            log.info("bridge/state was set to offline by another client; publishing online")
+            self.publish(self.topics.bridge("state"), "online", True, TEXT_PROPERTIES)
+
+    def owned_devices(self) -> Mapping[str, str]:
+        """:attr:`owned`: device id → level this instance published before this connection."""
+        return self.owned
+
+    def _claimed(self) -> None:
+        """The base topic is ours: state online, and every retained topic republished."""
         self.publish(self.topics.bridge("state"), "online", True, TEXT_PROPERTIES)
         self.publish_info()
         if self._snapshots_seen:
@@ -345,9 +419,9 @@ class Bridge:
     def _topic_name_for(self, device: Device) -> tuple[str, str]:
         friendly = self.options.friendly_names.get(device.id) or str(
             device.extra.get("friendly_name") or device.id)  # e.g. Tuya's rooms_in_topics
-        wanted = device_level(friendly)
+        wanted = self.topics.device_level(friendly)
         # lazily: the first free candidate, so a new device costs O(1), not O(devices)
-        candidates = itertools.chain((wanted, device_level(device.id)),
+        candidates = itertools.chain((wanted, self.topics.device_level(device.id)),
                                      (f"{wanted}_{n}" for n in itertools.count(2)))
         for name in candidates:
             holder = self._by_topic.get(name)
@@ -364,7 +438,7 @@ class Bridge:
             entry = DeviceEntry(device, backend, friendly, name)
             self.devices[device.id] = entry
             self._by_topic[name] = entry
-            self._by_topic.setdefault(device_level(device.id), entry)
+            self._by_topic.setdefault(self.topics.device_level(device.id), entry)
             self._publish_availability(entry)
             for output in self.outputs:
                 output.device_added(entry)
@@ -386,7 +460,7 @@ class Bridge:
         del self.devices[entry.device.id]
         for output in self.outputs:
             output.device_removed(entry.device.id)
-        for name in (entry.topic_name, device_level(entry.device.id)):
+        for name in (entry.topic_name, self.topics.device_level(entry.device.id)):
             if self._by_topic.get(name) is entry:
                 del self._by_topic[name]
 
@@ -416,7 +490,7 @@ class Bridge:
 
         Raises ValueError when the name is unusable or taken by another device.
         """
-        level = device_level(name)
+        level = self.topics.device_level(name)
         if level != name.strip():
             raise ValueError(f"'{name}' cannot be a topic level (no + # / or control "
                              f"characters, not 'bridge'); try '{level}'")
@@ -429,7 +503,7 @@ class Bridge:
         entry.friendly_name = name.strip()
         entry.topic_name = level
         self._by_topic[level] = entry
-        self._by_topic.setdefault(device_level(entry.device.id), entry)
+        self._by_topic.setdefault(self.topics.device_level(entry.device.id), entry)
         entry.available = None  # published again under the new topic level
         self._publish_availability(entry)
         for output in self.outputs:
@@ -450,6 +524,7 @@ class Bridge:
             "version": __version__,
             "started_at": int(self.started_at),
             "health": health.assess(backends).as_json(),
+            "instance": self.identity.as_json(),
             "backends": backends,
             "config": dict(self.options.info),
         }
@@ -506,6 +581,11 @@ class Bridge:
 
     def handle_message(self, message: IncomingMessage) -> None:
         """Dispatch one message received on the bridge's or the outputs' subscriptions."""
+        if self.guard is not None and self.guard.handle(message.topic, message.payload,
+                                                        message.retain):
+            return
+        if self.conflict is not None:
+            return  # not ours to act on: the app is stopping
         command = self.topics.parse(message.topic)
         if isinstance(command, BridgeRequest):
             if self.request_handler is not None:

@@ -44,6 +44,12 @@ class Core(Protocol):
         """The device whose topic level (or id as a level) is ``level``."""
         ...
 
+    def owned_devices(self) -> Mapping[str, str]:
+        """Device id → topic level of every device this instance published before this
+        connection (its manifest on the broker): with the current devices, all a clean-up may
+        clear."""
+        ...
+
     def reject(self, origin: Origin, reason: str) -> None:
         """Answer a request that cannot be carried out (and log it on ``bridge/log``)."""
         ...

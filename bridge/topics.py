@@ -65,6 +65,28 @@ def device_level(name: str) -> str:
     return level
 
 
+TOPIC_STYLES = ("standard", "portable")
+"""``standard``: every character MQTT allows in a level; ``portable``: also no ``.``, no
+whitespace and no ``*`` or ``>``, so the topics are legal on NATS (whose subjects use ``.`` as
+their separator and forbid spaces) and mean the same on RabbitMQ (which maps ``.`` to ``/``)."""
+
+_NOT_PORTABLE = re.compile(r"[.\s*>]")
+
+
+@lru_cache(maxsize=16384)
+def portable_level(text: str) -> str:
+    """:func:`sanitize_level`, and ``.``, whitespace, ``*`` and ``>`` become ``_`` too."""
+    return _NOT_PORTABLE.sub("_", sanitize_level(text))
+
+
+def portable_device_level(name: str) -> str:
+    """:func:`device_level` in the portable style."""
+    level = portable_level(name)
+    if level in RESERVED_DEVICE_LEVELS:
+        return level + "_"
+    return level
+
+
 # ---- parsed incoming topics ---------------------------------------------------------------------
 
 
@@ -125,17 +147,29 @@ def _quote(level: str) -> str:
 
 
 class TopicScheme:
-    """Builds and parses the bridge's topics under ``base`` (e.g. ``aqara`` or ``home/aqara``)."""
+    """Builds and parses the bridge's topics under ``base`` (e.g. ``aqara`` or ``home/aqara``),
+    with levels from device data spelled in ``style`` (see :data:`TOPIC_STYLES`)."""
 
-    __slots__ = ("_bridge", "_prefix", "_prefix_len", "base")
+    __slots__ = ("_bridge", "_prefix", "_prefix_len", "base", "device_level", "level", "style")
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, style: str = "standard") -> None:
+        if style not in TOPIC_STYLES:
+            raise ValueError(f"topic style {style!r} must be one of {', '.join(TOPIC_STYLES)}")
+        self.style = style
+        portable = style == "portable"
+        self.level = portable_level if portable else sanitize_level
+        """A level from device data (a function or trait code) in this style."""
+        self.device_level = portable_device_level if portable else device_level
+        """A device's topic level for its name in this style."""
         if not base or base.startswith("/") or base.endswith("/") or "//" in base:
             raise ValueError(f"base topic {base!r} must be non-empty levels separated by '/'")
         if base.startswith("$") or any(c in base for c in "+#\x00"):
             raise ValueError(
                 f"base topic {base!r} must not contain '+', '#', NUL or start with '$'"
             )
+        if portable and _NOT_PORTABLE.search(base):
+            raise ValueError(f"base topic {base!r} must not contain '.', spaces, '*' or '>' "
+                             "with the portable topic style")
         self.base = base
         self._prefix = base + "/"
         self._prefix_len = len(self._prefix)
@@ -149,15 +183,15 @@ class TopicScheme:
 
     def device(self, name: str) -> str:
         """``<base>/<device>``: the device's JSON document."""
-        return self._prefix + device_level(name)
+        return self._prefix + self.device_level(name)
 
     def availability(self, name: str) -> str:
         """``<base>/<device>/availability``."""
-        return f"{self._prefix}{device_level(name)}/availability"
+        return f"{self._prefix}{self.device_level(name)}/availability"
 
     def event(self, name: str) -> str:
         """``<base>/<device>/event``: the device's presses and gestures (never retained)."""
-        return f"{self._prefix}{device_level(name)}/event"
+        return f"{self._prefix}{self.device_level(name)}/event"
 
     def trait(self, name: str, address: TraitAddress) -> str:
         """``<base>/<device>/<endpointId>/<functionCode>/<traitCode>``."""
@@ -165,16 +199,16 @@ class TopicScheme:
 
     def trait_prefix(self, name: str) -> str:
         """``<base>/<device>/``: what every trait topic of the device starts with."""
-        return f"{self._prefix}{device_level(name)}/"
+        return f"{self._prefix}{self.device_level(name)}/"
 
-    @staticmethod
-    def trait_suffix(endpoint_id: int, function_code: str, trait_code: str) -> str:
+    def trait_suffix(self, endpoint_id: int, function_code: str, trait_code: str) -> str:
         """``<endpointId>/<functionCode>/<traitCode>``: the rest of a trait topic."""
-        return f"{endpoint_id}/{sanitize_level(function_code)}/{sanitize_level(trait_code)}"
+        level = self.level
+        return f"{endpoint_id}/{level(function_code)}/{level(trait_code)}"
 
     def response(self, command: str) -> str:
         """``<base>/bridge/response/<command>``, each level of the command sanitised."""
-        return self._bridge + "response/" + "/".join(map(sanitize_level, command.split("/")))
+        return self._bridge + "response/" + "/".join(map(self.level, command.split("/")))
 
     def response_to(self, request_topic: str) -> str:
         """The response topic of a request topic, with the command written the same way

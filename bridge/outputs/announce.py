@@ -9,7 +9,11 @@ owns its device reported the device gone (a removed event, or absence from a com
 which backends only deliver while connected). Retained configs of devices the bridge does not
 know (yet) are kept as *orphans*; a device that shows up later adopts them, and only once every
 backend has delivered a complete snapshot (:meth:`HomeAssistantDiscovery.backends_complete`)
-are the remaining orphans cleared. A hub that is down, slow or never connected removes nothing.
+are the remaining orphans cleared, and only those this instance provably published: the config
+names this bridge's ``<base>/bridge/state`` as its availability and its device is in this
+instance's manifest (:meth:`bridge.extension.Core.owned_devices`). Another bridge's configs
+under the same prefix are never touched. A hub that is down, slow or never connected removes
+nothing.
 
 Configs retained in the other layout (``device_based`` switched) are migrated the way Home
 Assistant documents it: ``{"migrate_discovery": true}`` on the old topics, then the new configs,
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.extension import Core, Output
 from bridge.logsetup import get_logger
 from bridge.messages import IncomingMessage, MqttPort
-from bridge.outputs.announced import Announced, Config
+from bridge.outputs.announced import Announced, Config, availability_topics
 from bridge.outputs.discovery import (
     DiscoveryOptions,
     device_object_id,
@@ -83,6 +87,7 @@ class HomeAssistantDiscovery(Output):
         """Object id → retained configs of devices no backend has reported (yet)."""
         self.messages_sent = 0
         self._mqtt: MqttPort | None = None
+        self._core: Core | None = None
         self.in_step = False
         """True once the retained configs were learned and reconciled after a connect."""
         self.complete = False
@@ -101,8 +106,9 @@ class HomeAssistantDiscovery(Output):
         self._object_prefix = f"{options.node_id}_"
 
     def attach(self, mqtt: MqttPort, core: Core | None = None) -> None:
-        """Use this MQTT link (discovery never writes to a device)."""
+        """Use this MQTT link (discovery never writes to a device), and the core's manifest."""
         self._mqtt = mqtt
+        self._core = core
 
     @property
     def subscriptions(self) -> list[str]:
@@ -167,10 +173,26 @@ class HomeAssistantDiscovery(Output):
 
     def _clear_orphans(self) -> None:
         orphans, self.orphans = self.orphans, {}
-        for configs in orphans.values():
-            self._send(discovery_changes(configs, {}))
-        if orphans:
-            log.info("home assistant configs of vanished devices cleared", devices=len(orphans))
+        owned = self._owned_object_ids()
+        cleared = kept = 0
+        for object_id, configs in orphans.items():
+            ours = {t: p for t, p in configs.items() if object_id in owned and self._ours(p)}
+            self._send(discovery_changes(ours, {}))
+            cleared += bool(ours)
+            kept += len(configs) - len(ours)
+        if cleared:
+            log.info("home assistant configs of vanished devices cleared", devices=cleared)
+        if kept:
+            log.info("home assistant configs of other bridges kept", configs=kept)
+
+    def _owned_object_ids(self) -> set[str]:
+        owned = self._core.owned_devices() if self._core is not None else {}
+        return {device_object_id(device_id, self.options) for device_id in owned}
+
+    def _ours(self, payload: str) -> bool:
+        """Whether a retained config was published by this bridge: its availability names
+        this bridge's state topic (zigbee2mqtt decides the same way)."""
+        return self.scheme.bridge("state") in availability_topics(payload)
 
     # ---- device changes -------------------------------------------------------------------
 
@@ -246,7 +268,8 @@ class HomeAssistantDiscovery(Output):
         self._hubs.clear()
         previous: dict[str, str | Config] = dict(self.published.pop(device_id, {}))
         previous.update(self._migrating.pop(device_id, {}))
-        previous.update(self.orphans.pop(device_object_id(device_id, self.options), {}))
+        orphans = self.orphans.pop(device_object_id(device_id, self.options), {})
+        previous.update({t: p for t, p in orphans.items() if self._ours(p)})
         if self.in_step:
             self._send(discovery_changes(previous, {}))
 

@@ -52,6 +52,29 @@ def removable_components(payload: str) -> Components:
                  if isinstance(config, dict) and len(config) > 1)
 
 
+def availability_topics(payload: str) -> set[str]:
+    """The availability topics a discovery config names (``avty``/``availability`` lists of
+    ``t``/``topic``, or ``avty_t``/``availability_topic``), in either layout."""
+    try:
+        document = jsonlimits.loads(payload, jsonlimits.MQTT_MAX_BYTES)  # retained by anyone
+    except ValueError:
+        return set()
+    if not isinstance(document, dict):
+        return set()
+    topics: set[str] = set()
+    for key in ("avty_t", "availability_topic"):
+        if isinstance(document.get(key), str):
+            topics.add(document[key])
+    for key in ("avty", "availability"):
+        items = document.get(key)
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict):
+                topic = item.get("t", item.get("topic"))
+                if isinstance(topic, str):
+                    topics.add(topic)
+    return topics
+
+
 class Config(NamedTuple):
     """An announced config: its digest and its components."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -40,14 +41,27 @@ if TYPE_CHECKING:
     from bridge.outputs.homie import Layout
 
 ROOT_ID = "aqara-mqtt"
-"""The Homie id of the bridge's own (root) device."""
+"""The Homie id of the bridge's own (root) device, for the default instance (``aqara``)."""
+
+
+def root_id(instance_id: str) -> str:
+    """The root device's Homie id for an instance: :data:`ROOT_ID` for the default instance
+    ``aqara`` (so a single bridge keeps it), else ``aqara-mqtt-<instance>``, so two bridges on
+    one broker never share a root (and its list of children)."""
+    if instance_id == "aqara":
+        return ROOT_ID
+    slug = re.sub(r"[^a-z0-9]+", "-", instance_id.lower()).strip("-")
+    return f"{ROOT_ID}-{slug}" if slug else ROOT_ID
 
 
 class HomieOutput(Output):
     """Keeps ``homie/5/…`` in step with the bridge's devices."""
 
-    def __init__(self, root: str, entries: Callable[[], Iterable[DeviceEntry]]) -> None:
+    def __init__(self, root: str, entries: Callable[[], Iterable[DeviceEntry]],
+                 root_device: str = ROOT_ID) -> None:
         self.root = root
+        self.root_device = root_device
+        """The Homie id of the bridge's own device (see :func:`root_id`)."""
         self.entries = entries
         self._mqtt: MqttPort | None = None
         self._core: Core | None = None
@@ -72,7 +86,7 @@ class HomieOutput(Output):
     @property
     def root_state_topic(self) -> str:
         """The root device's ``$state`` (the keeper connection's will: ``lost``)."""
-        return f"{self.root}/5/{ROOT_ID}/$state"  # ROOT_ID is already a Homie id
+        return f"{self.root}/5/{self.root_device}/$state"
 
     def root_messages(self) -> dict[str, str]:
         """The root device: its description listing the children, and ``ready``."""
@@ -80,7 +94,7 @@ class HomieOutput(Output):
         digest = hashlib.sha256("\n".join(children).encode()).hexdigest()
         description = {"homie": HOMIE_VERSION, "name": "aqara-mqtt bridge",
                        "version": int(digest[:12], 16), "children": children, "nodes": {}}
-        return {f"{self.root}/5/{ROOT_ID}/$description": json.dumps(description),
+        return {f"{self.root}/5/{self.root_device}/$description": json.dumps(description),
                 self.root_state_topic: READY}
 
     def on_connected(self) -> None:
@@ -109,7 +123,7 @@ class HomieOutput(Output):
     def device_changed(self, entry: DeviceEntry) -> None:
         """(Re)announce a device whose description or name changed."""
         device = entry.device
-        messages = homie_messages(device, root=self.root, parent=ROOT_ID)
+        messages = homie_messages(device, root=self.root, parent=self.root_device)
         known = self._topics.get(device.id)
         if known is not None and known == messages:
             return

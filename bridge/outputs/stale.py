@@ -1,18 +1,21 @@
-"""Clearing retained topics under the base topic that belong to no current device.
+"""Clearing retained topics under the base topic of devices this instance published and that
+are gone.
 
 A device renamed in the config, excluded, or removed while the bridge was down leaves its
-retained topics (``<base>/<old name>/…``) behind. After every broker (re)connect the sweeper
-learns which device levels the broker retains (from ``<base>/<device>`` and
-``<base>/<device>/availability``, which the bridge publishes for every device); once every
-backend has delivered a complete snapshot, the levels that belong to no current device are
-stale: everything retained under them is learned in a second round and cleared. Nothing is
-cleared before that point, so a hub that is down, slow or never connected removes nothing.
-Retained ``/set`` and ``/get`` commands (a command is never state) are cleared at the same time.
+retained topics (``<base>/<old level>/…``) behind. Which levels this instance published before
+is its manifest, the retained ``bridge/devices`` it published last (read at every connect by
+:mod:`bridge.instance`, and kept up as devices are published): never "whatever is under the base
+topic", which may be another bridge's or another program's. Once every backend has delivered a
+complete snapshot, the levels of the manifest that belong to no current device are stale:
+their device document and availability are cleared, and everything retained under them is
+learned in a second round and cleared. Nothing is cleared before that point, so a hub that is
+down, slow or never connected removes nothing. Retained ``/set`` and ``/get`` commands (a
+command is never state) to this instance's devices are cleared at the same time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bridge.logsetup import get_logger
 from bridge.messages import MqttPort
@@ -23,21 +26,23 @@ log = get_logger("bridge.stale")
 
 
 class StaleTopicSweeper:
-    """Learns the device levels retained under the base topic and clears the stale ones."""
+    """Clears the retained topics of this instance's device levels that are stale."""
 
-    def __init__(self, scheme: TopicScheme, current_levels: Callable[[], set[str]]) -> None:
+    def __init__(self, scheme: TopicScheme, current_levels: Callable[[], set[str]],
+                 owned: Callable[[], Mapping[str, str]] = dict) -> None:
         self.scheme = scheme
         self.current_levels = current_levels
+        self.owned = owned
+        """Device id → level this instance published (the core's manifest)."""
         self.complete = False
         self.cleared = 0
         """Retained topics cleared so far (for tests and the log)."""
         self._mqtt: MqttPort | None = None
-        self._levels: set[str] | None = None
+        self._connected = False
+        self._swept = False
+        """The stale levels of this connection were handled."""
         self._commands: set[str] = set()
-        base = scheme.base
-        self._prefix = base + "/"
-        self._levels_learner = RetainedLearner(
-            scheme.bridge("stale_sync"), [f"{base}/+", f"{base}/+/availability"], self._is_device)
+        self._prefix = scheme.base + "/"
         self._topics_learner: RetainedLearner | None = None
 
     def attach(self, mqtt: MqttPort) -> None:
@@ -45,22 +50,20 @@ class StaleTopicSweeper:
         self._mqtt = mqtt
 
     def on_connected(self) -> None:
-        """Learn which device levels the broker retains."""
-        if self._mqtt is None:
-            return
-        self._levels = None
+        """A new connection: its stale levels are swept once every backend is complete."""
+        self._connected = self._mqtt is not None
+        self._swept = False
         self._topics_learner = None
-        self._levels_learner.start(self._mqtt, self._levels_learned)
+        self._sweep()
 
     def handle(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Take a message; True when it belonged to a learning round."""
-        if self._levels_learner.handle(topic, payload, retain):
-            return True
         learner = self._topics_learner
         return learner is not None and learner.handle(topic, payload, retain)
 
     def retained_command(self, topic: str) -> None:
-        """A ``/set`` or ``/get`` the broker retains: cleared with the next sweep."""
+        """A ``/set`` or ``/get`` the broker retains: cleared with the next sweep, when it
+        addresses a device of this instance."""
         self._commands.add(topic)
         self._sweep()
 
@@ -69,24 +72,24 @@ class StaleTopicSweeper:
         self.complete = True
         self._sweep()
 
-    def _is_device(self, topic: str) -> bool:
-        level = topic[len(self._prefix):].split("/", 1)[0]
-        return level != "bridge"
-
-    def _levels_learned(self, learned: dict[str, bytes]) -> None:
-        self._levels = {topic[len(self._prefix):].split("/", 1)[0] for topic in learned}
-        self._sweep()
-
     def _sweep(self) -> None:
-        if not self.complete or self._levels is None or self._mqtt is None:
+        if not self.complete or not self._connected or self._mqtt is None:
             return
         commands, self._commands = self._commands, set()
-        self._clear(commands)
-        stale = sorted(self._levels - self.current_levels())
-        self._levels = set()
+        ours = self.current_levels() | set(self.owned().values())
+        self._clear({topic for topic in commands
+                     if topic[len(self._prefix):].split("/", 1)[0] in ours})
+        if self._swept:
+            return
+        self._swept = True
+        stale = sorted(set(self.owned().values()) - self.current_levels())
         if not stale:
             return
         log.info("clearing retained topics of vanished devices", devices=stale)
+        # exact topics first: a broker may keep retained messages for exact subscriptions
+        # only (RabbitMQ), where the learning round below finds nothing
+        self._clear({topic for level in stale for topic in (
+            self.scheme.device(level), self.scheme.availability(level))})
         self._topics_learner = RetainedLearner(
             self.scheme.bridge("stale_sync"), [f"{self._prefix}{level}/#" for level in stale])
         self._topics_learner.start(self._mqtt, lambda learned: self._clear(set(learned)))

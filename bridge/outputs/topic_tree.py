@@ -61,13 +61,14 @@ class TopicTree(Output):
         self._core: Core | None = None
         self._devices: dict[str, DeviceTopics] = {}
         """Device id → its topic level, trait topics and what it holds retained."""
-        self._layouts = Layouts()
+        self._layouts = Layouts(topics)
         self._dirty_docs: set[str] = set()
         self._docs_scheduled = False
         self.stale: StaleTopicSweeper | None = None
         if clear_stale_topics:
             self.stale = StaleTopicSweeper(
-                topics, lambda: {d.entry.topic_name for d in self._devices.values()})
+                topics, lambda: {d.entry.topic_name for d in self._devices.values()},
+                lambda: self._core.owned_devices() if self._core is not None else {})
 
     @property
     def subscriptions(self) -> list[str]:
@@ -243,9 +244,7 @@ class TopicTree(Output):
             return True
         device_id = entry.device.id
         if isinstance(command, TraitSet):
-            address = TraitAddress(device_id, command.endpoint_id, command.function_code,
-                                   command.trait_code)
-            core.write_all(entry, [(address, message.payload)], origin)
+            core.write_all(entry, [(self._address(entry, command), message.payload)], origin)
         elif isinstance(command, DeviceSet):
             try:
                 items = [(TraitAddress(device_id, e, f, t), raw)
@@ -258,8 +257,7 @@ class TopicTree(Output):
             else:
                 core.write_all(entry, items, origin)
         elif isinstance(command, TraitGet):
-            address = TraitAddress(device_id, command.endpoint_id, command.function_code,
-                                   command.trait_code)
+            address = self._address(entry, command)
             if entry.device.trait(*address[1:]) is None:
                 core.reject(origin, f"device '{command.device}' has no trait {address.path()}")
             else:
@@ -268,6 +266,19 @@ class TopicTree(Output):
             readable = [a for a, t in entry.device.iter_traits() if t.spec.readable]
             core.read(entry, tuple(readable), origin)
         return True
+
+    def _address(self, entry: DeviceEntry, command: TraitSet | TraitGet) -> TraitAddress:
+        """The trait a ``/set`` or ``/get`` topic names: its levels are the codes, or (for codes
+        a level cannot spell as they are) the levels the device's traits are published under."""
+        device_id = entry.device.id
+        address = TraitAddress(device_id, command.endpoint_id, command.function_code,
+                               command.trait_code)
+        if entry.device.trait(*address[1:]) is not None:
+            return address
+        published = self._devices.get(device_id)
+        place = None if published is None else published.layout.place_of(
+            f"{command.endpoint_id}/{command.function_code}/{command.trait_code}")
+        return address if place is None else TraitAddress(device_id, *place)
 
     def _ignore_retained(self, core: Core, origin: Origin) -> None:
         """A command the broker replays from its store (it was published with the retain flag):

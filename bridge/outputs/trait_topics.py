@@ -10,6 +10,7 @@ a topic is built (one concatenation) when it is published.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,14 +34,29 @@ def places(device: Device) -> tuple[Place, ...]:
 class TraitLayout:
     """The trait topic suffixes of devices with these traits, and each trait's bit."""
 
-    __slots__ = ("__weakref__", "places", "slots")
+    __slots__ = ("__weakref__", "_by_suffix", "places", "slots")
 
-    def __init__(self, trait_places: tuple[Place, ...]) -> None:
+    def __init__(self, trait_places: tuple[Place, ...], scheme: TopicScheme) -> None:
         self.places = trait_places
-        self.slots: dict[Place, tuple[int, str]] = {
-            place: (1 << index, TopicScheme.trait_suffix(*place))
-            for index, place in enumerate(trait_places)}
+        self.slots: dict[Place, tuple[int, str]] = {}
         """Place → (its bit, its topic suffix)."""
+        taken: set[str] = set()
+        for index, place in enumerate(trait_places):
+            suffix = scheme.trait_suffix(*place)
+            if suffix in taken:  # codes that spell alike as levels (``a.b`` and ``a_b``)
+                suffix = next(f"{suffix}_{n}" for n in itertools.count(2)
+                              if f"{suffix}_{n}" not in taken)
+            taken.add(suffix)
+            self.slots[place] = (1 << index, suffix)
+        self._by_suffix: dict[str, Place] | None = None
+
+    def place_of(self, suffix: str) -> Place | None:
+        """The trait a topic suffix (``<ep>/<fn>/<trait>`` as published) names, if any: a
+        ``/set`` to a level that is not the code itself (``PM2_5Density`` for ``PM2.5Density``
+        in the portable style) finds its trait here."""
+        if self._by_suffix is None:  # built on first use: most layouts never need it
+            self._by_suffix = {s: place for place, (_bit, s) in self.slots.items()}
+        return self._by_suffix.get(suffix)
 
     def suffixes(self, mask: int) -> Iterable[str]:
         """The suffixes of the traits whose bits are set in ``mask``."""
@@ -50,7 +66,8 @@ class TraitLayout:
 class Layouts:
     """One :class:`TraitLayout` per distinct list of traits, for as long as a device uses it."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheme: TopicScheme | None = None) -> None:
+        self.scheme = scheme or TopicScheme("aqara")
         self._layouts: weakref.WeakValueDictionary[tuple[Place, ...], TraitLayout] = (
             weakref.WeakValueDictionary())
 
@@ -59,7 +76,7 @@ class Layouts:
         key = places(device)
         layout = self._layouts.get(key)
         if layout is None:
-            layout = self._layouts[key] = TraitLayout(key)
+            layout = self._layouts[key] = TraitLayout(key, self.scheme)
         return layout
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@ from bridge.model import Device, DeviceRemoved, Snapshot
 from bridge.outputs.announce import MIGRATE_PAYLOAD, HomeAssistantDiscovery
 from bridge.outputs.discovery import DiscoveryOptions, discovery_messages
 from bridge.outputs.homie_output import HomieOutput
-from tests.unit.test_core import PLUG, FakeBackend, Rig, light, make_rig, plug
+from tests.unit.test_core import LIGHT, PLUG, FakeBackend, Rig, light, make_rig, plug
 
 PREFIX = "homeassistant/"
 
@@ -26,8 +26,10 @@ def configs(device: Device, device_based: bool = True) -> dict[str, str]:
     return discovery_messages(device, device.id, None, DiscoveryOptions(device_based=device_based))
 
 
-def connect(rig: Rig, retained: dict[str, str]) -> None:
-    """A broker connect: the announcer learns ``retained`` (as the broker replays it)."""
+def connect(rig: Rig, retained: dict[str, str], owned: tuple[str, ...] = (LIGHT, PLUG)) -> None:
+    """A broker connect: the announcer learns ``retained`` (as the broker replays it), with
+    ``owned`` as the devices of this instance's manifest (which the guard reads in the app)."""
+    rig.bridge.owned = {device_id: device_id for device_id in owned}
     rig.bridge.on_mqtt_connected()
     for topic, payload in retained.items():
         rig.send(topic, payload, retain=True)
@@ -50,6 +52,31 @@ async def test_a_hub_that_has_not_answered_removes_nothing() -> None:
     rig.snapshot(light())
     assert discovery_sent(rig) == dict.fromkeys(configs(plug()), "")
     assert discovery.orphans == {}
+
+
+async def test_configs_of_devices_outside_the_manifest_are_never_cleared() -> None:
+    """A retained config of a device this instance never published (another bridge's, on
+    another base topic or before this one) stays, though it names the same prefix."""
+    rig = make_rig()
+    discovery = with_discovery(rig)
+    connect(rig, {**configs(light()), **configs(plug())}, owned=(LIGHT,))
+    rig.snapshot(light())
+    assert discovery_sent(rig) == {}
+    assert discovery.orphans == {}
+
+
+async def test_configs_naming_another_bridges_state_are_never_cleared() -> None:
+    """Ownership is read from the config itself: its availability must be our bridge/state."""
+    rig = make_rig()
+    with_discovery(rig)
+    theirs = {topic: payload.replace('"aqara/bridge/state"', '"site_b/bridge/state"')
+              for topic, payload in configs(plug()).items()}
+    assert theirs != configs(plug())
+    connect(rig, {**configs(light()), **theirs})
+    rig.snapshot(light())
+    assert discovery_sent(rig) == {}
+    rig.bridge.handle_event(rig.backend, DeviceRemoved(PLUG))  # not ours either way
+    assert discovery_sent(rig) == {}
 
 
 async def test_every_backend_must_be_complete_before_orphans_go() -> None:

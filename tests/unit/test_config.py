@@ -165,6 +165,43 @@ def test_mqtt_url_errors(url: str, message: str) -> None:
     assert error(BACKEND + f"mqtt: {{url: '{url}'}}") == f"config.yaml: {message}"
 
 
+def test_several_brokers_as_a_list_or_a_comma_separated_string() -> None:
+    for value in ("[mqtt://a:1883, 'b:1884']", "'mqtt://a:1883, b:1884'"):
+        mqtt = load(BACKEND + f"mqtt: {{url: {value}}}").mqtt
+        assert mqtt.urls == ["mqtt://a:1883", "mqtt://b:1884"]
+        assert mqtt.brokers == [("a", 1883), ("b", 1884)]
+        assert (mqtt.host, mqtt.port) == ("a", 1883)
+    assert error(BACKEND + "mqtt: {url: [mqtt://a, mqtts://b]}") == (
+        "config.yaml: mqtt.url: mixes mqtt:// and mqtts://; every broker of the list must use "
+        "the same")
+    assert error(BACKEND + "mqtt: {url: []}") == (
+        "config.yaml: mqtt.url: names no broker; use mqtt://host[:port]")
+    assert error(BACKEND + "mqtt: {url: [mqtt://a, 'http://b']}").startswith(
+        "config.yaml: mqtt.url: unsupported scheme 'http://'")
+
+
+def test_topic_style_and_instance_id() -> None:
+    config = load(BACKEND + "mqtt: {topic_style: Portable, base_topic: home/aqara}")
+    assert config.mqtt.topic_style == "portable"
+    assert config.instance_id == "home_aqara"  # the base topic, as an id
+    assert load(BACKEND).instance_id == "aqara"
+    assert load(BACKEND + "instance: {id: site_a}").instance_id == "site_a"
+    assert error(BACKEND + "mqtt: {topic_style: dotted}").startswith(
+        "config.yaml: mqtt.topic_style:")
+    assert error(BACKEND + "instance: {id: 'a.b'}") == (
+        "config.yaml: instance.id: may only contain A-Z a-z 0-9 _ - (at most 64 of them; "
+        "got 'a.b')")
+
+
+def test_hub_keys_name_the_hubs_without_secrets() -> None:
+    config = load(BACKEND)
+    keys = config.hub_keys()
+    assert len(keys) == len(config.backends)
+    assert all(len(key) == 12 for key in keys)
+    other = load(BACKEND.replace("192.168.1.10", "192.168.1.11"))
+    assert set(keys).isdisjoint(other.hub_keys())
+
+
 def test_mqtt_credentials_from_url_are_moved_out() -> None:
     config = load(BACKEND + f"mqtt: {{url: 'mqtt://bob:{PASSWORD}%40x@broker:1884'}}")
     assert config.mqtt.url == "mqtt://broker:1884"
@@ -583,7 +620,7 @@ def test_unknown_top_level_key() -> None:
     assert error(BACKEND + "mqt: {}\n") == "config.yaml: mqt: unknown key (did you mean 'mqtt'?)"
     assert error(BACKEND + "zzz: 1\n") == (
         "config.yaml: zzz: unknown key "
-        "(allowed: mqtt, backends, homeassistant, homie, devices, bridge, log, frontend)"
+        "(allowed: mqtt, instance, backends, homeassistant, homie, devices, bridge, log, frontend)"
     )
 
 
@@ -873,6 +910,8 @@ def test_summary_has_no_secrets_and_useful_facts() -> None:
     assert "token" not in text
     assert summary["mqtt"] == {
         "url": "mqtts://broker:8883",
+        "urls": ["mqtts://broker:8883"],
+        "topic_style": "standard",
         "host": "broker",
         "port": 8883,
         "tls": True,

@@ -1033,14 +1033,20 @@ async def test_retained_command_is_ignored_then_cleared_once_backends_are_comple
     rig.send(f"{T}/Output/OnOff/set", "ON", retain=True)  # replayed by the broker
     assert "retained command ignored" in rig.mqtt.logs()[-1]["message"]
     assert not [s for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"]
-    stale = rig.tree.stale
-    assert stale is not None
-    marker = next(s.topic for s in rig.mqtt.sent if "/stale_sync/" in s.topic)
-    rig.send(marker, "1")  # the learning round is over: no stale device levels
     assert not [s for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"]
     rig.snapshot(light())  # the only backend is complete: now the command is cleared
     assert [s.payload for s in rig.mqtt.sent if s.topic == f"{T}/Output/OnOff/set"] == [""]
     assert rig.backend.writes == []
+
+
+async def test_a_retained_command_to_a_device_of_no_one_we_know_is_left_alone() -> None:
+    """Another bridge's (or an older one's) command under the base topic is not ours."""
+    rig = make_rig()
+    rig.bridge.on_mqtt_connected()
+    rig.snapshot(light())
+    rig.send("aqara/someone_else/1/Output/OnOff/set", "ON", retain=True)
+    assert "retained command ignored" in rig.mqtt.logs()[-1]["message"]
+    assert not [s for s in rig.mqtt.sent if s.topic.startswith("aqara/someone_else/")]
 
 
 async def test_writes_to_an_offline_device_or_a_disconnected_hub_are_rejected() -> None:

@@ -307,3 +307,21 @@ def test_the_bridge_never_needs_a_five_level_topic_of_its_own() -> None:
         for topic in (f"aqara/bridge/request/{dotted}",
                       t.response_to(f"aqara/bridge/request/{dotted}")):
             assert topic.count("/") == 3, topic
+
+
+def test_portable_style_spells_levels_without_dots_spaces_or_nats_wildcards() -> None:
+    scheme = TopicScheme("aqara", "portable")
+    address = TraitAddress("lumi1.54ef44d1e6a0", 1, "Air Quality", "PM2.5Density")
+    assert scheme.trait("lumi1.54ef44d1e6a0", address) == (
+        "aqara/lumi1_54ef44d1e6a0/1/Air_Quality/PM2_5Density")
+    assert scheme.device("kitchen light*>") == "aqara/kitchen_light__"
+    assert scheme.device_level("bridge") == "bridge_"
+    assert scheme.availability("a.b") == "aqara/a_b/availability"
+    assert scheme.response("device/rename") == "aqara/bridge/response/device/rename"
+    standard = TopicScheme("aqara")
+    assert standard.trait("lumi1.54ef44d1e6a0", address) == (
+        "aqara/lumi1.54ef44d1e6a0/1/Air Quality/PM2.5Density")
+    with pytest.raises(ValueError, match="portable"):
+        TopicScheme("home.aqara", "portable")
+    with pytest.raises(ValueError, match="topic style"):
+        TopicScheme("aqara", "dotted")

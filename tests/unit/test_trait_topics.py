@@ -6,7 +6,7 @@ import gc
 
 from bridge.entries import DeviceEntry
 from bridge.model import Device, TraitAddress
-from bridge.outputs.trait_topics import DeviceTopics, Layouts, TraitLayout, places
+from bridge.outputs.trait_topics import DeviceTopics, Layouts, places
 from bridge.topics import TopicScheme
 from tests.unit.test_core import BOOL_RW, LIGHT, PLUG, FakeBackend, light, make_device, plug
 
@@ -76,11 +76,23 @@ def test_relayout_returns_the_lost_traits_and_keeps_the_others_marked() -> None:
     assert topics.retained_topics() == {on}
 
 
-def test_codes_that_sanitise_alike_share_a_topic() -> None:
+def test_codes_that_sanitise_alike_get_topics_of_their_own() -> None:
+    """Two traits never share a topic (each value would overwrite the other's): the second
+    of two codes spelled alike as a level gets a numbered suffix, and /set finds either."""
     device = make_device("x", {1: {"a/b": {"t": (BOOL_RW, True)}, "a_b": {"t": (BOOL_RW, True)}}})
     topics = published(device, Layouts(), "x")
     first = topics.mark(TraitAddress("x", 1, "a/b", "t"))
-    assert topics.mark(TraitAddress("x", 1, "a_b", "t")) == first
-    assert topics.retained_topics() == {first}
-    assert topics.relayout(TraitLayout(((1, "a_b", "t"),))) == set()
-    assert topics.retained_topics() == {first}
+    second = topics.mark(TraitAddress("x", 1, "a_b", "t"))
+    assert (first, second) == ("home/aqara/x/1/a_b/t", "home/aqara/x/1/a_b/t_2")
+    assert topics.layout.place_of("1/a_b/t") == (1, "a/b", "t")
+    assert topics.layout.place_of("1/a_b/t_2") == (1, "a_b", "t")
+    assert topics.layout.place_of("1/nope/t") is None
+
+
+def test_portable_layouts_spell_codes_without_dots_and_find_them_back() -> None:
+    device = make_device("x", {1: {"Air Quality": {"PM2.5Density": (BOOL_RW, True)}}})
+    layout = Layouts(TopicScheme("aqara", "portable")).of(device)
+    assert layout.slots[(1, "Air Quality", "PM2.5Density")][1] == "1/Air_Quality/PM2_5Density"
+    assert layout.place_of("1/Air_Quality/PM2_5Density") == (1, "Air Quality", "PM2.5Density")
+    standard = Layouts(TopicScheme("aqara")).of(device)
+    assert standard.slots[(1, "Air Quality", "PM2.5Density")][1] == "1/Air Quality/PM2.5Density"
