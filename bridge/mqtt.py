@@ -10,6 +10,11 @@ ones in a bounded deque (the oldest are dropped and counted). While disconnected
 queued in paho but parked the same way (so a retained clear made meanwhile still reaches a
 persistent broker); the ``on_connected`` hook republishes the full state after every
 (re)connect, and what the broker never acknowledged is sent again.
+
+Connecting follows :mod:`bridge.connect_policy`: several brokers in order (failover), a backoff
+only after a whole round failed and reset only by a connection that lasted, MQTT 5 with an
+immediate 3.1.1 attempt when a broker refuses, hangs up on or ignores it, and topics a broker
+drops the connection for blocked once the drop repeats (:attr:`MqttLink.blocked`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import random
 import socket
 import ssl
 import threading
@@ -35,6 +39,18 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from bridge.connect_policy import (
+    QOS0_RING,
+    STABLE_AFTER,
+    Blocker,
+    Outcome,
+    Packet,
+    Rotation,
+    fallback,
+    fallback_text,
+    unacknowledged,
+    where,
+)
 from bridge.logsetup import get_logger
 from bridge.messages import IncomingMessage, Payload, PublishProperties
 from bridge.ratelimit import Throttle
@@ -58,12 +74,8 @@ DENIED_REPORT_INTERVAL = 60.0
 """Seconds between two reports of refused publishes to the same topic."""
 
 CONNACK_TIMEOUT = 10.0
-"""Seconds to wait for the broker's answer to CONNECT."""
-
-_PROTOCOL_REFUSALS = frozenset({
-    132,  # MQTT 5 CONNACK reason "Unsupported protocol version"
-    1,  # MQTT 3.1.1 CONNACK return code "unacceptable protocol version"
-})
+"""Seconds to wait for the broker's answer to CONNECT (an MQTT 5 one that 3.1.1 would follow
+gets half: see :meth:`MqttLink._connack_timeout`)."""
 
 
 class TlsFileError(Exception):
@@ -110,9 +122,28 @@ class MqttSettings:
     qos: int = 1
     max_queued: int = 10_000
     reconnect_max_delay: float = 30.0
+    failover: tuple[tuple[str, int], ...] = ()
+    """Further brokers ``(host, port)`` tried after ``host:port``, in order (the nodes of a
+    cluster, or a primary and a fallback), with the same credentials and TLS settings."""
+    stable_after: float = STABLE_AFTER
+    """Seconds a connection must last to reset the reconnect backoff (tests lower it)."""
     will_payload: str = "offline"
     stop_payload: str = "offline"
     """Published on the will topic by a clean :meth:`MqttLink.stop`."""
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """Every broker, in the order tried: ``(host, port)`` first, then :attr:`failover`."""
+        return ((self.host, self.port), *self.failover)
+
+
+class _Attempt(NamedTuple):
+    """How one CONNECT ended (see :data:`bridge.connect_policy.Outcome`)."""
+
+    outcome: Outcome
+    text: str = ""
+    code: int = 0
+    """The CONNACK's reason code, when it refused."""
 
 
 class _Sent(NamedTuple):
@@ -385,6 +416,8 @@ class MqttLink:
         """A :meth:`_write_now` is scheduled."""
         self._high_water = 0
         """The most retained messages parked since the parking dict was last empty."""
+        self._held: str | None = None
+        """While set, only topics under this prefix are published (:meth:`hold`)."""
         self._room = asyncio.Event()
         self._room.set()
         self._client: _Client | None = None
@@ -396,6 +429,24 @@ class MqttLink:
         self._fallback_logged = False
         self._socket_error: str | None = None
         """paho's last socket error text during the handshake (it keeps no exception)."""
+        self._rotation = Rotation(settings.addresses, settings.reconnect_max_delay,
+                                  settings.stable_after)
+        self.broker_index = 0
+        """Which of :attr:`MqttSettings.addresses` is in use (or was tried last)."""
+        self.fallback_reason: str | None = None
+        """Why this connection is MQTT 3.1.1 although 5 is configured (None: it is not)."""
+        self.on_blocked: Callable[[str, str], None] | None = None
+        """Called once per new block with (an example topic, the reason: a sentence naming the
+        likely cause and what is no longer sent); without it the block is logged."""
+        self.blocked_publishes = 0
+        """Publishes dropped, never sent, because a block matched them (since start)."""
+        self._blocker = Blocker(settings.will_topic)
+        self._qos0: deque[tuple[int, Packet]] = deque(maxlen=QOS0_RING)
+        """This connection's latest QoS 0 publishes, by packet id (QoS>0: :attr:`_in_flight`)."""
+        self._requests: dict[int, list[str]] = {}
+        """SUBSCRIBE / UNSUBSCRIBE filters awaiting their acknowledgement, by packet id."""
+        self._said: int | None = None
+        """The reason code of the broker's MQTT 5 DISCONNECT that ended the connection."""
 
     # ---- publishing (hot path) ------------------------------------------------------------
 
@@ -416,13 +467,15 @@ class MqttLink:
         props = None if properties is None else paho_properties(properties)
         level = self.settings.qos if qos is None else qos
         client = self._client
-        if not self.connected or client is None:
+        if not self.connected or client is None or (
+                self._held is not None and not topic.startswith(self._held)):
             if retain:  # latest per topic: a clear must reach a broker that persisted the value
                 self._park_retained(topic, payload, level, props)
             else:
                 self._park_other(_Sent(topic, _encode(payload), level, props))
             return
-        if self.published - self.acknowledged >= self.window or self.parked:
+        if (self.published - self.acknowledged >= self.window or self.parked) and (
+                self._held is None):  # a held link's exempt topics go past what waits
             if retain:
                 self._park_retained(topic, payload, level, props)
             else:
@@ -440,9 +493,19 @@ class MqttLink:
             mid = client.publish(sent.topic, sent.data, sent.qos, sent.retain, sent.props).mid
         if sent.qos:  # kept to name a refused topic and to resend what a hang-up lost
             self._in_flight[mid] = sent
+        else:  # kept to name the topic if the broker drops the connection for it
+            self._qos0.append((mid, Packet(sent.topic, len(sent.data))))
         if not self._write_soon and self._loop is not None:
             self._write_soon = True
             self._loop.call_soon(self._write_now, client)
+
+    def _send_unless_blocked(self, client: _Client, sent: _Sent) -> None:
+        """:meth:`_send` once a block exists: it replaces it on the instance (see
+        :meth:`_block`), so that until then sending does not pay for the test."""
+        if self._blocker.blocks_topic(sent.topic, len(sent.data)):
+            self.blocked_publishes += 1
+            return
+        MqttLink._send(self, client, sent)
 
     def _write_now(self, client: _Client) -> None:
         """Write what this loop turn published right after the callback that published it,
@@ -489,7 +552,7 @@ class MqttLink:
     def _flush_parked(self) -> None:
         self._flush_scheduled = False
         client = self._client
-        if not self.connected or client is None:
+        if not self.connected or client is None or self._held is not None:
             return
         budget = self.window - self.outstanding
         other, retained = self._parked_other, self._parked_retained
@@ -543,25 +606,30 @@ class MqttLink:
     # ---- connection lifecycle -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, and reconnect with backoff and jitter, until cancelled or stopped."""
-        self._loop = asyncio.get_running_loop()
-        delay = 1.0
+        """Connect, and reconnect, until cancelled or stopped: the brokers in order, the next
+        one at once after a failure, the backoff (with jitter) only after a whole round failed
+        and reset only by a connection that lasted (see :class:`Rotation`)."""
+        loop = self._loop = asyncio.get_running_loop()
+        rotation = self._rotation
         misc = asyncio.create_task(self._misc_loop())
         try:
             while not self._stopping:
+                self.broker_index = rotation.index
                 reason = await self._connect_once()
                 if reason is None:
-                    delay = 1.0
+                    rotation.connected(loop.time())
                     await self._disconnected.wait()
                     if self._stopping:
                         break
-                    log.warning("mqtt connection lost; reconnecting", broker=self._where())
-                    reason = "connection lost"
+                    now = loop.time()
+                    self._judge_drop(rotation.stable(now))
+                    log.warning("mqtt connection lost; reconnecting", broker=self.broker)
+                    wait = rotation.lost(now)
                 else:
-                    log.error("mqtt connection failed", broker=self._where(), reason=reason)
-                wait = min(delay, self.settings.reconnect_max_delay) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, self.settings.reconnect_max_delay)
+                    log.error("mqtt connection failed", broker=self.broker, reason=reason)
+                    wait = rotation.failed()
+                if wait > 0:
+                    await asyncio.sleep(wait)
         finally:
             misc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -569,34 +637,60 @@ class MqttLink:
             self._teardown()
 
     async def probe(self) -> str | None:
-        """Try one connection (for ``check``): None when the broker accepted us, else why not."""
+        """Try to connect (for ``check``): the brokers in order, None on the first that accepts
+        us, else why none did (each reason after its broker when there are several)."""
         self._loop = asyncio.get_running_loop()
+        reasons: list[str] = []
         try:
-            return await self._connect_once()
+            for index in range(len(self._rotation.addresses)):
+                self.broker_index = self._rotation.index = index
+                reason = await self._connect_once()
+                if reason is None:
+                    return None
+                reasons.append(reason)
+                self._teardown()
         finally:
             if self.connected and self._client is not None:
                 self._client.disconnect()
             self._teardown()
+        if len(reasons) == 1:
+            return reasons[0]
+        return "; ".join(f"{where(address)}: {reason}"
+                         for address, reason in zip(self._rotation.addresses, reasons, strict=True))
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the first successful CONNACK (for tests and ``check``)."""
         async with asyncio.timeout(timeout):
             await self._up.wait()
 
-    async def stop(self) -> None:
-        """Publish the stop payload (``offline``) on the will topic and disconnect cleanly."""
+    def hold(self, prefix: str | None) -> None:
+        """Park every publish but those to topics under ``prefix``, as while disconnected
+        (the core learns who owns its base topic before it publishes); None: publish again,
+        what was parked first."""
+        self._held = prefix
+        if prefix is None and self.parked and self.connected and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_parked)
+
+    async def stop(self, publish_state: bool = True) -> None:
+        """Publish the stop payload (``offline``) on the will topic, unless ``publish_state``
+        is False (the topic is another bridge's), and disconnect cleanly (so no will)."""
         self._stopping = True
         client = self._client
         if client is not None and self.connected:
-            info = client.publish(self.settings.will_topic, self.settings.stop_payload, 1, True)
-            with contextlib.suppress(RuntimeError, ValueError):
-                # paho signals the PUBACK through a condition the event loop sets meanwhile
-                await asyncio.to_thread(info.wait_for_publish, 2)
+            if publish_state:
+                info = client.publish(self.settings.will_topic, self.settings.stop_payload, 1,
+                                      True)
+                with contextlib.suppress(RuntimeError, ValueError):
+                    # paho signals the PUBACK through a condition the event loop sets meanwhile
+                    await asyncio.to_thread(info.wait_for_publish, 2)
             client.disconnect()
         self._disconnected.set()
 
-    def _where(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker in use, or tried last."""
+        return where(self._rotation.addresses[self.broker_index])
 
     def _make_client(self) -> _Client:
         s = self.settings
@@ -621,92 +715,168 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = client.on_unsubscribe = self._on_request_done
         client.on_log = self._on_log
         return client
 
     async def _connect_once(self) -> str | None:
-        """One connection attempt; None on success, else the reason.
+        """One connection attempt on the broker at :attr:`broker_index`; None on success, else
+        the reason.
 
-        The configured protocol is tried first on every attempt: a broker that was only slow,
-        stopped or restarting gets MQTT 5 again. 3.1.1 is tried only after the broker refused
-        MQTT 5 in its CONNACK ("unsupported protocol version"), never after silence.
+        MQTT 5 (when configured) is tried first on every attempt; when the broker refuses it
+        ("unsupported protocol version"), closes the connection before any CONNACK, or does
+        not answer, MQTT 3.1.1 is tried at once on the same broker, for this connection only
+        (see :func:`bridge.connect_policy.fallback`).
         """
         assert self._loop is not None
-        self.version = self.settings.version
-        outcome = await self._attempt()
-        if isinstance(outcome, tuple) and outcome[0] in _PROTOCOL_REFUSALS and (
-                self.version == "5"):
-            (log.warning if not self._fallback_logged else log.debug)(
-                "the broker refused MQTT 5 (unsupported protocol version); using MQTT 3.1.1 "
-                "for this connection (set mqtt.version: \"3.1.1\" to skip the attempt)",
-                broker=self._where())
-            self._fallback_logged = True
+        configured = self.settings.version
+        self.version = configured
+        self.fallback_reason = None
+        first = outcome = await self._attempt()
+        why = fallback(configured, first.outcome, first.code)
+        if why is not None:
             self.version = "3.1.1"
             outcome = await self._attempt()
-        if isinstance(outcome, tuple):
-            return f"broker refused the connection: {outcome[1]}"
-        if outcome is not None:
-            return outcome
+            if outcome.outcome == "accepted":
+                self.fallback_reason = fallback_text(why, self._connack_timeout("5"))
+                (log.warning if not self._fallback_logged else log.debug)(
+                    f"the broker {self.fallback_reason}; using MQTT 3.1.1 for this connection "
+                    "(every new connection tries MQTT 5 first; set mqtt.version: \"3.1.1\" to "
+                    "skip the attempt)", broker=self.broker)
+                self._fallback_logged = True
+            else:
+                self.version = configured
+        if outcome.outcome != "accepted":
+            return self._failure(first) if outcome is first else self._failure(first, outcome)
         client = self._client
         assert client is not None
         client.on_log = None  # only the handshake is watched (formatting every line costs)
+        if self._disconnected.is_set():  # accepted and closed at once, read in the same turn
+            log.info("mqtt connected", broker=self.broker, protocol=self.version)
+            return None
         self.connected = True
         self._up.set()
         self.subscribe(self.subscriptions)
         if self.parked:  # what waited during the outage goes first (nothing else flushes it)
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_parked)
-        log.info("mqtt connected", broker=self._where(), protocol=self.version)
+        log.info("mqtt connected", broker=self.broker, protocol=self.version)
         self.on_connected()
         return None
 
-    async def _attempt(self) -> tuple[int, str] | str | None:
-        """Connect with :attr:`version`: None when accepted, (code, text) when the CONNACK
-        refused us, else why there was no CONNACK."""
+    @staticmethod
+    def _failure(first: _Attempt, second: _Attempt | None = None) -> str:
+        """Why the connection failed: the MQTT 5 attempt's reason, then the 3.1.1 one's."""
+        def text(attempt: _Attempt) -> str:
+            if attempt.outcome == "refused":
+                return f"broker refused the connection: {attempt.text}"
+            return attempt.text
+
+        if second is None:
+            return text(first)
+        if second.text == first.text:
+            return f"{text(first)} (with MQTT 5 and with 3.1.1)"
+        return f"{text(first)}; with MQTT 3.1.1: {text(second)}"
+
+    def _connack_timeout(self, version: str) -> float:
+        """Seconds to wait for the CONNACK. An MQTT 5 CONNECT that 3.1.1 would follow gets half
+        of :data:`CONNACK_TIMEOUT`: a broker that ignores MQTT 5 (amqtt) then costs 5 s, not
+        10, before the 3.1.1 attempt. A healthy broker answers within milliseconds; one that
+        needs over 5 s is misjudged as silent, and merely gets a 3.1.1 connection for that one
+        session (its 3.1.1 attempt waits the full timeout), MQTT 5 again on the next."""
+        if version == "5" and self.settings.version == "5":
+            return CONNACK_TIMEOUT / 2
+        return CONNACK_TIMEOUT
+
+    async def _attempt(self) -> _Attempt:
+        """Connect with :attr:`version` to the broker at :attr:`broker_index`."""
         assert self._loop is not None
         self._teardown()
         try:
             client = self._make_client()
         except TlsFileError as exc:
-            return str(exc)
+            return _Attempt("unreachable", str(exc))
         self._client = client
         self._connack = self._loop.create_future()
         self._disconnected.clear()
         self._socket_error = None
         s = self.settings
+        host, port = self._rotation.addresses[self.broker_index]
         try:
             # The TCP (and TLS) handshake blocks, so it runs in a thread; the socket is then
             # handed to the event loop. CONNECT is written by paho during connect().
             await self._loop.run_in_executor(
                 None,
                 lambda: client.connect(
-                    s.host,
-                    s.port,
+                    host,
+                    port,
                     s.keepalive,
                     clean_start=True if self.version == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 ),
             )
         except ssl.SSLError as exc:
-            return self._tls_failure(exc)
+            return _Attempt("unreachable", self._tls_failure(exc))
         except OSError as exc:
-            return f"cannot reach broker: {exc.strerror or exc}"
+            return _Attempt("unreachable", f"cannot reach broker: {exc.strerror or exc}")
         self._attach(client)
+        timeout = self._connack_timeout(self.version)
         try:
-            async with asyncio.timeout(CONNACK_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 code, text = await self._connack
         except TimeoutError:
-            return f"no CONNACK from the broker within {CONNACK_TIMEOUT:g} s{self._v311_hint()}"
+            return _Attempt("silent", f"no CONNACK from the broker within {timeout:g} s")
         if code == -1:
-            return self._tls_message(self._socket_error) if s.use_tls else text + self._v311_hint()
-        return None if code == 0 else (code, text)
+            return _Attempt("hung up", self._tls_message(self._socket_error) if s.use_tls
+                            else text)
+        return _Attempt("accepted") if code == 0 else _Attempt("refused", text, code)
 
-    def _v311_hint(self) -> str:
-        """Silence or a hang-up is no refusal, but it is how some 3.1.1-only brokers answer
-        MQTT 5 (amqtt ignores it, rumqttd's 3.1.1 listener closes): say what to configure."""
-        if self.version != "5":
-            return ""
-        return (" (a broker that only speaks MQTT 3.1.1 may ignore or drop an MQTT 5 CONNECT: "
-                "then set mqtt.version: \"3.1.1\")")
+    def _judge_drop(self, stable: bool) -> None:
+        """The connection was lost: if right after packets the broker never acknowledged, find
+        the one it probably dropped us for and, once that repeats, stop sending such packets
+        (see :class:`bridge.connect_policy.Blocker`). Runs before the next attempt tears the
+        client down (its packet ids and the in-flight table are this connection's)."""
+        client = self._client
+        if client is None:
+            return
+        in_flight = ((mid, Packet(sent.topic, len(sent.data)))
+                     for mid, sent in self._in_flight.items())
+        requests = ((mid, Packet(topic, filter=True))
+                    for mid, topics in self._requests.items() for topic in topics)
+        found = unacknowledged(client._last_mid, in_flight, self._qos0, requests)
+        verdict = self._blocker.drop(found.packets, stable, found.complete, self._said,
+                                     found.answered)
+        packet = verdict.packet
+        if verdict.kind == "suspect" and packet is not None:
+            log.info("mqtt connection lost right after a packet the broker may refuse; such "
+                     "packets are blocked if the next, short connection ends the same way",
+                     broker=self.broker, topic=packet.topic, reason=verdict.reason)
+        elif verdict.kind == "blocked" and packet is not None:
+            self._block(packet.topic, verdict.reason)
+        elif verdict.kind == "spared" and packet is not None:
+            (log.warning if verdict.first else log.debug)(
+                "mqtt: not blocked, as it would block the bridge's state topic too (the bridge "
+                "would look offline): " + verdict.reason, broker=self.broker,
+                state_topic=self.settings.will_topic)
+        elif verdict.kind == "full" and packet is not None:
+            (log.warning if verdict.first else log.debug)(
+                "mqtt: not blocked, as enough topics are blocked already: " + verdict.reason,
+                broker=self.broker)
+
+    def _block(self, topic: str, reason: str) -> None:
+        """A new block is in place: send through the test from now on, and say so once."""
+        vars(self)["_send"] = self._send_unless_blocked  # shadows the method (see its doc)
+        if self.on_blocked is not None:
+            self.on_blocked(topic, reason)
+        else:
+            log.warning(reason, broker=self.broker)
+
+    @property
+    def blocked(self) -> list[dict[str, str]]:
+        """What is no longer sent (for ``bridge/info``): per rule an example ``topic``, the
+        ``rule`` (``topics containing '.'``) and the ``reason``. For the process's life: fix
+        the cause and restart to lift it."""
+        return [{"topic": b.example, "rule": b.rule.text, "reason": b.reason}
+                for b in self._blocker.blocks]
 
     def _tls_failure(self, exc: ssl.SSLError) -> str:
         """A failed TLS handshake said as such, naming the file concerned."""
@@ -780,20 +950,28 @@ class MqttLink:
 
         ``no_local=False`` receives our own publications too (MQTT 5; 3.1.1 always does)."""
         client = self._client
+        if self._blocker:
+            filters = [f for f in filters if not self._blocker.blocks_topic(f)]
         if client is None or not self.connected or not filters:
             return
         qos = self.settings.qos
         if self.version == "5":
             options = SubscribeOptions(qos=qos, noLocal=no_local)
-            client.subscribe([(topic, options) for topic in filters])
+            _rc, mid = client.subscribe([(topic, options) for topic in filters])
         else:
-            client.subscribe([(topic, qos) for topic in filters])
+            _rc, mid = client.subscribe([(topic, qos) for topic in filters])
+        if mid is not None:
+            self._requests[mid] = filters
 
     def unsubscribe(self, filters: list[str]) -> None:
         """Drop subscriptions made with :meth:`subscribe`."""
         client = self._client
+        if self._blocker:
+            filters = [f for f in filters if not self._blocker.blocks_topic(f)]
         if client is not None and self.connected and filters:
-            client.unsubscribe(filters)
+            _rc, mid = client.unsubscribe(filters)
+            if mid is not None:
+                self._requests[mid] = filters
 
     def _teardown(self) -> None:
         client = self._client
@@ -813,6 +991,9 @@ class MqttLink:
         self._client = None
         self.published = self.acknowledged = 0
         self._repark_in_flight()
+        self._qos0.clear()  # packet ids are per client
+        self._requests.clear()
+        self._said = None
 
     def _repark_in_flight(self) -> None:
         """Messages the broker never acknowledged are sent again after the reconnect: a broker
@@ -846,15 +1027,24 @@ class MqttLink:
         if self._connack is not None and not self._connack.done():
             self._connack.set_result((value, str(reason)))
 
-    def _on_disconnect(self, *_args: Any) -> None:
-        was_connected = self.connected
+    def _on_disconnect(self, _c: paho.Client, _u: Any, flags: Any = None, reason: Any = None,
+                       _p: Any = None) -> None:
         self.connected = False
         self._room.set()
         self._up.clear()
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_result((-1, "connection closed before CONNACK"))
-        if was_connected or self._stopping:
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            self._said = getattr(reason, "value", None)  # the broker's MQTT 5 DISCONNECT
+        connack = self._connack
+        if connack is not None and not connack.done():
+            connack.set_result((-1, "connection closed before CONNACK"))
+        elif connack is not None or self._stopping:
+            # after the CONNACK: also when it was read in the same turn as the close, before
+            # _connect_once marked the link connected
             self._disconnected.set()
+
+    def _on_request_done(self, _c: paho.Client, _u: Any, mid: int, *_args: Any) -> None:
+        """A SUBACK or UNSUBACK."""
+        self._requests.pop(mid, None)
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
@@ -921,7 +1111,7 @@ def read_retained(settings: MqttSettings, topics: list[str], timeout: float,
     """Collect the retained messages on ``topics`` with a throwaway client (its own thread) until
     ``done(collected)`` or ``timeout``; returns them and the broker's refusal, if it refused.
 
-    Raises OSError when the broker cannot be reached.
+    Raises OSError when no broker (of :attr:`MqttSettings.addresses`) can be reached.
     """
     got: dict[str, bytes] = {}
     refused: list[str] = []
@@ -948,7 +1138,13 @@ def read_retained(settings: MqttSettings, topics: list[str], timeout: float,
 
     client.on_connect = on_connect
     client.on_message = on_message
-    client.connect(settings.host, settings.port, 30)
+    for n, (host, port) in enumerate(settings.addresses):  # the first broker that answers
+        try:
+            client.connect(host, port, 30)
+            break
+        except OSError:
+            if n == len(settings.failover):
+                raise
     client.loop_start()
     finished.wait(timeout)
     client.disconnect()

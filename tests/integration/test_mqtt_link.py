@@ -419,21 +419,19 @@ async def test_non_retained_publishes_while_disconnected_are_bounded() -> None:
 # ---- MQTT 3.1.1 brokers that do not refuse MQTT 5 --------------------------------------------
 
 
-async def test_a_hang_up_on_mqtt5_is_not_a_refusal_and_311_works_when_configured() -> None:
+async def test_a_hang_up_on_mqtt5_falls_back_to_311_and_311_works_when_configured() -> None:
     # rumqttd's 3.1.1 listener closes the connection on an MQTT 5 CONNECT instead of refusing it
-    # (amqtt stays silent; a stopped broker is silent too: see below). Neither is proof of an
-    # old broker, so the link says what to configure instead of downgrading itself; configured
-    # for 3.1.1 it works.
+    # (amqtt stays silent): the link tries 3.1.1 at once, for that connection only (see
+    # tests/integration/test_mqtt_failover.py); configured for 3.1.1 it goes there directly.
     port = free_port()
     broker = EmbeddedBroker("127.0.0.1", port)
     await broker.start()
     try:
-        silent = MqttLink(settings(port, version="5"), [], lambda _m: None, lambda: None)
-        reason = await asyncio.wait_for(silent.probe(), 20)
-        assert reason is not None
-        assert "before CONNACK" in reason
-        assert 'mqtt.version: "3.1.1"' in reason
-        assert silent.version == "5"
+        hung_up = MqttLink(settings(port, version="5"), [], lambda _m: None, lambda: None)
+        assert await asyncio.wait_for(hung_up.probe(), 20) is None
+        assert hung_up.version == "3.1.1"
+        assert hung_up.fallback_reason is not None
+        assert "hung up" in hung_up.fallback_reason
         link, recorder = make_link(port, ["link/in/#"], version="3.1.1")
         async with running(link):
             await link.wait_connected(20)
@@ -565,7 +563,7 @@ async def test_right_password_is_accepted(auth_port: int) -> None:
         assert link.version == "5"
 
 
-# ---- MQTT 5 -> 3.1.1 only on a refusal, per connection attempt ---------------------------------
+# ---- MQTT 5 -> 3.1.1 per connection attempt -----------------------------------------------------
 
 
 async def _read_connect(reader: asyncio.StreamReader) -> int:
