@@ -17,13 +17,14 @@ from bridge.backends.base import Backend, EventSink
 from bridge.backends.registry import make_backend
 from bridge.config import Config
 from bridge.core import Bridge, CoreOptions
+from bridge.instance import Identity
 from bridge.logsetup import get_logger
 from bridge.model import BackendStatus, Event, Snapshot
 from bridge.mqtt import MqttLink, MqttSettings
 from bridge.outputs.announce import HomeAssistantDiscovery
 from bridge.outputs.discovery import DiscoveryOptions
 from bridge.outputs.homie import DISCONNECTED, LOST, READY
-from bridge.outputs.homie_output import HomieOutput
+from bridge.outputs.homie_output import HomieOutput, root_id
 from bridge.outputs.topic_tree import TopicTree
 from bridge.secrets import register_secret
 from bridge.systemd import Notifier
@@ -37,9 +38,11 @@ def mqtt_settings(config: Config) -> MqttSettings:
     """Broker settings from the ``mqtt:`` section; a unique client id when none is set."""
     m = config.mqtt
     tls = m.tls
+    brokers = m.brokers
     return MqttSettings(
-        host=m.host,
-        port=m.port,
+        host=brokers[0][0],
+        port=brokers[0][1],
+        failover=tuple(brokers[1:]),
         client_id=m.client_id or f"aqara-mqtt-{_random.token_hex(4)}",
         will_topic=f"{m.base_topic}/bridge/state",
         username=m.username,
@@ -60,6 +63,8 @@ def core_options(config: Config) -> CoreOptions:
     """The core's settings from the config."""
     return CoreOptions(
         base_topic=config.mqtt.base_topic,
+        topic_style=config.mqtt.topic_style,
+        instance=Identity(config.instance_id, tuple(config.hub_keys())),
         friendly_names={i: d.name for i, d in config.devices.items() if d.name},
         excluded=frozenset(i for i, d in config.devices.items() if d.exclude),
         write_window=config.bridge.write_window_ms / 1000,
@@ -120,7 +125,8 @@ class Daemon:
             self.bridge.add_output(self.discovery)
         self.homie_keeper: MqttLink | None = None
         if config.homie.enabled:
-            homie = HomieOutput(config.homie.root, lambda: list(self.bridge.devices.values()))
+            homie = HomieOutput(config.homie.root, lambda: list(self.bridge.devices.values()),
+                                root_id(config.instance_id))
             self.bridge.add_output(homie)
             self.homie_keeper = make_homie_keeper(config, homie)
         self.web: WebServer | None = None
@@ -134,13 +140,18 @@ class Daemon:
             self._on_mqtt_connected,
         )
         self.bridge.attach(self.mqtt)
+        self.bridge.guard_base_topic(self.mqtt.hold)
+        self.bridge.on_conflict = self._refuse
         self.mqtt.on_denied = self._publish_denied
+        self.mqtt.on_blocked = self._publish_blocked
         self.bridge.info_extra = self._mqtt_info
         for backend in self.backends:
             backend.pace = self.mqtt.room
         self.api = Api(self)
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False
+        self.refused: str | None = None
+        """Why this bridge stopped at once: another one owns its base topic (exit code 2)."""
         self._stop: asyncio.Event | None = None
         self.notifier = Notifier()  # systemd, when it started us
         self._settled: set[str] = set()
@@ -212,8 +223,22 @@ class Daemon:
             await asyncio.sleep(interval)
 
     def _mqtt_info(self) -> dict[str, Any]:
-        return {"mqtt": {"protocol": self.mqtt.version, "denied_publishes": self.mqtt.denied,
-                         "last_denied": self.mqtt.last_denied}}
+        mqtt = self.mqtt
+        return {"mqtt": {"protocol": mqtt.version, "fallback_reason": mqtt.fallback_reason,
+                         "broker": mqtt.broker, "denied_publishes": mqtt.denied,
+                         "last_denied": mqtt.last_denied, "blocked": mqtt.blocked,
+                         "blocked_publishes": mqtt.blocked_publishes}}
+
+    def _publish_blocked(self, topic: str, reason: str) -> None:
+        """A topic the broker drops the connection for: no longer sent; said once."""
+        self.bridge.report("error", reason, blocked_topic=topic)
+        self.bridge.publish_info()
+
+    def _refuse(self, reason: str) -> None:
+        """Another bridge owns the base topic: stop, publishing nothing (not even offline)."""
+        self.refused = reason
+        if self._stop is not None:
+            self._stop.set()
 
     def _publish_denied(self, topic: str, reason: str) -> None:
         """A publish the broker refused (its ACL, most likely): on bridge/log and bridge/info."""
@@ -261,8 +286,8 @@ class Daemon:
             if self.web is not None:
                 await self.web.stop()
             if self.homie_keeper is not None:
-                await self.homie_keeper.stop()
-            await self.mqtt.stop()
+                await self.homie_keeper.stop(publish_state=self.refused is None)
+            await self.mqtt.stop(publish_state=self.refused is None)
             for task in [*tasks, stopper]:
                 task.cancel()
             for task in [*tasks, stopper]:
@@ -271,9 +296,10 @@ class Daemon:
 
 
 async def run_until_signalled(daemon: Daemon,
-                              reload: Callable[[], Config] | None = None) -> None:
+                              reload: Callable[[], Config] | None = None) -> int:
     """Run the daemon until SIGINT or SIGTERM; on a ``restart`` request, run a fresh one
-    (from ``reload()``, i.e. the config file read again, when given)."""
+    (from ``reload()``, i.e. the config file read again, when given). Returns the exit code:
+    2 when the bridge refused to run beside another one on its base topic, else 0."""
     loop = asyncio.get_running_loop()
     while True:
         task = asyncio.create_task(daemon.run())
@@ -289,3 +315,4 @@ async def run_until_signalled(daemon: Daemon,
         daemon = Daemon(config)
     daemon.notifier.stopping()
     log.info("stopped")
+    return 2 if daemon.refused is not None else 0

@@ -84,17 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.config)
             configure_logging(config.log.level, config.log.format,
                               secrets=config.secret_values())
-            asyncio.run(run_until_signalled(Daemon(config), lambda: load_config(args.config)))
-        elif args.command == "check":
+            return asyncio.run(run_until_signalled(Daemon(config),
+                                                   lambda: load_config(args.config)))
+        if args.command == "check":
             config = load_config(args.config)
             if args.config_only:
                 print("config: ok")
                 return 0
             configure_logging("warning", "console")
             return asyncio.run(check(config))
-        elif args.command == "health":
+        if args.command == "health":
             return health_check(load_config(args.config), args.timeout)
-        elif args.command == "demo":
+        if args.command == "demo":
             configure_logging("info", "console")
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(demo(args.mqtt, args.port, args.rate, args.broker))

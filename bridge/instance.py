@@ -181,7 +181,7 @@ class InstanceGuard:
         if not self.watching:
             return False
         if topic == self._state:
-            if payload.strip() != ONLINE:
+            if not retain and payload.strip() != ONLINE:  # retained: the value before ours
                 self.on_state_lost()
             return True
         if topic == self._info:

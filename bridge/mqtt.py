@@ -54,6 +54,7 @@ from bridge.connect_policy import (
 from bridge.logsetup import get_logger
 from bridge.messages import IncomingMessage, Payload, PublishProperties
 from bridge.ratelimit import Throttle
+from bridge.retained import filter_matches
 from bridge.trim import release_free_memory
 
 log = get_logger("bridge.mqtt")
@@ -392,6 +393,8 @@ class MqttLink:
         self.on_connected = on_connected
         self.version = settings.version
         self.connected = False
+        self.connections = 0
+        """Successful connects since start (the first included)."""
         self.published = 0
         self.acknowledged = 0
         self.dropped = 0
@@ -416,6 +419,10 @@ class MqttLink:
         """A :meth:`_write_now` is scheduled."""
         self._high_water = 0
         """The most retained messages parked since the parking dict was last empty."""
+        self._filters: set[str] = set()
+        """Every filter subscribed on this connection (an unsubscribed one still counts: what
+        the broker sent before the UNSUBSCRIBE may arrive after it)."""
+        self._leak_reported = False
         self._held: str | None = None
         """While set, only topics under this prefix are published (:meth:`hold`)."""
         self._room = asyncio.Event()
@@ -755,6 +762,7 @@ class MqttLink:
             log.info("mqtt connected", broker=self.broker, protocol=self.version)
             return None
         self.connected = True
+        self.connections += 1
         self._up.set()
         self.subscribe(self.subscriptions)
         if self.parked:  # what waited during the outage goes first (nothing else flushes it)
@@ -962,6 +970,7 @@ class MqttLink:
             _rc, mid = client.subscribe([(topic, qos) for topic in filters])
         if mid is not None:
             self._requests[mid] = filters
+        self._filters.update(filters)
 
     def unsubscribe(self, filters: list[str]) -> None:
         """Drop subscriptions made with :meth:`subscribe`."""
@@ -993,6 +1002,7 @@ class MqttLink:
         self._repark_in_flight()
         self._qos0.clear()  # packet ids are per client
         self._requests.clear()
+        self._filters.clear()
         self._said = None
 
     def _repark_in_flight(self) -> None:
@@ -1017,6 +1027,20 @@ class MqttLink:
             client = self._client
             if client is not None:
                 self._guard(client.loop_misc)
+
+    def _subscribed_to(self, topic: str) -> bool:
+        """Whether a retained message's topic matches a filter subscribed on this connection.
+        amqtt 0.12 also delivers retained messages of topics outside every filter; they are
+        dropped, and that is said once."""
+        levels = topic.split("/")
+        if any(filter_matches(f, levels) for f in self._filters):
+            return True
+        if not self._leak_reported:
+            self._leak_reported = True
+            log.warning("the broker sent a retained message on a topic the bridge did not "
+                        "subscribe to; such messages are ignored (amqtt 0.12 does this: see "
+                        "README, Brokers)", topic=topic, broker=self.broker)
+        return False
 
     # ---- paho callbacks (run inside loop_read / loop_write on the event loop) --------------
 
@@ -1047,6 +1071,8 @@ class MqttLink:
         self._requests.pop(mid, None)
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+        if message.retain and not self._subscribed_to(message.topic):
+            return
         props = getattr(message, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None

@@ -18,7 +18,11 @@ from bridge.messages import MqttPort
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
     """Whether ``topic`` matches the MQTT filter (``+`` one level, ``#`` the rest)."""
-    levels = topic.split("/")
+    return filter_matches(topic_filter, topic.split("/"))
+
+
+def filter_matches(topic_filter: str, levels: list[str]) -> bool:
+    """:func:`topic_matches` for a topic already split into its levels."""
     parts = topic_filter.split("/")
     for index, part in enumerate(parts):
         if part == "#":

@@ -148,7 +148,9 @@ def test_the_guard_learns_then_watches_for_rivals_and_a_lost_state() -> None:
     assert rivals == [rival]
     assert guard.handle("aqara/bridge/state", b"online", False)
     assert lost == []
-    assert guard.handle("aqara/bridge/state", b"offline", True)
+    assert guard.handle("aqara/bridge/state", b"offline", True)  # as it was before ours
+    assert lost == []
+    assert guard.handle("aqara/bridge/state", b"offline", False)  # a late will, now
     assert lost == [True]
     assert not guard.handle("aqara/lamp/1/Output/OnOff/set", b"1", False)
 
