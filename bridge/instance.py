@@ -169,7 +169,7 @@ class InstanceGuard:
         """After this bridge published its state and info: listen for rivals and a lost state."""
         if self._mqtt is not None:
             self.watching = True
-            self._mqtt.subscribe([self._state, self._info])
+            self._mqtt.subscribe([self._state, self._info], qos=0)
 
     def _learned(self, retained: dict[str, bytes]) -> None:
         self.on_outcome(assess(self.identity, self.scheme, retained))

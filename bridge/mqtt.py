@@ -79,6 +79,15 @@ CONNACK_TIMEOUT = 10.0
 gets half: see :meth:`MqttLink._connack_timeout`)."""
 
 
+_PASSING_SUBACK_REFUSALS = frozenset({
+    0x80,  # unspecified error (and the only failure code of MQTT 3.1.1)
+    0x83,  # implementation specific error
+    0x97,  # quota exceeded
+})
+"""SUBACK reasons worth subscribing again for; the others (not authorized, invalid filter,
+wildcards or shared subscriptions not supported) will not change."""
+
+
 class TlsFileError(Exception):
     """A TLS file of the config cannot be used; the message names it."""
 
@@ -451,6 +460,11 @@ class MqttLink:
         self._qos0: deque[tuple[int, Packet]] = deque(maxlen=QOS0_RING)
         """This connection's latest QoS 0 publishes, by packet id (QoS>0: :attr:`_in_flight`)."""
         self._requests: dict[int, list[str]] = {}
+        self._no_local: dict[int, bool] = {}
+        self._sub_qos: dict[int, int] = {}
+        self._suback_delay: dict[str, float] = {}
+        """Filter → seconds before its next retry after a passing SUBACK refusal."""
+        self._suback_throttle = Throttle(DENIED_REPORT_INTERVAL)
         """SUBSCRIBE / UNSUBSCRIBE filters awaiting their acknowledgement, by packet id."""
         self._said: int | None = None
         """The reason code of the broker's MQTT 5 DISCONNECT that ended the connection."""
@@ -722,7 +736,8 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.on_subscribe = client.on_unsubscribe = self._on_request_done
+        client.on_subscribe = self._on_suback
+        client.on_unsubscribe = self._on_request_done
         client.on_log = self._on_log
         return client
 
@@ -953,7 +968,8 @@ class MqttLink:
         except Exception:  # a bug in a callback must not kill the loop's reader
             log.exception("error in mqtt network step")
 
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None:
+    def subscribe(self, filters: list[str], no_local: bool = True,
+                  qos: int | None = None) -> None:
         """Subscribe now (not restored after a reconnect: callers resubscribe in on_connected).
 
         ``no_local=False`` receives our own publications too (MQTT 5; 3.1.1 always does)."""
@@ -962,7 +978,7 @@ class MqttLink:
             filters = [f for f in filters if not self._blocker.blocks_topic(f)]
         if client is None or not self.connected or not filters:
             return
-        qos = self.settings.qos
+        qos = self.settings.qos if qos is None else qos
         if self.version == "5":
             options = SubscribeOptions(qos=qos, noLocal=no_local)
             _rc, mid = client.subscribe([(topic, options) for topic in filters])
@@ -970,6 +986,8 @@ class MqttLink:
             _rc, mid = client.subscribe([(topic, qos) for topic in filters])
         if mid is not None:
             self._requests[mid] = filters
+            self._no_local[mid] = no_local
+            self._sub_qos[mid] = qos
         self._filters.update(filters)
 
     def unsubscribe(self, filters: list[str]) -> None:
@@ -1002,6 +1020,9 @@ class MqttLink:
         self._repark_in_flight()
         self._qos0.clear()  # packet ids are per client
         self._requests.clear()
+        self._no_local.clear()
+        self._sub_qos.clear()
+        self._suback_delay.clear()
         self._filters.clear()
         self._said = None
 
@@ -1067,8 +1088,39 @@ class MqttLink:
             self._disconnected.set()
 
     def _on_request_done(self, _c: paho.Client, _u: Any, mid: int, *_args: Any) -> None:
-        """A SUBACK or UNSUBACK."""
+        """An UNSUBACK."""
         self._requests.pop(mid, None)
+
+    def _on_suback(self, client: paho.Client, _u: Any, mid: int, reasons: Any,
+                   _p: Any = None) -> None:
+        """A SUBACK: a filter refused for a passing reason is subscribed again, a little later
+        (a NATS cluster that lost a node refuses some subscriptions for a while; retrying
+        works), one refused for good (not authorized, invalid filter) is said once."""
+        filters = self._requests.pop(mid, [])
+        no_local = self._no_local.pop(mid, True)
+        qos = self._sub_qos.pop(mid, None)
+        retry: list[str] = []
+        for topic, reason in zip(filters, reasons or (), strict=False):
+            value = getattr(reason, "value", reason)
+            if not isinstance(value, int) or value < 0x80:
+                self._suback_delay.pop(topic, None)
+                continue
+            if value in _PASSING_SUBACK_REFUSALS:
+                retry.append(topic)
+            if self._suback_throttle.allow(topic) is not None:
+                log.warning("the broker refused a subscription" + (
+                    "; subscribing again" if value in _PASSING_SUBACK_REFUSALS else ""),
+                    topic=topic, reason=str(reason), broker=self.broker)
+        if retry and self._loop is not None:
+            delay = min(max(self._suback_delay.get(t, 0.5) for t in retry) * 2, 10.0)
+            for topic in retry:
+                self._suback_delay[topic] = delay
+
+            def again() -> None:
+                if client is self._client and self.connected:
+                    self.subscribe(retry, no_local, qos)
+
+            self._loop.call_later(delay, again)
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         if message.retain and not self._subscribed_to(message.topic):

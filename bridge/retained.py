@@ -10,6 +10,8 @@ subscriptions' retained messages arrive meanwhile too).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 
@@ -32,14 +34,29 @@ def filter_matches(topic_filter: str, levels: list[str]) -> bool:
     return len(parts) == len(levels)
 
 
+MARKER_RETRY = 2.0
+"""Seconds after which the marker is published again while it has not come back: a broker
+cluster that has just lost a node may accept a connection before its subscriptions work (NATS
+takes seconds), and a marker lost then would leave the round unfinished for good."""
+
+
+MARKER_ATTEMPTS = 30
+"""Markers published per round at most (a minute of retries)."""
+
+
 class RetainedLearner:
     """One learning round at a time: :meth:`start`, feed :meth:`handle`, get ``on_done``."""
 
     def __init__(self, marker_base: str, filters: list[str],
-                 accept: Callable[[str], bool] = lambda _topic: True) -> None:
+                 accept: Callable[[str], bool] = lambda _topic: True,
+                 retry: float = MARKER_RETRY) -> None:
         self.marker_base = marker_base
         self.filters = filters
         self.accept = accept
+        self.retry = retry
+        self.markers_sent = 0
+        """Markers published (more than one per round when the broker lost some)."""
+        self._retry_handle: asyncio.TimerHandle | None = None
         self._learned: dict[str, bytes] | None = None
         self._marker = ""
         self._mqtt: MqttPort | None = None
@@ -52,13 +69,30 @@ class RetainedLearner:
 
     def start(self, mqtt: MqttPort, on_done: Callable[[dict[str, bytes]], None]) -> None:
         """Subscribe, publish the marker; ``on_done(topic → payload)`` once it is back."""
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
         self._mqtt = mqtt
         self._on_done = on_done
         self._learned = {}
+        self.markers_sent = 0
         self._marker = f"{self.marker_base}/{secrets.token_hex(6)}"
-        mqtt.subscribe(self.filters)
-        mqtt.subscribe([self._marker], no_local=False)
-        mqtt.publish(self._marker, b"1", False, 1)
+        # QoS 0: what is learned comes at once over this connection, and a broker cluster
+        # sets a QoS 1 subscription up far more slowly (NATS: a JetStream consumer each)
+        mqtt.subscribe(self.filters, qos=0)
+        mqtt.subscribe([self._marker], no_local=False, qos=0)
+        self._send_marker()
+
+    def _send_marker(self) -> None:
+        self._retry_handle = None
+        if self._learned is None or self._mqtt is None:
+            return
+        self._mqtt.publish(self._marker, b"1", False, 1)
+        self.markers_sent += 1
+        if self.markers_sent >= MARKER_ATTEMPTS:
+            return  # a reconnect starts a new round anyway
+        with contextlib.suppress(RuntimeError):  # no loop (a unit test driving it by hand)
+            self._retry_handle = asyncio.get_running_loop().call_later(
+                self.retry, self._send_marker)
 
     def handle(self, topic: str, payload: bytes, retain: bool) -> bool:
         """Take a message; True when it was the learner's (marker or a learned message)."""
@@ -75,6 +109,9 @@ class RetainedLearner:
         return False
 
     def _finish(self) -> None:
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
+            self._retry_handle = None
         learned, self._learned = self._learned or {}, None
         if self._mqtt is not None:
             self._mqtt.unsubscribe([*self.filters, self._marker])

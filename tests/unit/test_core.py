@@ -276,7 +276,8 @@ class FakePublisher:
                 self.retained[topic] = text
         self.changed.notify()
 
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None:
+    def subscribe(self, filters: list[str], no_local: bool = True,
+                  qos: int | None = None) -> None:
         self.subscribed.extend(filters)
 
     def unsubscribe(self, filters: list[str]) -> None:

@@ -34,7 +34,8 @@ class Recorder:
                 retain: bool = False, qos: int | None = None, properties: Any = None) -> None:
         self.last[topic] = payload() if callable(payload) else payload
 
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None:
+    def subscribe(self, filters: list[str], no_local: bool = True,
+                  qos: int | None = None) -> None:
         pass
 
     def unsubscribe(self, filters: list[str]) -> None:

@@ -117,7 +117,8 @@ class Port:
                 properties: Any = None) -> None:
         self.published.append(topic)
 
-    def subscribe(self, filters: list[str], no_local: bool = True) -> None:
+    def subscribe(self, filters: list[str], no_local: bool = True,
+                  qos: int | None = None) -> None:
         self.subscribed += filters
 
     def unsubscribe(self, filters: list[str]) -> None:
