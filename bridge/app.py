@@ -210,6 +210,8 @@ class Daemon:
         if not self.notifier.enabled:
             return
         line = self.health().line()
+        if len(self.mqtt.settings.addresses) > 1:
+            line += f" (broker {self.mqtt.broker})"  # which node of several it is on
         if not self.mqtt.connected:
             self.notifier.status(f"waiting for the MQTT broker; {line}")
         elif len(self._settled) < len(self.backends):

@@ -197,7 +197,11 @@ def health_check(config: Config, timeout: float) -> int:
         except (ValueError, TypeError, KeyError):
             print(f"{health.DEGRADED}: {info_topic} is not the bridge's JSON")
             return health.EXIT_CODES[health.DEGRADED]
-        print(redact(result.line()))
+        line = result.line()
+        broker = json.loads(got[info_topic]).get("mqtt", {}).get("broker")
+        if len(config.mqtt.urls) > 1 and isinstance(broker, str):
+            line += f" (broker {broker})"  # which node of several it is on
+        print(redact(line))
         return health.EXIT_CODES[result.state]
     print(f"{health.OFFLINE}: {line}")
     return health.EXIT_CODES[health.OFFLINE]

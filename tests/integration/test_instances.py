@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
+import pytest
+
 from bridge.app import Daemon, run_until_signalled
+from bridge.cli import health_check
 from bridge.config import Config, parse_config
 from bridge.simulators.sample_home import sample_home, synthetic_devices
 from bridge.simulators.studio import StudioSimulator
@@ -23,7 +27,7 @@ from bridge.simulators.tuya_home import USER_UID
 from tests.integration.conftest import TOKEN, running
 from tests.integration.test_bridge_tuya import ALL_DEVICES
 from tests.integration.test_stale_topics import retained_under
-from tests.mosquitto import Mosquitto
+from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_probe import MqttProbe, eventually
 
 
@@ -138,3 +142,29 @@ async def test_a_second_bridge_on_an_occupied_base_topic_refuses_and_publishes_n
         watcher.stop()
         await hub.stop()
         await sim.stop()
+
+
+async def test_with_several_brokers_the_bridge_says_which_one_it_is_on(
+        mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]) -> None:
+    hub = StudioSimulator(TOKEN, sample_home())
+    await hub.start()
+    closed = free_port()  # the first broker of the list is not there
+    config = parse_config(f"""
+mqtt: {{url: ["mqtt://127.0.0.1:{closed}", "{mosquitto.url}"], keepalive: 10}}
+backends: [{{type: studio, name: home, url: "{hub.url}", token: "{TOKEN}"}}]
+""", "two-brokers.yaml")
+    try:
+        async with started(config) as daemon:
+            where = f"127.0.0.1:{mosquitto.port}"
+            assert daemon.mqtt.broker == where
+            info = json.loads((await retained_under(mosquitto, "aqara/bridge/info"))[
+                "aqara/bridge/info"])
+            assert info["mqtt"]["broker"] == where
+            assert info["instance"]["id"] == "aqara"
+            assert info["config"]["mqtt"]["urls"] == [f"mqtt://127.0.0.1:{closed}",
+                                                      mosquitto.url]
+            capsys.readouterr()
+            assert await asyncio.to_thread(health_check, config, 5.0) == 0
+            assert capsys.readouterr().out.strip() == f"ok: hub home connected (broker {where})"
+    finally:
+        await hub.stop()
