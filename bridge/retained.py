@@ -19,12 +19,15 @@ from bridge.messages import MqttPort
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether ``topic`` matches the MQTT filter (``+`` one level, ``#`` the rest)."""
+    """Whether ``topic`` matches the MQTT filter (``+`` one level, ``#`` the rest and the
+    parent; a wildcard first level does not match a ``$`` topic)."""
     return filter_matches(topic_filter, topic.split("/"))
 
 
 def filter_matches(topic_filter: str, levels: list[str]) -> bool:
     """:func:`topic_matches` for a topic already split into its levels."""
+    if levels[0].startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
     parts = topic_filter.split("/")
     for index, part in enumerate(parts):
         if part == "#":

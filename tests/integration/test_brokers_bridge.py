@@ -43,6 +43,7 @@ ONOFF = "aqara/dining_light/1/Output/OnOff"
 CONFIG_TOPIC = f"homeassistant/device/{device_object_id(LIGHT, DiscoveryOptions())}/config"
 
 
+HOMIE_ROOT = "homie/5/aqara-mqtt/$state"
 ANSWER = "aqara/bridge/response/health_check"
 
 
@@ -87,6 +88,7 @@ mqtt: {{url: "{server.url}", keepalive: 10, topic_style: {style}{credentials}}}
 backends: [{{type: studio, name: home, url: "{hub.url}", token: "{TOKEN}", request_timeout: 5}}]
 devices: {{{LIGHT}: {{name: dining_light}}}}
 bridge: {{write_window_ms: 20}}
+homie: {{enabled: true}}
 """, f"{kind}.yaml")
 
 
@@ -100,7 +102,7 @@ async def subscriber(server: Broker, topics: list[str]) -> MqttProbe:
 @pytest.fixture
 async def watcher(broker: tuple[str, Broker]) -> AsyncIterator[MqttProbe]:
     probe = await subscriber(broker[1], ["aqara/bridge/state", ONOFF, CONFIG_TOPIC,
-                                         "aqara/bridge/log"])
+                                         "aqara/bridge/log", HOMIE_ROOT])
     yield probe
     probe.stop()
 
@@ -136,6 +138,7 @@ async def test_the_bridge_works_and_survives_restarts_on_each_broker(
         await watcher.value("aqara/bridge/state", "online", timeout=20)
         config_payload = json.loads(await watcher.value(CONFIG_TOPIC, timeout=20))
         assert config_payload["avty"][0]["t"] == "aqara/bridge/state"
+        await watcher.value(HOMIE_ROOT, "ready", timeout=20)  # '$' levels are fine everywhere
         await switch(watcher, hub, False)
         assert await fresh_retained(server, ONOFF) == b"false"
         if kind in PORTABLE:  # neither speaks MQTT 5: no setting was needed to fall back
