@@ -530,12 +530,16 @@ def test_amqtt(amqtt: Amqtt) -> None:
         assert outcome.suback == [1]
         assert outcome.received_as == [topic]
         assert topic in outcome.retained_as  # and maybe a leaked copy (below)
-    # the leak: a client that subscribes only to an unrelated topic gets plug/state anyway
-    with client(amqtt) as bystander:
+    # the leak: while another client is subscribed to plug/state, a client that subscribes
+    # only to an unrelated topic gets plug/state anyway
+    with client(amqtt) as owner, client(amqtt) as bystander:
+        assert owner.subscribe(f"{base}/plug/state") == [1]
+        owner.settle(f"{base}/plug/state")
         assert bystander.subscribe(f"{base}/unrelated") == [1]
         bystander.settle(f"{base}/unrelated")
-        leaked = bystander.got(f"{base}/plug/state")
-        assert leaked
-        assert all(m.retain and m.qos == 0 for m in leaked)
+        with client(amqtt) as late:  # connects after the subscription above exists
+            assert late.wait(lambda: bool(late.got(f"{base}/plug/state")), timeout=10)
+            leaked = late.got(f"{base}/plug/state")
+            assert all(m.retain and m.qos == 0 for m in leaked)
     assert payload_round_trip(amqtt, f"{base}/big", TWO_MIB)
     assert not retained_kept_over_restart(amqtt, f"{base}/restart")
