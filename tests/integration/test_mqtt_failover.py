@@ -24,14 +24,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bridge.connect_policy import MID_SPACE, QOS0_RING
 from bridge.messages import IncomingMessage
-from bridge.mqtt import MqttLink, MqttSettings
+from bridge.mqtt import MqttLink
+from tests.integration.test_mqtt_link import STATE, running, settings
 from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, free_port, running_mosquitto
 from tests.mqtt_probe import MqttProbe
 
 pytestmark = pytest.mark.integration
 
-STATE = "link/state"
 
 
 def low(a: float, _b: float) -> float:
@@ -74,27 +74,13 @@ class Recorder:
 
 def make_link(port: int, **overrides: Any) -> tuple[MqttLink, Recorder]:
     """A link that publishes retained ``online`` on every connect (as the bridge does)."""
-    values: dict[str, Any] = {"host": "127.0.0.1", "port": port,
-                              "client_id": f"failover-test-{os.getpid()}-{free_port()}",
-                              "will_topic": STATE, "keepalive": 10}
-    values.update(overrides)
     recorder = Recorder()
-    link = MqttLink(MqttSettings(**values), ["link/in/#"], recorder.message, recorder.connected)
+    link = MqttLink(settings(port, **overrides), ["link/in/#"], recorder.message,
+                    recorder.connected)
     recorder.publish = lambda: link.publish(STATE, "online", retain=True)
     link.on_blocked = recorder.blocked
     link._rotation.jitter = low
     return link, recorder
-
-
-@contextlib.asynccontextmanager
-async def running(link: MqttLink) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(link.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # ---- a relay that misbehaves on purpose ---------------------------------------------------------
