@@ -1091,6 +1091,12 @@ class MqttLink:
         """An UNSUBACK."""
         self._requests.pop(mid, None)
 
+    @property
+    def subscriptions_pending(self) -> int:
+        """Filters not (yet) granted on this connection: awaiting their SUBACK or a retry."""
+        return len(self._suback_delay) + sum(
+            len(f) for mid, f in self._requests.items() if mid in self._sub_qos)
+
     def _on_suback(self, client: paho.Client, _u: Any, mid: int, reasons: Any,
                    _p: Any = None) -> None:
         """A SUBACK: a filter refused for a passing reason is subscribed again, a little later

@@ -247,7 +247,10 @@ bridge: {{write_window_ms: 20}}
             # 0x80 after a stall of seconds each): the bridge subscribes them again
             await eventually(lambda: guard.watching, timeout=120)
             assert daemon.mqtt.broker in {u.removeprefix("mqtt://") for u in cluster.urls[1:]}
-            await answered(far, timeout=120)  # its subscriptions reach across the cluster again
+            await answered(far, timeout=120)
+            # every subscription granted (the /set filters too, which a recovering cluster
+            # may refuse and the bridge retries)
+            await eventually(lambda: daemon.mqtt.subscriptions_pending == 0, timeout=120)
             commands = time.monotonic() - began
             await switch(far, hub, True)  # once at the hub: nothing lost, nothing doubled
             served = time.monotonic() - began
