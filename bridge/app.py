@@ -18,6 +18,8 @@ from bridge.backends.registry import make_backend
 from bridge.config import Config
 from bridge.core import Bridge, CoreOptions
 from bridge.instance import Identity
+from bridge.lease import ActiveLease
+from bridge.lease_keeper import LeaseKeeper, boottime
 from bridge.logsetup import get_logger
 from bridge.model import BackendStatus, Event, Snapshot
 from bridge.mqtt import MqttLink, MqttSettings
@@ -53,7 +55,7 @@ def mqtt_settings(config: Config) -> MqttSettings:
         tls_key=str(tls.key) if tls and tls.key else None,
         tls_insecure=bool(tls and tls.insecure),
         version=m.version,
-        keepalive=m.keepalive,
+        keepalive=config.keepalive,
         qos=m.qos,
         max_queued=m.max_queued,
     )
@@ -61,10 +63,12 @@ def mqtt_settings(config: Config) -> MqttSettings:
 
 def core_options(config: Config) -> CoreOptions:
     """The core's settings from the config."""
+    hubs = tuple(config.hub_keys())
     return CoreOptions(
         base_topic=config.mqtt.base_topic,
         topic_style=config.mqtt.topic_style,
-        instance=Identity(config.instance_id, tuple(config.hub_keys())),
+        instance=(Identity(config.instance_id, hubs, config.member) if config.instance.failover
+                  else Identity(config.instance_id, hubs)),
         friendly_names={i: d.name for i, d in config.devices.items() if d.name},
         excluded=frozenset(i for i, d in config.devices.items() if d.exclude),
         write_window=config.bridge.write_window_ms / 1000,
@@ -107,7 +111,8 @@ def make_homie_keeper(config: Config, homie: HomieOutput) -> MqttLink:
 class Daemon:
     """The running bridge: one MQTT link, one core, one task per backend."""
 
-    def __init__(self, config: Config, backends: list[Backend] | None = None) -> None:
+    def __init__(self, config: Config, backends: list[Backend] | None = None,
+                 lease: ActiveLease | None = None) -> None:
         for secret in config.secret_values():
             register_secret(secret)
         self.config = config
@@ -147,6 +152,13 @@ class Daemon:
         self.bridge.info_extra = self._mqtt_info
         for backend in self.backends:
             backend.pace = self.mqtt.room
+        self.keeper: LeaseKeeper | None = None
+        self.stepped_down: str | None = None
+        """Why this failover member stopped being active (it goes back to standing by)."""
+        self._hubs_down: dict[str, float] = {}
+        """Backends not connected now → since when (the lease's clock)."""
+        if lease is not None:
+            self._use_lease(lease)
         self.api = Api(self)
         self.bridge.request_handler = self.api.handle
         self.restart_requested = False
@@ -156,6 +168,28 @@ class Daemon:
         self.notifier = Notifier()  # systemd, when it started us
         self._settled: set[str] = set()
         """Backends whose first connection attempt ended (a snapshot, or a failure)."""
+
+    def _use_lease(self, lease: ActiveLease) -> None:
+        """A failover member: act only while the lease holds (:mod:`bridge.lease_keeper`)."""
+        keeper = self.keeper = LeaseKeeper(self.bridge.topics, lease, self._hubs_lost_for,
+                                           self._step_down)
+        keeper.on_standbys = self.bridge.publish_info
+        self.bridge.use_lease(keeper)
+        self.mqtt.fence = keeper.may_publish
+        for backend in self.backends:
+            backend.may_write = keeper.may_act
+
+    def _hubs_lost_for(self, now: float) -> float:
+        """Seconds since the longest-lost hub went away (0: every hub connected)."""
+        return now - min(self._hubs_down.values()) if self._hubs_down else 0.0
+
+    def _step_down(self, reason: str) -> None:
+        """The lease is lost or handed over: stop at once, sending nothing more."""
+        self.stepped_down = reason
+        log.warning("this member is no longer active; standing by", reason=reason)
+        self.mqtt.discard()
+        if self._stop is not None:
+            self._stop.set()
 
     def health(self) -> health.Health:
         """The bridge's health now (see :mod:`bridge.health`)."""
@@ -196,6 +230,10 @@ class Daemon:
 
         def sink(event: Event) -> None:
             core_sink(event)
+            if isinstance(event, Snapshot):
+                self._hubs_down.pop(backend.name, None)
+            elif isinstance(event, BackendStatus) and not event.connected:
+                self._hubs_down.setdefault(backend.name, boottime())
             if isinstance(event, Snapshot) or (
                     isinstance(event, BackendStatus) and not event.connected):
                 self._settled.add(backend.name)
@@ -284,12 +322,17 @@ class Daemon:
             for task in done:
                 task.result()  # a crashed component is a bug: surface it
         finally:
+            publish_state = self.refused is None and self.stepped_down is None
+            if self.keeper is not None:
+                if publish_state:
+                    self.keeper.release()  # a standby takes over at once
+                self.keeper.stop()
             await self.bridge.drain()
             if self.web is not None:
                 await self.web.stop()
             if self.homie_keeper is not None:
-                await self.homie_keeper.stop(publish_state=self.refused is None)
-            await self.mqtt.stop(publish_state=self.refused is None)
+                await self.homie_keeper.stop(publish_state=publish_state)
+            await self.mqtt.stop(publish_state=publish_state)
             for task in [*tasks, stopper]:
                 task.cancel()
             for task in [*tasks, stopper]:

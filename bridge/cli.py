@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import sys
@@ -16,6 +17,7 @@ from bridge.app import Daemon, mqtt_settings, run_until_signalled
 from bridge.backends.registry import make_backend
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.embedded_broker import BrokerUnavailable
+from bridge.failover import run_member
 from bridge.logsetup import configure_logging, get_logger
 from bridge.mqtt import MqttLink, MqttSettings, read_retained
 from bridge.secrets import redact
@@ -84,8 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.config)
             configure_logging(config.log.level, config.log.format,
                               secrets=config.secret_values())
-            return asyncio.run(run_until_signalled(Daemon(config),
-                                                   lambda: load_config(args.config)))
+            reload = functools.partial(load_config, args.config)
+            if config.instance.failover:
+                return asyncio.run(run_member(config, reload))
+            return asyncio.run(run_until_signalled(Daemon(config), reload))
         if args.command == "check":
             config = load_config(args.config)
             if args.config_only:

@@ -16,6 +16,7 @@ import hashlib
 import operator
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
@@ -228,7 +229,8 @@ class MqttConfig(Model):
     client_id: Annotated[str | None, BeforeValidator(_empty_to_none)] = None
     """None: the caller generates a unique one."""
     version: Annotated[Literal["5", "3.1.1"], BeforeValidator(_mqtt_version)] = "5"
-    keepalive: Annotated[int, BeforeValidator(no_bool), AfterValidator(int_range(5, 3600))] = 60
+    keepalive: Annotated[int, BeforeValidator(no_bool), AfterValidator(int_range(2, 3600))] = 60
+    """Seconds; with ``instance.failover`` the default is 4 (the lease is 1.5 x keepalive)."""
     max_queued: Annotated[
         int, BeforeValidator(no_bool), AfterValidator(int_range(100, 60000))
     ] = 10000
@@ -340,6 +342,12 @@ class InstanceConfig(Model):
     """Unique per bridge on a broker; default: the base topic (``aqara``), so a single bridge
     needs none. It names the Homie root device (``aqara-mqtt-<id>``, ``aqara-mqtt`` for
     ``aqara``) and is how two bridges on one base topic tell each other apart."""
+    failover: bool = False
+    """Run as one member of an active/standby pair (or more): the members share one instance
+    configuration; one serves the hubs, the others stand by (see README, "Failover")."""
+    member: Annotated[str | None, BeforeValidator(_empty_to_none),
+                      AfterValidator(_instance_id)] = None
+    """This process's name among the members; default: the host name."""
 
 
 class HomieConfig(Model):
@@ -439,6 +447,9 @@ class LogConfig(Model):
     ] = "console"
 
 
+FAILOVER_KEEPALIVE = 4
+"""The keepalive of a failover member when none is configured: a 6 s lease, takeover < 10 s."""
+
 _SECTIONS = ("mqtt", "homeassistant", "devices", "bridge", "log", "frontend", "instance")
 
 
@@ -526,6 +537,19 @@ class Config(Model):
         hold) as ``_``: ``aqara`` for a default install."""
         return self.instance.id or re.sub(r"[^A-Za-z0-9_-]", "_", self.mqtt.base_topic)[:64]
 
+    @property
+    def keepalive(self) -> int:
+        """The MQTT keepalive in use: ``mqtt.keepalive``, whose default is
+        :data:`FAILOVER_KEEPALIVE` for a failover member (the takeover time follows from it)."""
+        if self.instance.failover and "keepalive" not in self.mqtt.model_fields_set:
+            return FAILOVER_KEEPALIVE
+        return self.mqtt.keepalive
+
+    @property
+    def member(self) -> str:
+        """``instance.member``, else this machine's host name (as an id can hold it)."""
+        return self.instance.member or re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
+
     def hub_keys(self) -> list[str]:
         """A fingerprint of each hub this bridge serves (backend kind, name and address, no
         secret): two bridges with none in common are two instances, not two runs of one."""
@@ -554,10 +578,11 @@ class Config(Model):
                 "client_id": mqtt.client_id,
                 "username": mqtt.username,
                 "authenticated": mqtt.password is not None,
-                "keepalive": mqtt.keepalive,
+                "keepalive": self.keepalive,
                 "max_queued": mqtt.max_queued,
             },
-            "instance": {"id": self.instance_id},
+            "instance": {"id": self.instance_id, **({"failover": True, "member": self.member}
+                                                    if self.instance.failover else {})},
             "backends": [backend.summary() for backend in self.backends],
             "homeassistant": self.homeassistant.public_dict(),
             "homie": self.homie.public_dict(),

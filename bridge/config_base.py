@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -201,6 +202,20 @@ class BackendConfigBase(Model):
         fields = [str(getattr(self, key)) for key in _HUB_FIELDS
                   if getattr(self, key, None) is not None]
         return "|".join([self.type, self.name, *fields])
+
+
+    def hub_address(self) -> tuple[str, int] | None:
+        """Host and port of the hub or cloud API (a standby checks it can reach them)."""
+        url = getattr(self, "api_url", None) or getattr(self, "url", None)
+        if not isinstance(url, str):
+            return None
+        parts = urllib.parse.urlsplit(url)
+        default = 443 if parts.scheme in ("https", "wss") else 80
+        try:
+            port = parts.port or default
+        except ValueError:
+            return None
+        return (parts.hostname, port) if parts.hostname else None
 
 
 _HUB_FIELDS = ("url", "region", "app_id", "client_id", "uid", "account")

@@ -15,15 +15,16 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bridge import __version__, events, health, payloads
-from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.base import NOT_ACTIVE, Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_set
 from bridge.entries import DeviceEntry
 from bridge.extension import Output
 from bridge.instance import GuardOutcome, Identity, InstanceGuard, rival_message
+from bridge.lease_keeper import LeaseKeeper, TrackedPort
 from bridge.logsetup import get_logger
 from bridge.messages import (
     JSON_PROPERTIES,
@@ -140,6 +141,8 @@ class Bridge:
         """Device id → topic level this instance published before this connection (its
         manifest on the broker, read at each connect): with the current devices, what a
         clean-up may clear."""
+        self.keeper: LeaseKeeper | None = None
+        """The failover lease (``instance.failover``): gates commands, hub writes, publishes."""
         self.on_conflict: Callable[[str], None] | None = None
         """Called with the reason when another bridge owns the base topic (the app stops)."""
         self.conflict: str | None = None
@@ -193,11 +196,18 @@ class Bridge:
         self.guard = InstanceGuard(self.topics, self.identity, self._guarded,
                                    self._rival, self._state_lost)
 
+    def use_lease(self, keeper: LeaseKeeper) -> None:
+        """Serve as a failover member: after the guard, claim (or resume) the lease, and act
+        only while it holds (:mod:`bridge.lease_keeper`). Needs :meth:`guard_base_topic`."""
+        self.keeper = keeper
+
     def on_mqtt_connected(self) -> None:
         """After every broker (re)connect: learn who owns the base topic (when guarded), then
         state online and every retained topic republished."""
         if self.guard is not None and self._hold is not None and self._mqtt is not None:
             self._hold(self.topics.bridge("instance_sync/"))
+            if self.keeper is not None:
+                self.keeper.connecting(cast(TrackedPort, self._mqtt))
             self.guard.start(self._mqtt)
             return
         self._claimed()
@@ -212,6 +222,15 @@ class Bridge:
             log.warning("the base topic was last used by another bridge (now offline); its "
                         "retained topics are left as they are", base_topic=self.topics.base)
         self.owned = dict(outcome.owned)
+        if self.keeper is not None:
+            self.keeper.learned(self._go_on)
+        else:
+            self._go_on()
+
+    def _go_on(self) -> None:
+        """The base topic (and the lease, for a failover member) is ours: publish."""
+        assert self._hold is not None
+        assert self.guard is not None
         self._hold(None)
         self._claimed()
         self.guard.watch()
@@ -225,6 +244,8 @@ class Bridge:
 
     def _rival(self, other: Identity) -> None:
         """A live process of another bridge published on our ``bridge/info``."""
+        if self.keeper is not None and not self.identity.is_other_instance(other):
+            return  # another member of this instance: the lease says who is active
         reason = rival_message(self.identity, other, self.topics.base)
         if self.identity.yields_to(other):
             self._refuse(reason + f"; this one ({self.identity.describe()}) started later "
@@ -528,6 +549,8 @@ class Bridge:
             "backends": backends,
             "config": dict(self.options.info),
         }
+        if self.keeper is not None:
+            info["failover"] = self.keeper.info()
         if self.info_extra is not None:
             info.update(self.info_extra())
         return info
@@ -586,6 +609,13 @@ class Bridge:
             return
         if self.conflict is not None:
             return  # not ours to act on: the app is stopping
+        keeper = self.keeper
+        if keeper is not None:
+            if keeper.handle(message.topic, message.payload, message.retain):
+                return
+            if not keeper.may_act():
+                keeper.commands_dropped += 1  # on an ordered broker, the active one had it
+                return
         command = self.topics.parse(message.topic)
         if isinstance(command, BridgeRequest):
             if self.request_handler is not None:
@@ -685,6 +715,8 @@ class Bridge:
     async def _write(self, backend: Backend, batch: list[tuple[WriteItem, list[Origin]]]) -> None:
         items = [item for item, _ in batch]
         try:
+            if not backend.may_write():
+                raise BackendError(NOT_ACTIVE, "not_active")
             failures = await backend.write(items)
         except BackendError as exc:
             failures = [WriteFailure(item, exc.code, exc.message) for item in items]

@@ -166,6 +166,9 @@ class _Sent(NamedTuple):
     retain: bool = False
     resent: bool = False
     """Already sent once on a connection that was lost before the acknowledgement."""
+    on_ack: Callable[[], None] | None = None
+    """Called at the acknowledgement (:meth:`MqttLink.publish_tracked`); lost with the
+    connection, never sent again."""
 
 
 class _Client(paho.Client):
@@ -434,6 +437,11 @@ class MqttLink:
         self._leak_reported = False
         self._held: str | None = None
         """While set, only topics under this prefix are published (:meth:`hold`)."""
+        self.fence: Callable[[], bool] | None = None
+        """When set and False, :meth:`publish` drops the message: a failover member that is no
+        longer active sends nothing (see :mod:`bridge.lease_keeper`)."""
+        self.fenced = 0
+        """Publishes dropped by :attr:`fence`."""
         self._room = asyncio.Event()
         self._room.set()
         self._client: _Client | None = None
@@ -485,6 +493,9 @@ class MqttLink:
         properties: PublishProperties | None = None,
     ) -> None:
         """Send or park a message; never blocks and never awaits."""
+        if self.fence is not None and not self.fence():
+            self.fenced += 1
+            return
         props = None if properties is None else paho_properties(properties)
         level = self.settings.qos if qos is None else qos
         client = self._client
@@ -505,6 +516,24 @@ class MqttLink:
                 self._room.clear()
             return
         self._send(client, _Sent(topic, _encode(payload), level, props, retain))
+
+    def publish_tracked(self, topic: str, payload: bytes, on_ack: Callable[[], None]) -> None:
+        """A retained QoS 1 publish past :attr:`fence` and :meth:`hold` (the failover lease's
+        own records); ``on_ack`` at the broker's acknowledgement. Dropped when disconnected:
+        the lease sends a fresh record at the next connect."""
+        client = self._client
+        if self.connected and client is not None:
+            self._send(client, _Sent(topic, payload, 1, None, True, on_ack=on_ack))
+
+    def discard(self) -> None:
+        """Forget every parked and unacknowledged message (a failover member that stepped down
+        must not send what it prepared while it was active)."""
+        self.fenced += self.parked + len(self._in_flight)
+        self._parked_retained.clear()
+        self._parked_order.clear()
+        self._parked_other.clear()
+        self._in_flight.clear()
+        self._room.set()
 
     def _send(self, client: _Client, sent: _Sent) -> None:
         self.published += 1
@@ -560,6 +589,8 @@ class MqttLink:
         sent = self._in_flight.pop(mid, None)
         if sent is not None and getattr(reason, "value", 0) >= 0x80:
             self._denied(sent.topic, str(reason))
+        elif sent is not None and sent.on_ack is not None:
+            sent.on_ack()
         # refill when half the window is free: parked messages go out in batches
         if (
             not self._flush_scheduled
@@ -1033,6 +1064,8 @@ class MqttLink:
         value of the same topic wins."""
         lost = []
         for sent in self._in_flight.values():
+            if sent.on_ack is not None:
+                continue
             if sent.retain:
                 self._park_retained(sent.topic, sent.data, sent.qos, sent.props, newer=False)
             elif not sent.resent:

@@ -36,6 +36,14 @@ async def _no_wait() -> None:
     return None
 
 
+NOT_ACTIVE = "this bridge is a standby now: another member of its failover pair took over"
+"""Why a write was not sent (:attr:`Backend.may_write` said no)."""
+
+
+def _always() -> bool:
+    return True
+
+
 class Backend(abc.ABC):
     """A connection to one hub or cloud account.
 
@@ -52,6 +60,9 @@ class Backend(abc.ABC):
         self.detail = "not started"
         self.pace: Callable[[], Awaitable[None]] = _no_wait
         """Awaited by push readers between batches: returns when the output has room."""
+        self.may_write: Callable[[], bool] = _always
+        """Asked right before a write goes on the wire: False while this process is not the
+        active member of a failover pair (a stopped or replaced one sends nothing)."""
 
     @abc.abstractmethod
     async def run(self, sink: EventSink) -> None:

@@ -301,8 +301,8 @@ def test_base_topic_with_levels_is_fine() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("keepalive: 4", "mqtt.keepalive: must be between 5 and 3600 (got 4)"),
-        ("keepalive: 3601", "mqtt.keepalive: must be between 5 and 3600 (got 3601)"),
+        ("keepalive: 1", "mqtt.keepalive: must be between 2 and 3600 (got 1)"),
+        ("keepalive: 3601", "mqtt.keepalive: must be between 2 and 3600 (got 3601)"),
         ("keepalive: x", "mqtt.keepalive: must be an integer (got 'x')"),
         ("keepalive: 1.5", "mqtt.keepalive: must be a whole number (got 1.5)"),
         ("keepalive: true", "mqtt.keepalive: must be a number (got true)"),
@@ -683,7 +683,7 @@ def test_several_problems_are_counted() -> None:
     )
     assert info.value.errors == [
         "config.yaml: mqtt.qos: must be 0, 1 or 2 (got 7)",
-        "config.yaml: mqtt.keepalive: must be between 5 and 3600 (got 1)",
+        "config.yaml: mqtt.keepalive: must be between 2 and 3600 (got 1)",
         "config.yaml: log.level: must be debug, info, warning or error (got 'x')",
     ]
 

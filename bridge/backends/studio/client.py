@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from bridge import jsonlimits
 from bridge.backends.aqara_events import device_event, is_event_trait
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
-from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.base import NOT_ACTIVE, Backend, BackendError, EventSink
 from bridge.backends.studio.config import StudioBackendConfig
 from bridge.backends.studio.mgmt import (
     automation_request,
@@ -78,6 +78,10 @@ def auth_header(token: str) -> str:
     """The Authorization value: the token as copied from Studio may already carry ``Bearer``."""
     return token if token[:7].lower() == "bearer " else f"Bearer {token}"
 
+
+WRITING_REQUESTS = frozenset({"ExecuteTraitRequest", "CreateScriptAutomationRequest",
+                              "UpdateScriptAutomationRequest", "DeleteAutomationRequest"})
+"""Requests that change the hub: sent only while :attr:`Backend.may_write` allows it."""
 
 class StudioBackend(Backend):
     """A connection to one Aqara Studio hub."""
@@ -276,6 +280,8 @@ class StudioBackend(Backend):
         ws = self._ws
         if ws is None:
             raise BackendError("the Studio hub is not connected")
+        if request_type in WRITING_REQUESTS and not self.may_write():
+            raise BackendError(NOT_ACTIVE, "not_active")
         msg_id = f"aqara-mqtt-{next(self._ids)}"
         envelope: dict[str, Any] = {"type": request_type, "version": "v1", "msgId": msg_id}
         if data is not None:

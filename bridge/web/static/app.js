@@ -47,6 +47,16 @@ function ago(seconds) {
   return new Date(seconds * 1000).toLocaleString();
 }
 
+function age(seconds) { // how long ago an epoch time was: "42 s", "5 min", "3 h 12 min", "2 d 4 h"
+  const delta = Math.max(0, Math.round(Date.now() / 1000 - seconds));
+  if (delta < 60) return `${delta} s`;
+  const minutes = Math.floor(delta / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
 function show(value) {
   if (value === null || value === undefined) return "—";
   return typeof value === "object" ? JSON.stringify(value) : String(value);
@@ -63,6 +73,31 @@ function route() {
 
 // ---- pages ----------------------------------------------------------------------------------
 
+function standby(b) {
+  const reach = b.hub_reachable === true ? ["ok", "hub reachable"]
+    : b.hub_reachable === false ? ["bad", "hub not reachable"] : ["muted", "hub reachability unknown"];
+  return h("span", { class: "standby", "data-member": b.member },
+    h("strong", {}, show(b.member)), " (", h("span", { class: reach[0] }, reach[1]), ")");
+}
+
+function failoverSection(f) { // active/standby failover (status "failover"): nothing when not set up
+  if (!f) return [];
+  const standbys = Array.isArray(f.standbys) ? f.standbys : [];
+  return [
+    h("h2", {}, "Failover"),
+    h("table", { id: "failover" },
+      h("tr", { id: "failover-active" }, h("th", {}, "active member"),
+        h("td", {}, h("strong", { class: "ok", id: "failover-member" }, show(f.member)),
+          f.generation !== undefined && f.generation !== null ? ` (generation ${f.generation})` : "",
+          f.since ? h("span", { id: "failover-since" }, " since ", new Date(f.since * 1000).toLocaleString(),
+            h("span", { class: "muted" }, ` (${age(f.since)} ago)`)) : "")),
+      h("tr", {}, h("th", {}, "standbys"),
+        h("td", { id: "failover-standbys" }, standbys.length
+          ? standbys.flatMap((b, i) => (i ? [", ", standby(b)] : [standby(b)]))
+          : h("span", { class: "warn" }, "none — no standby is connected")))),
+  ];
+}
+
 async function bridgePage() {
   state.status = await api("api/status");
   const s = state.status;
@@ -77,6 +112,7 @@ async function bridgePage() {
       h("div", {}, "MQTT ", h("strong", { class: s.mqtt.connected ? "ok" : "bad", id: "mqtt-state" },
         s.mqtt.connected ? "connected" : "disconnected"),
         ` to ${s.mqtt.host}:${s.mqtt.port} (MQTT ${s.mqtt.protocol})`)),
+    ...failoverSection(s.failover),
     h("h2", {}, "Hubs"),
     h("table", { id: "hubs" },
       h("tr", {}, h("th", {}, "name"), h("th", {}, "kind"), h("th", {}, "state"), h("th", {}, "reason")),
