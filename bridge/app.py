@@ -67,8 +67,8 @@ def core_options(config: Config) -> CoreOptions:
     return CoreOptions(
         base_topic=config.mqtt.base_topic,
         topic_style=config.mqtt.topic_style,
-        instance=(Identity(config.instance_id, hubs, config.member) if config.instance.failover
-                  else Identity(config.instance_id, hubs)),
+        instance=(Identity(config.instance_id, hubs, config.member, failover=True)
+                  if config.instance.failover else Identity(config.instance_id, hubs)),
         friendly_names={i: d.name for i, d in config.devices.items() if d.name},
         excluded=frozenset(i for i, d in config.devices.items() if d.exclude),
         write_window=config.bridge.write_window_ms / 1000,
@@ -248,6 +248,9 @@ class Daemon:
         if not self.notifier.enabled:
             return
         line = self.health().line()
+        if self.keeper is not None:
+            line += f" (active member {self.keeper.lease.member}, generation " \
+                    f"{self.keeper.lease.generation})"
         if len(self.mqtt.settings.addresses) > 1:
             line += f" (broker {self.mqtt.broker})"  # which node of several it is on
         if not self.mqtt.connected:

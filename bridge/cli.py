@@ -177,14 +177,29 @@ def health_check(config: Config, timeout: float) -> int:
     settings = companion_settings(config, "health")
     base = config.mqtt.base_topic
     state_topic, info_topic = f"{base}/bridge/state", f"{base}/bridge/info"
+    standby_topic = f"{base}/bridge/standby/{config.member}"
+    failover = config.instance.failover
     where = f"{settings.host}:{settings.port}"
+
+    def complete(got: dict[str, bytes]) -> bool:
+        if state_topic not in got or (got[state_topic] == b"online" and info_topic not in got):
+            return False
+        return not failover or standby_topic in got or (
+            health.active_member(got.get(info_topic, b"")) == config.member)
+
     try:
         got, refusal = read_retained(
-            settings, [state_topic, info_topic], timeout,
-            lambda got: state_topic in got and (got[state_topic] != b"online" or info_topic in got))
+            settings, [state_topic, info_topic, *([standby_topic] if failover else [])],
+            timeout, complete)
     except OSError as exc:
         print(f"{health.OFFLINE}: cannot reach the broker at {where}: {exc.strerror or exc}")
         return health.EXIT_CODES[health.OFFLINE]
+    if failover and refusal is None:
+        standing_by = health.standby_health(config.member, got.get(standby_topic),
+                                            got.get(info_topic, b""))
+        if standing_by is not None:
+            print(redact(standing_by[1]))
+            return health.EXIT_CODES[standing_by[0]]
     state = got.get(state_topic)
     if refusal is not None:
         line = f"the broker at {where} refused the connection: {refusal}"

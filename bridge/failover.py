@@ -112,7 +112,12 @@ class Standby:
             record = parse_lease(message.payload)
             if record is not None:
                 changed = self.watch.record is None or record.key != self.watch.record.key
-                self.watch.observe(record, self.clock())
+                twin = self.watch.twin
+                self.watch.observe(record, self.clock(), live=not message.retain)
+                if self.watch.twin and not twin:
+                    log.error("another process runs as this failover member; give each member "
+                              "its own instance.member (this one stands by for good)",
+                              member=self.config.member)
                 if changed:
                     self._tell_service()
         elif (message.topic == self.state_topic and not message.retain

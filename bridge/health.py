@@ -15,6 +15,7 @@ with :data:`EXIT_CODES`, and systemd gets the same line as the unit's ``STATUS=`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,3 +102,33 @@ def assess(backends: Iterable[Mapping[str, Any]]) -> Health:
 def from_info(info: Mapping[str, Any]) -> Health:
     """Health from a ``bridge/info`` document (what ``aqara-mqtt health`` reads)."""
     return assess(info.get("backends") or [])
+
+
+def active_member(info: bytes) -> str | None:
+    """The failover member a ``bridge/info`` document names active (None: none)."""
+    try:
+        document = json.loads(info) if info else None
+    except ValueError:
+        return None
+    failover = document.get("failover") if isinstance(document, dict) else None
+    member = failover.get("member") if isinstance(failover, dict) else None
+    return member if isinstance(member, str) else None
+
+
+def standby_health(member: str, standby: bytes | None, info: bytes) -> tuple[str, str] | None:
+    """``aqara-mqtt health`` of a failover member that is not the active one: (state, line)
+    from its retained ``bridge/standby/<member>``; None when it is the active member."""
+    active = active_member(info)
+    if active == member:
+        return None
+    try:
+        document = json.loads(standby) if standby else None
+    except ValueError:
+        document = None
+    named = f"active member {active}" if active else "no member is active"
+    if not isinstance(document, dict):
+        return OFFLINE, f"{OFFLINE}: member {member} is neither active nor standing by ({named})"
+    if document.get("hub_reachable") is True:
+        return OK, f"{OK} (standby): member {member} stands by; {named}"
+    return DEGRADED, (f"{DEGRADED} (standby): member {member} stands by but cannot reach every "
+                      f"hub; {named}")

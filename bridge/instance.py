@@ -43,6 +43,9 @@ class Identity:
     hubs: tuple[str, ...]
     member: str = field(default_factory=lambda: secrets.token_hex(6))
     started: float = field(default_factory=time.time)
+    failover: bool = False
+    """A member of an active/standby pair: its id alone names its instance (the members may
+    reach the hubs by other addresses)."""
 
     def as_json(self) -> dict[str, Any]:
         """The ``instance`` object of ``bridge/info``."""
@@ -54,6 +57,8 @@ class Identity:
         or (both naming hubs) no hub in common."""
         if other.id != self.id:
             return True
+        if self.failover:
+            return False
         return bool(self.hubs and other.hubs and not set(self.hubs) & set(other.hubs))
 
     def yields_to(self, other: Identity) -> bool:

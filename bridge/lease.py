@@ -130,6 +130,9 @@ class StandbyWatch:
         """When the holder was last heard (or this standby connected, if later)."""
         self._will_at: float | None = None
         self._released_at: float | None = None
+        self.twin = False
+        """A live renewal named this member while it stands by: another process has its name
+        (the members would take the lease from each other forever); it claims nothing."""
 
     def connected(self, now: float) -> None:
         """A (re)connect: what is retained is learned anew; silence counts from now."""
@@ -148,10 +151,12 @@ class StandbyWatch:
             self.observe(record, now)
         self.learned = True
 
-    def observe(self, record: LeaseRecord, now: float) -> None:
-        """A lease record received (retained or live)."""
+    def observe(self, record: LeaseRecord, now: float, live: bool = False) -> None:
+        """A lease record received (``live``: published now, not what the broker retained)."""
         if self.record is not None and record.key < self.record.key:
             return  # an old record, delivered late
+        if live and record.member == self.member and record.state == HELD:
+            self.twin = True
         if record != self.record:
             self._quiet_since = now
             self._will_at = None
@@ -165,7 +170,7 @@ class StandbyWatch:
 
     def claim_reason(self, now: float) -> str | None:
         """Why to claim now, or None to go on waiting."""
-        if not self.learned or self._quiet_since is None:
+        if not self.learned or self._quiet_since is None or self.twin:
             return None
         record, timing = self.record, self.timing
         if record is None:

@@ -139,12 +139,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -301,6 +304,16 @@ class _Catalog:
         return None if rec is None else rec.trait
 
 
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """An ExecuteTraitRequest as the hub received it: when (``time.monotonic``), on which
+    WebSocket connection (:attr:`_Conn.serial`; 0: HTTP) and its items as sent."""
+
+    at: float
+    connection: int
+    items: list[Any]
+
+
 class _Conn:
     """One WebSocket connection: its outbound queue, writer task and subscriptions."""
 
@@ -309,6 +322,7 @@ class _Conn:
         "all",
         "done",
         "out",
+        "serial",
         "tasks",
         "traits",
         "transport",
@@ -317,7 +331,10 @@ class _Conn:
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 serial: int) -> None:
+        self.serial = serial
+        """Which connection this is, counting from 1 since the simulator started."""
         self.ws = ws
         self.transport = transport
         self.out: deque[bytes | bytearray] = deque()  # bytearray = binary frame (garbage only)
@@ -335,7 +352,8 @@ class StudioSimulator:
 
     ``latency`` (seconds) is added before every response; with ``garbage`` true every request is
     answered with non-JSON bytes or wrongly shaped JSON (and not executed). ``received`` holds every
-    parsed request object (WS and HTTP), ``push_count`` counts push messages queued to
+    parsed request object (WS and HTTP), ``executions`` every ExecuteTraitRequest with its time
+    and connection, ``push_count`` counts push messages queued to
     connections (one per receiving connection) and ``change_count`` counts value changes.
     A connection whose outbound queue exceeds ``max_queue`` messages is dropped. With
     ``max_backlog``, random changes are not made while a connection subscribed to everything
@@ -364,6 +382,9 @@ class StudioSimulator:
         self.paused_ticks = 0
         """Random-change ticks skipped because a client was ``max_backlog`` behind."""
         self.received: list[dict[str, Any]] = []
+        self.executions: list[Execution] = []
+        """Every ExecuteTraitRequest that reached the hub, valid or not, in order."""
+        self._serials = itertools.count(1)
         self.push_count = 0
         self.change_count = 0
         self._tokens: set[str] = {token}
@@ -847,7 +868,7 @@ class StudioSimulator:
             protocols=(SUBPROTOCOL,), compress=False, max_msg_size=64 * 1024 * 1024, timeout=1.0
         )
         await ws.prepare(request)
-        conn = _Conn(ws, request.transport)
+        conn = _Conn(ws, request.transport, next(self._serials))
         self._conns.add(conn)
         conn.writer = asyncio.create_task(self._writer(conn))
         try:
@@ -1155,6 +1176,8 @@ class StudioSimulator:
         return out, []
 
     def _h_execute(self, data: Any, conn: _Conn | None) -> tuple[Any, _After]:
+        self.executions.append(Execution(time.monotonic(), conn.serial if conn else 0,
+                                         data if isinstance(data, list) else []))
         if not isinstance(data, list):
             raise _BadData("data must be an array")
         if not data:

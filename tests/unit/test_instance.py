@@ -51,6 +51,12 @@ def test_other_instance_by_id_or_by_hubs_in_common() -> None:
     assert OURS.is_other_instance(Identity("aqara", ("hub-b",)))
     assert not OURS.is_other_instance(Identity("aqara", ("hub-a", "hub-b")))  # a hub added
     assert not OURS.is_other_instance(Identity("aqara", ()))  # an older run naming no hubs
+
+
+def test_a_failover_member_knows_its_instance_by_the_id_alone() -> None:
+    member = Identity("aqara", ("hub-a",), "pi-b", failover=True)
+    assert not member.is_other_instance(Identity("aqara", ("hub-a-by-another-address",)))
+    assert member.is_other_instance(Identity("site_b", ("hub-a",)))
     assert not OURS.is_other_instance(Identity("aqara", ("hub-a",), "m2"))  # another run
 
 

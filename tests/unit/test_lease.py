@@ -152,6 +152,19 @@ def test_an_old_record_delivered_late_changes_nothing() -> None:
     assert watch.claim_reason(1.0) is None
 
 
+def test_a_live_renewal_under_this_members_name_is_a_twin_that_never_claims() -> None:
+    watch = watching(LeaseRecord("b", 3))
+    watch.observe(LeaseRecord("b", 3, HELD, 11), 0.5, live=True)
+    assert watch.twin
+    assert watch.claim_reason(100) is None
+
+
+def test_a_retained_record_under_this_members_name_is_a_restart_not_a_twin() -> None:
+    watch = watching(LeaseRecord("b", 3))
+    assert not watch.twin
+    assert watch.claim_reason(0) is not None
+
+
 # ---- a claimant and an active member -----------------------------------------------------
 
 def test_a_claim_takes_the_next_generation_and_acts_only_after_its_echo_and_the_settle() -> None:
