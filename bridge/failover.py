@@ -188,6 +188,7 @@ async def run_member(config: Config, reload: Callable[[], Config] | None = None)
                  generation=watch.next_generation())
         daemon = Daemon(config, lease=ActiveLease(config.member, timing, watch.record))
         await _until_signalled(daemon.run())
+        watch.restarted = False
         if daemon.refused is not None:
             return 2
         if daemon.restart_requested:

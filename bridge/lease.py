@@ -14,9 +14,9 @@ silent connection and publishes its will; see :class:`Timing`):
   renewal the broker acknowledged (:meth:`ActiveLease.may_act`); a paused or cut-off process
   therefore stops by itself, before anyone can take over.
 - A standby claims when the lease is released, when it names nobody or this very member (a
-  restart), when the active's will arrived and no renewal followed within ``will_wait``, or when
-  no renewal arrived for ``term + grace`` while this standby was connected
-  (:meth:`StandbyWatch.claim_reason`).
+  restarted process), when the active's will arrived and no renewal followed within
+  ``will_wait``, or when no renewal arrived for ``term + grace`` while this standby was
+  connected (:meth:`StandbyWatch.claim_reason`).
 - A claim counts once the claimant received its own record back (the broker ordered it) and
   ``settle`` seconds passed without a higher record (another claimant). Commands that arrive
   before then are not executed: on an ordered broker they reached the old active first.
@@ -130,6 +130,9 @@ class StandbyWatch:
         """When the holder was last heard (or this standby connected, if later)."""
         self._will_at: float | None = None
         self._released_at: float | None = None
+        self.restarted = True
+        """This process has not been active yet: a record under its own name is its previous
+        run's (it claims at once). After an active phase, its own record is one to wait out."""
         self.twin = False
         """A live renewal named this member while it stands by: another process has its name
         (the members would take the lease from each other forever); it claims nothing."""
@@ -183,7 +186,7 @@ class StandbyWatch:
                 return (f"member {record.member} handed over to {record.successor}, which did "
                         f"not take over within {timing.takeover_bound:g} s")
             return None
-        if record.member == self.member:
+        if record.member == self.member and self.restarted:
             return "this member held the lease before it restarted"
         if self._will_at is not None and now - self._will_at >= timing.will_wait:
             return f"the connection of member {record.member} was lost (its will arrived)"
@@ -229,6 +232,8 @@ class ActiveLease:
         self.active_since: float | None = None
         """When the claim settled (this member's clock)."""
         self._claimed_at: float | None = None
+        self._began: float | None = None
+        """The first connect of this claimant: its claim must settle within 2 terms of it."""
         self._valid_until = float("-inf")
         self._settle_until = float("inf")
         self._next_renewal = float("inf")
@@ -259,12 +264,19 @@ class ActiveLease:
             if retained == self.record:  # the broker holds the claim: as good as its echo
                 self.observe(retained, now)
                 return None
+            if retained != self.expected:
+                self._end("the lease changed while this member's claim was on its way "
+                          f"(now {describe(retained)})", retained)
+                return None
             return self.record  # lost with the last connection: again
         return self._renewal(now)
 
-    def disconnected(self) -> None:
-        """The link is down: no acting until :meth:`on_connect` said it is still ours."""
+    def disconnected(self, now: float | None = None) -> None:
+        """The link is down (or connecting, at ``now``): no acting until :meth:`on_connect` said
+        the lease is still ours."""
         self.connected = False
+        if self._began is None and now is not None:
+            self._began = now
 
     def observe(self, record: LeaseRecord, now: float) -> None:
         """A lease record received on the lease topic."""
@@ -287,6 +299,11 @@ class ActiveLease:
         if self.phase is Phase.CLAIMING and self._claimed_at is not None and (
                 now - self._claimed_at >= term):
             self._end(f"the claim did not come back from the broker within {term:g} s")
+            return None
+        if self.phase in (Phase.CLAIMING, Phase.SETTLING) and self._began is not None and (
+                now - self._began >= 2 * term):
+            self._end(f"the broker did not let this member claim the lease within "
+                      f"{2 * term:g} s")
             return None
         if self.phase is Phase.SETTLING and now >= self._settle_until:
             self.phase = Phase.ACTIVE

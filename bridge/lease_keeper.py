@@ -23,6 +23,8 @@ from bridge.topics import TopicScheme
 
 log = get_logger("bridge.lease")
 
+SENT_KEPT = 16
+"""Own records remembered until they come back (16 s of renewals)."""
 TICK = 0.1
 """Seconds between checks of the lease (settle, renewals, expiry, a lost hub)."""
 
@@ -63,6 +65,8 @@ class LeaseKeeper:
         self.commands_dropped = 0
         """Commands and requests not executed because this member was not (yet) active."""
         self._retained: LeaseRecord | None = None
+        self._sent: dict[LeaseRecord, float] = {}
+        """Records published and not yet acknowledged → when (the last few)."""
         self._mqtt: TrackedPort | None = None
         self._on_settled: Callable[[], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -92,7 +96,8 @@ class LeaseKeeper:
         round ends (our own records come back too)."""
         self._mqtt = mqtt
         self._retained = None
-        self.lease.disconnected()
+        self.lease.disconnected(self.clock())
+        self._schedule()  # a claim that never comes back ends, learned or not
         mqtt.subscribe([self.topic], no_local=False, qos=0)
         mqtt.subscribe([self.standby_filter], qos=0)
 
@@ -115,6 +120,8 @@ class LeaseKeeper:
             if record is not None:
                 if retain:
                     self._retained = record
+                elif record in self._sent:  # our own, back from the broker: as good as a PUBACK
+                    self.lease.acknowledged(self._sent.pop(record))
                 self.lease.observe(record, self.clock())
                 self._check(self.clock())
             return True
@@ -192,7 +199,12 @@ class LeaseKeeper:
             self._timer = None
 
     def _send(self, record: LeaseRecord, now: float) -> None:
+        """Publish a record; the lease counts from ``now`` once the broker acknowledged it or
+        sent it back (a cluster may be slow to acknowledge a retained message it forwards)."""
         if self._mqtt is not None:
+            self._sent[record] = now
+            while len(self._sent) > SENT_KEPT:
+                del self._sent[next(iter(self._sent))]
             self._mqtt.publish_tracked(self.topic, record.encode(),
                                        lambda: self.lease.acknowledged(now))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bridge.simulators.sample_home import SimDevice, ct_light, energy_meter
 from bridge.simulators.studio import StudioSimulator
@@ -29,6 +29,7 @@ METERS = [f"lumi.fm{i:012x}" for i in range(20)]
 CT = ("ColorControl", "ColorTemperature")
 POWER = ("EnergyManagement", "CurrentPower")
 CT_RANGE = range(153, 501)
+EXECUTION_SLACK = 5.0
 
 
 def pair_home() -> list[SimDevice]:
@@ -40,9 +41,16 @@ def pair_home() -> list[SimDevice]:
     return lights + meters
 
 
-def member_config(mqtt_url: str, hub_url: str, member: str, extra: str = "") -> str:
-    """A failover member's config: the defaults a user gets (keepalive 4, lease 6 s)."""
-    return f"""mqtt: {{url: "{mqtt_url}", base_topic: aqara}}
+def level(device_id: str, portable: bool = False) -> str:
+    """A device's topic level (``mqtt.topic_style: portable`` spells the dot ``_``)."""
+    return device_id.replace(".", "_") if portable else device_id
+
+
+def member_config(mqtt_url: str | list[str], hub_url: str, member: str, extra: str = "",
+                  mqtt_extra: str = "") -> str:
+    """A failover member's config: the defaults a user gets (keepalive 4, lease 6 s); several
+    broker URLs are tried in order."""
+    return f"""mqtt: {{url: {json.dumps(mqtt_url)}, base_topic: aqara{mqtt_extra}}}
 instance: {{failover: true, member: {member}}}
 backends:
   - {{type: studio, name: home, url: "{hub_url}", token: "{TOKEN}", request_timeout: 5,
@@ -106,10 +114,12 @@ class Member:
 
 
 @contextlib.asynccontextmanager
-async def started(members: Sequence[Member]) -> AsyncIterator[Sequence[Member]]:
-    """Run the members (in order); always stopped afterwards, their logs kept on failure."""
+async def started(members: Sequence[Member], now: int | None = None
+                  ) -> AsyncIterator[Sequence[Member]]:
+    """Run the first ``now`` members (all by default; the block starts the others when it
+    wants); every one is killed afterwards, their logs kept."""
     try:
-        for member in members:
+        for member in members[:now]:
             await member.start()
         yield members
     finally:
@@ -132,10 +142,11 @@ class LeaseSeen:
 class LeaseLog:
     """Every ``aqara/bridge/lease`` record, as one more client of the broker receives it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, protocol: MQTTProtocolVersion = paho.MQTTv5
+                 ) -> None:
         self.seen: list[LeaseSeen] = []
         self._lock = threading.Lock()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
         self._client.on_connect = lambda c, *_a: c.subscribe("aqara/bridge/lease", 1)
         self._client.on_message = self._message
         self._client.connect(host, port)
@@ -182,11 +193,15 @@ class SetLoad:
     host: str
     port: int
     rate: float = 100.0
+    portable: bool = False
+    protocol: MQTTProtocolVersion = paho.MQTTv5
     sent: list[tuple[float, str, int]] = field(default_factory=list)
     """(``time.monotonic()`` just after the broker acknowledged it, light, value)."""
+    failed: int = 0
+    """Publishes the broker did not acknowledge (not in :attr:`sent`)."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=self.protocol)
         connected = threading.Event()
         client.on_connect = lambda *_a: connected.set()
         client.connect(self.host, self.port)
@@ -198,9 +213,15 @@ class SetLoad:
             while not stop.is_set():
                 light = LIGHTS[count % len(LIGHTS)]
                 value = CT_RANGE[(count // len(LIGHTS) + 1) % len(CT_RANGE)]
-                info = client.publish(f"aqara/{light}/1/{CT[0]}/{CT[1]}/set", str(value), 1)
-                await asyncio.to_thread(info.wait_for_publish, 5)
-                self.sent.append((time.monotonic(), light, value))
+                topic = f"aqara/{level(light, self.portable)}/1/{CT[0]}/{CT[1]}/set"
+                info = client.publish(topic, str(value), 1)
+                try:
+                    await asyncio.to_thread(info.wait_for_publish, 5)
+                except (RuntimeError, ValueError):
+                    self.failed += 1  # this client lost the broker (a cluster node went away)
+                else:
+                    if info.is_published():
+                        self.sent.append((time.monotonic(), light, value))
                 count += 1
                 delay = start + count / self.rate - time.monotonic()
                 if delay > 0:
@@ -224,23 +245,33 @@ async def change_hub(hub: StudioSimulator, stop: asyncio.Event, rate: float = 50
     return count
 
 
-def executions(hub: StudioSimulator) -> Counter[tuple[str, int]]:
-    """How often the hub executed each (light, colour temperature)."""
-    counted: Counter[tuple[str, int]] = Counter()
+def executions(hub: StudioSimulator, sets: SetLoad) -> Counter[int]:
+    """How often the hub executed each /set of ``sets.sent`` (by its index there). A light's
+    value comes round again every 348 /set of it (70 s at 100 /s): an execution is the latest
+    /set of its light and value sent before it (a few seconds of slack: ``sent`` is stamped at
+    the publisher's PUBACK, which may come after the hub has it)."""
+    sends: dict[tuple[str, int], list[tuple[float, int]]] = {}
+    for index, (at, light, value) in enumerate(sets.sent):
+        sends.setdefault((light, value), []).append((at, index))
+    counted: Counter[int] = Counter()
     for execution in hub.executions:
         for item in execution.items:
-            if isinstance(item, dict) and (item.get("functionCode"),
-                                           item.get("traitCode")) == CT:
-                counted[(item["deviceId"], int(item["value"]))] += 1
+            if not isinstance(item, dict) or (item.get("functionCode"),
+                                              item.get("traitCode")) != CT:
+                continue
+            earlier = [index for at, index in sends.get((item["deviceId"], int(item["value"])), [])
+                       if at <= execution.at + EXECUTION_SLACK]
+            if earlier:
+                counted[earlier[-1]] += 1
     return counted
 
 
-def expected_state(hub: StudioSimulator) -> dict[str, str]:
+def expected_state(hub: StudioSimulator, portable: bool = False) -> dict[str, str]:
     """The retained payload each driven trait must end with: the hub's value now."""
-    state = {f"aqara/{light}/1/{CT[0]}/{CT[1]}": str(hub.get_value(light, 1, *CT))
+    state = {f"aqara/{level(light, portable)}/1/{CT[0]}/{CT[1]}": str(hub.get_value(light, 1, *CT))
              for light in LIGHTS}
-    state.update({f"aqara/{meter}/1/{POWER[0]}/{POWER[1]}": str(hub.get_value(meter, 1, *POWER))
-                  for meter in METERS})
+    state.update({f"aqara/{level(meter, portable)}/1/{POWER[0]}/{POWER[1]}":
+                  str(hub.get_value(meter, 1, *POWER)) for meter in METERS})
     return state
 
 

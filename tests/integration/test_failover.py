@@ -126,20 +126,24 @@ async def all_executed(hub: StudioSimulator, sets: SetLoad,
                        windows: list[tuple[float, float]], timeout: float = 10) -> None:
     """Every /set sent inside one of ``windows`` (an active member's time) reached the hub
     exactly once; none anywhere more than once."""
-    due = [(light, value) for at, light, value in sets.sent
-           if any(start <= at < end for start, end in windows)]
+    due = {index: at - start for index, (at, _light, _value) in enumerate(sets.sent)
+           for start, end in windows if start <= at < end}
     assert len(due) > 50, "too little load to judge"
+    zero = windows[0][0]
     deadline = time.monotonic() + timeout
     while True:
-        counts = executions(hub)
-        doubled = [key for key, n in counts.items() if n > 1]
-        assert doubled == [], f"executed more than once: {doubled[:10]}"
-        lost = [key for key in due if counts[key] != 1]
+        counts = executions(hub, sets)
+        doubled = [index for index, n in counts.items() if n > 1]
+        assert doubled == [], "executed more than once: " + ", ".join(
+            f"{sets.sent[i][1:]} sent at {sets.sent[i][0] - zero:.2f} s" for i in doubled[:10])
+        lost = [index for index in due if counts[index] != 1]
         if not lost:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(lost)} of {len(due)} /set sent while a member was "
-                                 f"active never reached the hub: {lost[:10]}")
+            raise AssertionError(
+                f"{len(lost)} of {len(due)} /set sent while a member was active never reached "
+                "the hub: " + ", ".join(f"{sets.sent[i][1:]} {due[i]:.2f} s into its window"
+                                        for i in lost[:10]))
         await asyncio.sleep(0.1)
 
 
@@ -152,7 +156,7 @@ async def test_a_killed_active_is_replaced_within_seconds_and_no_set_runs_twice(
         tmp_path: Path) -> None:
     """SIGKILL the active three times under load (the killed one comes back as the standby)."""
     pair = members(mosquitto, hub, tmp_path)
-    async with started(pair[:1]):
+    async with started(pair, now=1):
         first = await lease.active()
         assert first.member == "a"
         await pair[1].start()
@@ -190,7 +194,7 @@ async def test_a_paused_active_sends_nothing_to_the_hub_after_the_takeover(
     """SIGSTOP for longer than the lease, then SIGCONT with /set still queued in the process:
     it learns it was replaced before it sends anything, and stands by."""
     a, b = members(mosquitto, hub, tmp_path)
-    async with started([a]):
+    async with started([a, b], now=1):
         first = await lease.active()
         await b.start()
         await standing_by(probe, "b")
@@ -221,7 +225,7 @@ async def test_a_clean_stop_hands_over_at_once_and_health_names_the_roles(
         mosquitto: Mosquitto, hub: StudioSimulator, lease: LeaseLog, probe: MqttProbe,
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = members(mosquitto, hub, tmp_path)
-    async with started([a]):
+    async with started([a, b], now=1):
         first = await lease.active()
         await b.start()
         await standing_by(probe, "b")
@@ -287,7 +291,7 @@ async def test_an_active_that_loses_its_hub_hands_over_to_a_standby_that_reaches
     await cable.plug()
     a = Member("a", member_config(mosquitto.url, f"ws://127.0.0.1:{cable.port}", "a"), tmp_path)
     b = Member("b", member_config(mosquitto.url, hub.url, "b"), tmp_path)
-    async with started([a]):
+    async with started([a, b], now=1):
         first = await lease.active()
         await b.start()
         await standing_by(probe, "b")

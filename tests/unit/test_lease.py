@@ -103,6 +103,15 @@ def test_a_lease_this_member_held_before_a_restart_is_claimed_at_once() -> None:
         "this member held the lease before it restarted")
 
 
+def test_a_member_back_from_an_active_phase_waits_its_own_record_out_like_any_other() -> None:
+    watch = StandbyWatch("b", TIMING)
+    watch.restarted = False
+    watch.connected(0)
+    watch.learned_retained(LeaseRecord("b", 3), 0)
+    assert watch.claim_reason(6.9) is None
+    assert watch.claim_reason(7.0) == "member b did not renew the lease for 7 s"
+
+
 def test_a_renewing_holder_keeps_the_lease() -> None:
     watch = watching()
     for second in range(1, 30):
@@ -216,6 +225,15 @@ def test_a_claim_that_never_comes_back_is_given_up() -> None:
     assert lease.end_reason == "the claim did not come back from the broker within 6 s"
 
 
+def test_a_claimant_the_broker_never_lets_claim_gives_up_after_two_terms() -> None:
+    lease = ActiveLease("b", TIMING, HOLDER)
+    lease.disconnected(0)  # connecting; the guard's round never ends (a stalled cluster)
+    assert lease.tick(11.9) is None
+    assert lease.end_reason is None
+    lease.tick(12.0)
+    assert lease.end_reason == "the broker did not let this member claim the lease within 12 s"
+
+
 def test_an_active_renews_every_period_and_stays_valid_while_the_broker_acknowledges() -> None:
     lease = active()
     now = TIMING.settle
@@ -285,6 +303,14 @@ def test_a_claim_lost_with_its_connection_is_sent_again_or_taken_as_echoed() -> 
     lease.disconnected()
     assert lease.on_connect(claim, 0.6) is None  # the broker holds it: its echo
     assert lease.phase is Phase.SETTLING
+
+
+def test_a_claim_whose_lease_changed_meanwhile_is_not_sent_again() -> None:
+    lease = ActiveLease("b", TIMING, HOLDER)
+    lease.on_connect(HOLDER, 0)
+    lease.disconnected()
+    assert lease.on_connect(LeaseRecord("a", 4), 0.5) is None  # a lower claim of the same turn
+    assert lease.phase is Phase.ENDED
 
 
 def test_a_release_ends_the_lease_and_names_the_successor() -> None:

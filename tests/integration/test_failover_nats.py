@@ -1,0 +1,142 @@
+"""The pair on a 3-node NATS cluster (JetStream, streams replicated 3 times): each member names
+all three nodes, starting with its own (the active on node 1, the standby on node 2); node 1 is
+killed under load. One member serves again (the active moved to another node, or the standby
+took over), no ``/set`` ever runs twice, every ``/set`` sent once commands are served again runs
+once, and every node ends holding the hub's truth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+
+from bridge.simulators.studio import StudioSimulator
+from tests.brokers import NatsCluster
+from tests.integration.test_brokers_bridge import everything_retained
+from tests.integration.test_failover import QUIET, all_executed
+from tests.mqtt_probe import MqttProbe
+from tests.pair import (
+    CT,
+    LIGHTS,
+    TOKEN,
+    LeaseLog,
+    Member,
+    SetLoad,
+    change_hub,
+    compare,
+    executions,
+    expected_state,
+    member_config,
+    pair_home,
+    started,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster() -> Iterator[NatsCluster]:
+    nodes = NatsCluster(Path(tempfile.mkdtemp(prefix="aq-nats-pair-")))
+    nodes.start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+async def first_served(hub: StudioSimulator, sets: SetLoad, since: float,
+                       timeout: float = 120) -> float:
+    """When the first /set sent after ``since`` that reached the hub was sent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = executions(hub, sets)
+        done = [at for i, (at, _l, _v) in enumerate(sets.sent) if at > since and counts[i]]
+        if done:
+            return done[0]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no /set sent after the node died reached the hub in {timeout} s")
+
+
+async def clean_stretch(hub: StudioSimulator, sets: SetLoad, length: float = 10,
+                        timeout: float = 200) -> tuple[float, float]:
+    """The first ``length`` seconds of load in which every /set sent reached the hub once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        end = time.monotonic() - 2  # what was sent since may still be on its way
+        counts = executions(hub, sets)
+        due = [i for i, (at, _l, _v) in enumerate(sets.sent) if end - length <= at < end]
+        if len(due) > length * 50 and all(counts[i] == 1 for i in due):
+            return end - length, end
+        await asyncio.sleep(1)
+    raise AssertionError(f"no {length:g} s of commands all reached the hub within {timeout} s")
+
+
+async def converged_on(port: int, hub: StudioSimulator, timeout: float = 120) -> dict[str, bytes]:
+    """The node's retained state once it holds the hub's truth for every driven trait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        retained = await everything_retained(port)
+        missing, stale = compare(retained, expected_state(hub, portable=True))
+        if not missing and not stale:
+            return retained
+        if time.monotonic() > deadline:
+            raise AssertionError(f"node on port {port}: missing {missing[:3]}, stale {stale[:3]}")
+        await asyncio.sleep(1)
+
+
+async def test_a_pair_on_a_nats_cluster_survives_the_loss_of_the_actives_node(
+        cluster: NatsCluster, tmp_path: Path) -> None:
+    hub = StudioSimulator(TOKEN, pair_home())
+    await hub.start()
+    urls = cluster.urls
+    far = cluster.ports[2]
+    lease = LeaseLog("127.0.0.1", far, paho.MQTTv311)
+    probe = await MqttProbe(far, ["aqara/bridge/#"], protocol=paho.MQTTv311).start()
+    portable = ", topic_style: portable"
+    a = Member("a", member_config(urls, hub.url, "a", mqtt_extra=portable), tmp_path)
+    b = Member("b", member_config([urls[1], urls[2], urls[0]], hub.url, "b",
+                                  mqtt_extra=portable), tmp_path)
+    stop = asyncio.Event()
+    sets = SetLoad("127.0.0.1", far, portable=True, protocol=paho.MQTTv311)
+    try:
+        async with started([a, b], now=1):
+            first = await lease.active(timeout=60)
+            await b.start()
+            await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/standby/b"))
+                                 and m.payload.startswith(b"{"), timeout=60)
+            load = [asyncio.create_task(sets.run(stop)),
+                    asyncio.create_task(change_hub(hub, stop))]
+            try:
+                await asyncio.sleep(3)  # load against the active
+                killed = time.monotonic()
+                cluster.kill(0)
+                served = await first_served(hub, sets, killed, timeout=200)
+                clean = await clean_stretch(hub, sets)
+            finally:
+                stop.set()
+                for task in load:
+                    await task
+            holder = lease.latest()
+            assert holder is not None
+            print(f"NATS cluster pair: the active's node died; a command reached the hub again "
+                  f"after {served - killed:.2f} s, every command from {clean[0] - killed:.2f} s "
+                  f"on (lease: member {holder.member}, generation {holder.generation})")
+            await all_executed(hub, sets, [(first.at, killed - QUIET), clean], timeout=60)
+            light = f"aqara/{LIGHTS[0].replace('.', '_')}/1/{CT[0]}/{CT[1]}"
+            second = await converged_on(cluster.ports[1], hub)
+            third = await converged_on(far, hub)
+            assert second[light] == third[light]
+            for member in (a, b):
+                assert await member.stop() == 0
+    finally:
+        probe.stop()
+        lease.close()
+        await hub.stop()
+        with contextlib.suppress(Exception):
+            cluster.start_node(0)
