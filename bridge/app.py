@@ -36,6 +36,15 @@ from bridge.web.server import WebServer, WebSettings
 log = get_logger("bridge.app")
 
 
+def client_id(config: Config) -> str:
+    """``mqtt.client_id`` (with the member's name for a failover member: the members share one
+    config, and a broker drops a client when another connects with its id), else a unique one."""
+    configured = config.mqtt.client_id
+    if configured is None:
+        return f"aqara-mqtt-{_random.token_hex(4)}"
+    return f"{configured}-{config.member}" if config.instance.failover else configured
+
+
 def mqtt_settings(config: Config) -> MqttSettings:
     """Broker settings from the ``mqtt:`` section; a unique client id when none is set."""
     m = config.mqtt
@@ -45,7 +54,7 @@ def mqtt_settings(config: Config) -> MqttSettings:
         host=brokers[0][0],
         port=brokers[0][1],
         failover=tuple(brokers[1:]),
-        client_id=m.client_id or f"aqara-mqtt-{_random.token_hex(4)}",
+        client_id=client_id(config),
         will_topic=f"{m.base_topic}/bridge/state",
         username=m.username,
         password=m.password.get_secret_value() if m.password else None,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from bridge.app import client_id
 from bridge.backends.studio.config import StudioBackendConfig
 from bridge.config import (
     SUPPORTED_BACKENDS,
@@ -1046,3 +1047,27 @@ def test_example_documents_every_key() -> None:
     for model in models:
         for field in model.model_fields:
             assert f"{field}:" in text, f"{model.__name__}.{field} missing from the example"
+
+
+# ---- failover members ----------------------------------------------------------------------------
+
+def test_a_failover_member_gets_a_4_s_keepalive_unless_it_sets_one() -> None:
+    assert load(BACKEND).keepalive == 60
+    assert load(BACKEND + "instance: {failover: true}\n").keepalive == 4
+    assert load(BACKEND + "instance: {failover: true}\nmqtt: {keepalive: 10}\n").keepalive == 10
+
+
+def test_a_member_is_named_by_the_config_or_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "pi.kitchen")
+    assert load(BACKEND + "instance: {failover: true}\n").member == "pi_kitchen"
+    assert load(BACKEND + "instance: {failover: true, member: hall}\n").member == "hall"
+    summary = load(BACKEND + "instance: {failover: true, member: hall}\n").summary()
+    assert summary["instance"] == {"id": "aqara", "failover": True, "member": "hall"}
+    assert load(BACKEND).summary()["instance"] == {"id": "aqara"}
+
+
+def test_a_configured_client_id_carries_the_member_name_for_failover() -> None:
+    assert client_id(load(BACKEND + "mqtt: {client_id: bridge}\n")) == "bridge"
+    assert client_id(load(BACKEND + "mqtt: {client_id: bridge}\n"
+                          "instance: {failover: true, member: hall}\n")) == "bridge-hall"
+    assert client_id(load(BACKEND)).startswith("aqara-mqtt-")

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.health import DEGRADED, EXIT_CODES, OFFLINE, OK, STARTING, assess, from_info, hub_state
+from bridge.health import (
+    DEGRADED,
+    EXIT_CODES,
+    OFFLINE,
+    OK,
+    STARTING,
+    active_member,
+    assess,
+    from_info,
+    hub_state,
+    standby_health,
+)
 
 
 def hub(name: str, connected: bool, detail: str) -> dict[str, object]:
@@ -64,3 +75,27 @@ def test_from_bridge_info() -> None:
 
 def test_exit_codes_tell_the_states_apart() -> None:
     assert EXIT_CODES == {OK: 0, STARTING: 1, DEGRADED: 1, OFFLINE: 3}
+
+
+# ---- failover members ----------------------------------------------------------------------------
+
+INFO_A = b'{"failover": {"member": "a", "generation": 3}}'
+
+
+def test_the_active_member_gets_the_usual_health() -> None:
+    assert active_member(INFO_A) == "a"
+    assert active_member(b"") is None
+    assert active_member(b"not json") is None
+    assert standby_health("a", None, INFO_A) is None
+
+
+def test_a_standby_reports_ok_standby_or_degraded_or_offline() -> None:
+    reach = b'{"member": "b", "role": "standby", "hub_reachable": true}'
+    blind = b'{"member": "b", "role": "standby", "hub_reachable": false}'
+    assert standby_health("b", reach, INFO_A) == (
+        OK, "ok (standby): member b stands by; active member a")
+    assert standby_health("b", blind, INFO_A) == (
+        DEGRADED, "degraded (standby): member b stands by but cannot reach every hub; "
+        "active member a")
+    assert standby_health("b", b"offline", b"") == (
+        OFFLINE, "offline: member b is neither active nor standing by (no member is active)")
