@@ -50,10 +50,15 @@ code, INFERRED = our guess; see protocols.md for the sources):
   coordinates out of range → ``1101 params range invalid``; an unknown home, room, device, user or
   account → ``1000 data not exist``; removing the owner → ``1106 permission deny`` (INFERRED).
   Deleting a home unbinds its devices (INFERRED); deleting a room leaves its devices room-less.
-* Devices: ``GET /v1.0/users/{uid}/devices`` (devices of every home the user belongs to; a list,
-  status values typed; with ``page_size`` and/or ``last_id`` one page of at most
-  min(``page_size``, :attr:`TuyaSimulator.page_size`) devices after the one named ``last_id`` —
-  the paging form INFERRED; an unknown ``last_id`` → ``1109``), ``GET
+* Devices: ``GET /v1.0/users/{uid}/devices`` (devices of every home the user belongs to and
+  the devices others shared with the user; ``from=home`` / ``from=sharing`` (DOC private cloud)
+  only the ones or the others, another ``from`` → ``1109``; a list, status values typed).
+  Paged two ways (:attr:`TuyaSimulator.page_scheme`), pages of at most min(``page_size``,
+  :attr:`TuyaSimulator.page_size`) devices: ``last_id`` (the default; the form INFERRED): with
+  ``page_size`` and/or ``last_id`` the page after the device named ``last_id``, an unknown
+  ``last_id`` → ``1109``; ``page_no`` (DOC, private-cloud edition "Get User's Device List":
+  ``page_no`` 1 = the first page, ``page_size``; ``last_id`` is no parameter there and is
+  ignored): with ``page_size`` and/or ``page_no`` that page. ``GET
   /v1.0/devices/status?device_ids=a,b`` (``[{id, status}]``) and ``GET
   /v1.0/devices/factory-infos?device_ids=a,b`` (``[{id, uuid, sn, mac}]``; 3P tinytuya; no ids
   → ``1100``), ``GET /v1.0/devices/{id}``, ``GET /v1.0[/iot-03]/devices/{id}/status``
@@ -78,19 +83,28 @@ code, INFERRED = our guess; see protocols.md for the sources):
   secret[8:24], PKCS7) of the message JSON, or with :attr:`TuyaSimulator.push_encryption`
   ``"aes_gcm"`` base64(12-byte nonce + AES-128-GCM ciphertext + tag) announced by ``"properties":
   {"em": "aes_gcm"}`` (Tuya's Pulsar SDKs), and ``sign`` is an md5 over the fields (algorithm
-  INFERRED; nobody checks it). Protocol 4 (DOC): ``{"dataId", "devId", "productKey", "status":
+  INFERRED; nobody checks it). Two formats (:attr:`TuyaSimulator.push_format`):
+  ``legacy`` (the default): protocol 4 (DOC): ``{"dataId", "devId", "productKey", "status":
   [{"code", "value", "t", "<n>": "<value as text>"}]}``; protocol 20 (DOC): ``{"devId",
-  "productKey", "bizCode": "online"|"offline"|"nameUpdate", "bizData": {"time"} | {"name"},
-  "ts"}``. The consumer acks with ``{"messageId"}``; a message not acked within
+  "productKey", "bizCode": "online"|"offline"|"nameUpdate"|"bindUser"|"delete", "bizData":
+  {"time"} | {"name"} | {"uid"} (INFERRED for bindUser/delete), "ts"}``. ``current``, the IoT
+  Core protocols Tuya documents since 2023-06-20 (DOC message-type: protocol numbers and
+  bizCodes; the field names 3P, from public IoT Core consumers): protocol 1000 ``{"bizCode":
+  "devicePropertyMessage", "bizData": {"dataId", "devId", "productId", "properties": [{"code",
+  "value", "dpId", "time"}]}, "ts"}``; protocol 1001 ``{"bizCode": "deviceOnline" |
+  "deviceOffline" | "deviceNameUpdate" | "deviceBindSpace" | "deviceUnbindSpace", "bizData":
+  {"devId", "productId", "uid", "time" | "name"}, "ts"}`` (``name``: INFERRED, as in
+  nameUpdate). The consumer acks with ``{"messageId"}``; a message not acked within
   ``ackTimeoutMillis`` (query parameter, default 3000; 0 disables) is sent again with
   ``redeliveryCount`` + 1, and unacked messages of a closed consumer go to the next one first.
   Subscription type Failover: the first connected consumer gets the messages. Messages published
   while no consumer is connected wait for one (persistent topic).
 * Momentary events (3P/INFERRED, :func:`bridge.simulators.tuya_home.event_devices`): a press or a
-  gesture is a protocol 4 status report of an Enum DP (``switch<n>_value`` = ``single_click`` /
-  ``double_click`` / ``long_press``, ``cube_action``, ``shock_state``); the device's status keeps
-  the last value. Tests fire one with :meth:`TuyaSimulator.press` (``repeat`` > 1 publishes the
-  report again with the same ``dataId``, as a new message); random changes press now and then.
+  gesture is a status report (protocol 4 or 1000) of an Enum DP (``switch<n>_value`` =
+  ``single_click`` / ``double_click`` / ``long_press``, ``cube_action``, ``shock_state``); the
+  device's status keeps the last value. Tests fire one with :meth:`TuyaSimulator.press`
+  (``repeat`` > 1 publishes the report again with the same ``dataId``, as a new message);
+  random changes press now and then.
 """
 
 from __future__ import annotations
@@ -134,6 +148,8 @@ __all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_SECRET", "TuyaError", "TuyaSimulator", 
 DEFAULT_CLIENT_ID = "sim1KAD46OrT9HafiKdsX"
 DEFAULT_SECRET = "sim4OHBOnWOqaEC1mWXOpVL3yV50s0qGSRC"
 DEVELOPER_UID = "bay1600000000000devUs"
+PUSH_FORMATS = ("legacy", "current")
+PAGE_SCHEMES = ("last_id", "page_no")
 TIME_WINDOW_MS = 5 * 60 * 1000
 SIGN_METHOD = "HMAC-SHA256"
 
@@ -344,10 +360,16 @@ class TuyaSimulator:
         *,
         token_lifetime: int = 7200,
         push_topic: str = "event",
+        push_format: str = "legacy",
+        page_scheme: str = "last_id",
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         tuya_wire.message_key(secret)  # refuses a secret too short for the message service
+        if push_format not in PUSH_FORMATS:
+            raise ValueError(f"push_format must be one of {PUSH_FORMATS}")
+        if page_scheme not in PAGE_SCHEMES:
+            raise ValueError(f"page_scheme must be one of {PAGE_SCHEMES}")
         self.client_id = client_id
         self.secret = secret
         self.world = world if world is not None else sample_world()
@@ -361,8 +383,12 @@ class TuyaSimulator:
         """False: new message-service consumers are refused with HTTP 503."""
         self.push_encryption = "aes_ecb"
         """``aes_gcm``: messages are AES-GCM, announced by ``"em": "aes_gcm"`` (newer projects)."""
+        self.push_format = push_format
+        """``legacy``: protocols 4 and 20; ``current``: the IoT Core protocols 1000 and 1001."""
         self.page_size = 100
-        """Devices per page of ``GET /v1.0/users/{uid}/devices`` (``last_id`` paging)."""
+        """The most devices per page of ``GET /v1.0/users/{uid}/devices``."""
+        self.page_scheme = page_scheme
+        """How that listing pages: ``last_id`` (INFERRED) or ``page_no`` (DOC private cloud)."""
         self.received: list[dict[str, Any]] = []
         """Every REST request: method, path, query, body, action, code (0 = success)."""
         self.stats: Counter[str] = Counter()
@@ -460,7 +486,8 @@ class TuyaSimulator:
         return self.world.devices[device_id].status[code]
 
     def set_status(self, device_id: str, code: str, value: Any) -> None:
-        """A physical change on the device: store the raw value and report it (protocol 4)."""
+        """A physical change on the device: store the raw value and report it (protocol 4 or
+        1000)."""
         self.set_statuses(device_id, {code: value})
 
     def set_statuses(self, device_id: str, values: dict[str, Any]) -> None:
@@ -482,47 +509,42 @@ class TuyaSimulator:
         if dp is None or value not in dp.values.get("range", ()):
             raise ValueError(f"{device_id} cannot report {code}={value!r}")
         device.status[code] = value
-        data = self._status_report(device, [code])
+        report = self._status_report(device, [code])
         for _ in range(repeat):
-            if data is not None:
-                self._publish(4, copy.deepcopy(data))
+            if report is not None:
+                self._publish(report[0], copy.deepcopy(report[1]))
 
     def set_online(self, device_id: str, online: bool) -> None:
-        """The device goes online/offline: protocol 20 ``online``/``offline``."""
+        """The device goes online/offline: protocol 20 ``online``/``offline`` (1001
+        ``deviceOnline``/``deviceOffline``)."""
         device = self.world.devices[device_id]
         device.online = online
-        self._publish(
-            20,
-            {
-                "devId": device.id,
-                "productKey": device.product_id,
-                "bizCode": "online" if online else "offline",
-                "bizData": {"time": self.now_ms()},
-                "ts": self.now_ms(),
-            },
-        )
+        codes = ("online", "deviceOnline") if online else ("offline", "deviceOffline")
+        self._device_message(device, codes, {"time": self.now_ms()})
 
     def rename_device(self, device_id: str, name: str) -> None:
-        """Rename in the app: protocol 20 ``nameUpdate``."""
+        """Rename in the app: protocol 20 ``nameUpdate`` (1001 ``deviceNameUpdate``)."""
         device = self.world.devices[device_id]
         device.name = name
-        self._publish(
-            20,
-            {
-                "devId": device.id,
-                "productKey": device.product_id,
-                "bizCode": "nameUpdate",
-                "bizData": {"name": name},
-                "ts": self.now_ms(),
-            },
-        )
+        self._device_message(device, ("nameUpdate", "deviceNameUpdate"), {"name": name})
+
+    def bind_device(self, device: SimTuyaDevice) -> None:
+        """Pair a new device in the app: protocol 20 ``bindUser`` (1001 ``deviceBindSpace``)."""
+        self.world.devices[device.id] = device
+        self._device_message(device, ("bindUser", "deviceBindSpace"), {"uid": device.owner_uid})
+
+    def remove_device(self, device_id: str) -> None:
+        """Remove the device in the app: protocol 20 ``delete`` (1001 ``deviceUnbindSpace``)."""
+        device = self.world.devices.pop(device_id)
+        self._device_message(device, ("delete", "deviceUnbindSpace"),
+                             {"uid": device.owner_uid})
 
     def publish_message(self, protocol: int, data: dict[str, Any]) -> None:
         """Put any message on the message service as it is (e.g. a late, stale report)."""
         self._publish(protocol, data)
 
     def add_device(self, device: SimTuyaDevice) -> None:
-        """Bind a new device (no message; the bridge sees it on its next listing)."""
+        """Bind a new device without a message (the bridge sees it on its next listing)."""
         self.world.devices[device.id] = device
 
     def expire_tokens(self) -> None:
@@ -822,16 +844,26 @@ class TuyaSimulator:
     def _user_devices(self, uid: str, query: dict[str, str]) -> list[dict[str, Any]]:
         if uid not in self.world.users:
             raise TuyaError(1000, f"user {uid}")
+        source = query.get("from")
+        if source not in (None, "home", "sharing"):
+            raise TuyaError(1109, "from")
         homes = {h.home_id for h in self.world.homes.values() if uid in h.members}
-        devices = [d for d in self.world.devices.values() if d.home_id in homes]
-        if "page_size" in query or "last_id" in query:
-            size = _positive(query.get("page_size", str(self.page_size)), "page_size")
+        shared = self.world.shared.get(uid, set())
+        devices = [d for d in self.world.devices.values()
+                   if (source != "sharing" and d.home_id in homes)
+                   or (source != "home" and d.id in shared and d.home_id not in homes)]
+        size = min(_positive(query.get("page_size", str(self.page_size)), "page_size"),
+                   self.page_size)
+        if self.page_scheme == "page_no" and ("page_size" in query or "page_no" in query):
+            number = _positive(query.get("page_no", "1"), "page_no")  # last_id: not a param
+            devices = devices[(number - 1) * size : number * size]
+        elif self.page_scheme == "last_id" and ("page_size" in query or "last_id" in query):
             ids = [d.id for d in devices]
             last = query.get("last_id", "")
             if last and last not in ids:
                 raise TuyaError(1109, "last_id")
             start = ids.index(last) + 1 if last else 0
-            devices = devices[start : start + min(size, self.page_size)]
+            devices = devices[start : start + size]
         return [self._device_json(d, typed=True) for d in devices]
 
     @staticmethod
@@ -1129,27 +1161,48 @@ class TuyaSimulator:
     # ---- message service ----------------------------------------------------------------------
 
     def _report_status(self, device: SimTuyaDevice, codes: list[str]) -> None:
-        data = self._status_report(device, codes)
-        if data is not None:
-            self._publish(4, data)
+        report = self._status_report(device, codes)
+        if report is not None:
+            self._publish(*report)
 
-    def _status_report(self, device: SimTuyaDevice, codes: list[str]) -> dict[str, Any] | None:
-        """A protocol 4 status report of these DPs (None when none of them reports)."""
+    def _status_report(self, device: SimTuyaDevice,
+                       codes: list[str]) -> tuple[int, dict[str, Any]] | None:
+        """The protocol and message reporting these DPs (None when none of them reports):
+        protocol 4 ``status`` items, or 1000 ``devicePropertyMessage`` properties."""
         stamp = self.now_ms()
-        status = []
+        current = self.push_format == "current"
+        items = []
         for code in codes:
             dp = device.dp(code)
             if dp is None or not dp.status or code not in device.status:
                 continue
-            value = device.status[code]
+            value = copy.deepcopy(device.status[code])
             index = device.dps.index(dp) + 1
-            status.append(
-                {"code": code, "value": copy.deepcopy(value), "t": stamp, str(index): _text(value)}
-            )
-        if not status:
+            if current:
+                items.append({"code": code, "value": value, "dpId": index, "time": stamp})
+            else:
+                items.append({"code": code, "value": value, "t": stamp, str(index): _text(value)})
+        if not items:
             return None
-        return {"dataId": secrets.token_hex(12), "devId": device.id,
-                "productKey": device.product_id, "status": status}
+        data_id = secrets.token_hex(12)
+        if current:
+            return 1000, {"bizCode": "devicePropertyMessage", "ts": stamp,
+                          "bizData": {"dataId": data_id, "devId": device.id,
+                                      "productId": device.product_id, "properties": items}}
+        return 4, {"dataId": data_id, "devId": device.id, "productKey": device.product_id,
+                   "status": items}
+
+    def _device_message(self, device: SimTuyaDevice, codes: tuple[str, str],
+                        biz: dict[str, Any]) -> None:
+        """A device management message: protocol 20 with ``codes[0]`` and the device at the top
+        level, or 1001 with ``codes[1]`` and the device inside ``bizData``."""
+        if self.push_format == "current":
+            inner = {"devId": device.id, "productId": device.product_id,
+                     "uid": device.owner_uid, **biz}
+            self._publish(1001, {"bizCode": codes[1], "bizData": inner, "ts": self.now_ms()})
+        else:
+            self._publish(20, {"devId": device.id, "productKey": device.product_id,
+                               "bizCode": codes[0], "bizData": biz, "ts": self.now_ms()})
 
     def _publish(self, protocol: int, data: dict[str, Any]) -> None:
         number = next(self._ids)

@@ -29,6 +29,9 @@ MEMBER_UID = "ay15309353754999xY2T"
 OTHER_UID = "ay1600000000000xNewU"
 """Li: a known app user in no home (to add as a member)."""
 OTHER_ACCOUNT = ("86", "13912345678")
+SHARER_UID = "ay1700000000000xShrW"
+"""Wang: owns the home whose devices :func:`share_plugs` shares with another user."""
+SHARER_HOME_ID = 3300001
 
 HOME_ID = 3182004
 HOMETOWN_ID = 2422120
@@ -132,6 +135,8 @@ class TuyaWorld:
     users: dict[str, SimUser] = field(default_factory=dict)
     homes: dict[int, SimHome] = field(default_factory=dict)
     devices: dict[str, SimTuyaDevice] = field(default_factory=dict)
+    shared: dict[str, set[str]] = field(default_factory=dict)
+    """uid → the ids of devices others shared with that user (in none of the user's homes)."""
 
 
 def _int(low: int, high: int, scale: int = 0, step: int = 1, unit: str = "") -> dict[str, Any]:
@@ -450,3 +455,18 @@ def synthetic_plugs(count: int, home_id: int = HOME_ID) -> list[SimTuyaDevice]:
         metering_plug(f"vdevosyn{n:012d}", f"Plug {n}", home_id, None, power=n % 3000)
         for n in range(1, count + 1)
     ]
+
+
+def share_plugs(world: TuyaWorld, count: int, uid: str = USER_UID) -> list[SimTuyaDevice]:
+    """``count`` metering plugs of Wang's home shared with ``uid``: in none of that user's homes,
+    they reach the user's device listing only (DOC private cloud: ``from=sharing``)."""
+    world.users.setdefault(SHARER_UID, SimUser(SHARER_UID, "Wang", "86", "13712345601"))
+    world.homes.setdefault(SHARER_HOME_ID, SimHome(
+        SHARER_HOME_ID, "Wang's Home", "Binjiang", 120.2, 30.2, SHARER_UID, [],
+        {SHARER_UID: True}))
+    plugs = synthetic_plugs(count, SHARER_HOME_ID)
+    for plug in plugs:
+        plug.owner_uid = SHARER_UID
+        world.devices[plug.id] = plug
+    world.shared.setdefault(uid, set()).update(p.id for p in plugs)
+    return plugs

@@ -31,7 +31,11 @@ from bridge.simulators.tuya_home import (
     SOCKET,
     THERMOSTAT,
     USER_UID,
+    WALL_REMOTE,
+    sample_world,
+    share_plugs,
 )
+from bridge.simulators.tuya_home import event_devices as tuya_event_devices
 from tests.integration.conftest import running
 from tests.mosquitto import Mosquitto
 from tests.mqtt_probe import MqttProbe, eventually, synced
@@ -85,11 +89,16 @@ async def push_state(probe: MqttProbe, connected: bool) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[TuyaSimulator]:
-    simulator = TuyaSimulator()
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[TuyaSimulator]:
+    """The simulated cloud; ``push_format`` from an indirect parameter (see BOTH_FORMATS)."""
+    simulator = TuyaSimulator(push_format=getattr(request, "param", "legacy"))
     await simulator.start()
     yield simulator
     await simulator.stop()
+
+
+BOTH_FORMATS = pytest.mark.parametrize("sim", ["legacy", "current"], indirect=True)
+"""Run a test with the legacy messages (protocols 4, 20) and the IoT Core ones (1000, 1001)."""
 
 
 @pytest.fixture
@@ -162,6 +171,7 @@ async def test_snapshot_is_published_retained(daemon: Daemon, sim: TuyaSimulator
         late.stop()
 
 
+@BOTH_FORMATS
 async def test_physical_changes_arrive_through_the_push_channel(
     daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe
 ) -> None:
@@ -175,6 +185,7 @@ async def test_physical_changes_arrive_through_the_push_channel(
     assert sim.stats["push_acked"] >= 2
 
 
+@BOTH_FORMATS
 async def test_set_becomes_a_command_and_state_follows_the_report(
     daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe
 ) -> None:
@@ -237,8 +248,14 @@ async def test_get_rereads_from_the_cloud(daemon: Daemon, sim: TuyaSimulator,
     assert (await probe.next_on(f"aqara/{SENSOR}/1/sensor/va_humidity", start)).text == "66"
 
 
+def bridge_events(probe: MqttProbe, start: int) -> list[dict[str, Any]]:
+    return [m.json() for m in probe.messages[start:] if m.topic == "aqara/bridge/event"]
+
+
+@BOTH_FORMATS
 async def test_availability_and_renames(daemon: Daemon, sim: TuyaSimulator,
                                         probe: MqttProbe) -> None:
+    polls = tuya(daemon).polls
     sim.set_online(LIGHT, False)
     await probe.value(f"aqara/{LIGHT}/availability", "offline")
     start = len(probe.messages)
@@ -250,11 +267,38 @@ async def test_availability_and_renames(daemon: Daemon, sim: TuyaSimulator,
     sim.rename_device(LIGHT, "Reading Lamp")
 
     def renamed() -> dict[str, Any] | None:
-        events = [m.json() for m in probe.messages[start:] if m.topic == "aqara/bridge/event"]
-        return next((e for e in events if e["type"] == "device_renamed"), None)
+        return next((e for e in bridge_events(probe, start) if e["type"] == "device_renamed"),
+                    None)
 
     event = await probe.wait_for(renamed)
     assert (event["device"]["id"], event["device"]["name"]) == (LIGHT, "Reading Lamp")
+    assert tuya(daemon).polls == polls  # all of it by push
+
+
+@BOTH_FORMATS
+async def test_paired_and_removed_devices_come_and_go_by_push(
+        daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    polls = tuya(daemon).polls
+    start = len(probe.messages)
+    sim.bind_device(next(d for d in tuya_event_devices() if d.id == WALL_REMOTE))
+    await probe.wait_for(lambda: ("device_added", WALL_REMOTE) in {
+        (e["type"], e["device"]["id"]) for e in bridge_events(probe, start)})
+    await probe.wait_for(lambda: WALL_REMOTE in {
+        d["id"] for d in probe.last["aqara/bridge/devices"].json()})
+    sim.press(WALL_REMOTE, "switch2_value", "double_click")  # the new device's report
+    press = await probe.wait_for(lambda: next(
+        (m.json() for m in probe.messages[start:] if m.topic == "aqara/bridge/events"), None))
+    assert (press["device_id"], press["button"], press["event_type"]) == (
+        WALL_REMOTE, "2", "double")
+    topic = f"aqara/{GARDEN_SENSOR}/1/sensor/va_temperature"
+    assert await probe.value(topic) == "18.3"
+    sim.remove_device(GARDEN_SENSOR)
+    await probe.value(topic, "")  # the retained state is cleared
+    await probe.wait_for(lambda: ("device_removed", GARDEN_SENSOR) in {
+        (e["type"], e["device"]["id"]) for e in bridge_events(probe, start)})
+    await probe.wait_for(lambda: GARDEN_SENSOR not in {
+        d["id"] for d in probe.last["aqara/bridge/devices"].json()})
+    assert tuya(daemon).polls == polls  # by push, not by a poll noticing the listing change
 
 
 # ---- tokens and channels --------------------------------------------------------------------
@@ -649,10 +693,11 @@ async def test_aes_gcm_messages_are_decrypted(mosquitto: Mosquitto, probe: MqttP
         await simulator.stop()
 
 
-async def test_user_devices_are_read_page_by_page(mosquitto: Mosquitto,
-                                                  probe: MqttProbe) -> None:
-    simulator = TuyaSimulator()
-    simulator.page_size = 2  # the cloud caps each page: the bridge follows last_id
+@pytest.mark.parametrize("scheme", ["last_id", "page_no"])
+async def test_user_devices_are_read_page_by_page(mosquitto: Mosquitto, probe: MqttProbe,
+                                                  scheme: str) -> None:
+    simulator = TuyaSimulator(page_scheme=scheme)
+    simulator.page_size = 2  # the cloud caps each page below the 100 asked for
     await simulator.start()
     try:
         async with running(Daemon(tuya_config(mosquitto, simulator))):
@@ -660,8 +705,32 @@ async def test_user_devices_are_read_page_by_page(mosquitto: Mosquitto,
                                  and {d["id"] for d in m.json()} == ALL_DEVICES)
         pages = [r["query"] for r in simulator.requests_to("user.devices")]
         assert pages[0] == {"page_size": "100"}
-        assert len(pages) >= 4  # 7 devices, 2 per page
-        assert all("last_id" in q for q in pages[1:4])
+        assert "last_id" in pages[1]
+        if scheme == "last_id":  # 7 devices, 2 per page: the 4th page is short
+            assert all("last_id" in q for q in pages[1:4])
+        else:  # the first page came back: last_id means nothing to this cloud
+            assert [q.get("page_no") for q in pages[2:5]] == ["2", "3", "4"]
+        assert all(r["code"] == 0 for r in simulator.requests_to("user.devices"))
+    finally:
+        await simulator.stop()
+
+
+@pytest.mark.parametrize("scheme", ["last_id", "page_no"])
+async def test_every_device_of_a_long_listing_reaches_mqtt(mosquitto: Mosquitto,
+                                                           probe: MqttProbe,
+                                                           scheme: str) -> None:
+    world = sample_world()
+    share_plugs(world, 141)  # in none of the user's homes: only the user's listing has them
+    everything = set(world.devices)
+    assert len(everything) == 148  # more than one page of 100
+    simulator = TuyaSimulator(world=world, page_scheme=scheme)
+    await simulator.start()
+    try:
+        async with running(Daemon(tuya_config(mosquitto, simulator))):
+            await probe.wait_for(lambda: (m := probe.last.get("aqara/bridge/devices"))
+                                 and {d["id"] for d in m.json()} == everything, timeout=30)
+            assert await probe.value("aqara/vdevosyn000000000141/1/power/cur_power") == "14.1"
+            assert backend_info(probe)["devices"] == 148
     finally:
         await simulator.stop()
 

@@ -31,9 +31,12 @@ from bridge.simulators.tuya_home import (
     ROOM_KITCHEN,
     ROOM_LIVING,
     SENSOR,
+    SHARER_HOME_ID,
     SOCKET,
     THERMOSTAT,
     USER_UID,
+    metering_plug,
+    share_plugs,
 )
 from tests.mqtt_probe import eventually
 
@@ -274,6 +277,42 @@ async def test_user_devices_paging(sim: TuyaSimulator, client: Client) -> None:
     second = await client.ok("GET", path, {"page_size": "2", "last_id": everything[1]})
     assert [d["id"] for d in second] == everything[2:4]
     await client.fails(1109, "GET", path, {"page_size": "2", "last_id": "unknown"})
+
+
+async def test_user_devices_paging_by_number(sim: TuyaSimulator, client: Client) -> None:
+    """The private-cloud documentation's form: ``page_no`` + ``page_size``; no ``last_id``."""
+    path = f"/v1.0/users/{USER_UID}/devices"
+    everything = [d["id"] for d in await client.ok("GET", path)]
+    sim.page_scheme = "page_no"
+    sim.page_size = 2
+
+    async def page(query: dict[str, str]) -> list[str]:
+        return [d["id"] for d in await client.ok("GET", path, query)]
+
+    assert await page({"page_size": "50"}) == everything[:2]  # page 1, capped
+    assert await page({"page_size": "2", "page_no": "2"}) == everything[2:4]
+    assert await page({"page_size": "2", "page_no": "2", "last_id": everything[5]}) == (
+        everything[2:4])  # last_id means nothing here
+    assert await page({"page_no": "4"}) == everything[6:]
+    assert await page({"page_no": "9"}) == []
+    await client.fails(1109, "GET", path, {"page_no": "0"})
+
+
+async def test_shared_devices_are_in_the_users_listing_only(sim: TuyaSimulator,
+                                                            client: Client) -> None:
+    path = f"/v1.0/users/{USER_UID}/devices"
+    own = {d["id"] for d in await client.ok("GET", path)}
+    shared = {p.id for p in share_plugs(sim.world, 3)}
+    listed = {d["id"]: d for d in await client.ok("GET", path)}
+    assert set(listed) == own | shared
+    assert {d["id"] for d in await client.ok("GET", path, {"from": "sharing"})} == shared
+    assert {d["id"] for d in await client.ok("GET", path, {"from": "home"})} == own
+    await client.fails(1109, "GET", path, {"from": "elsewhere"})
+    homes = await client.ok("GET", f"/v1.0/users/{USER_UID}/homes")
+    assert SHARER_HOME_ID not in {h["home_id"] for h in homes}
+    for home_id in (HOME_ID, HOMETOWN_ID):
+        in_home = await client.ok("GET", f"/v1.0/homes/{home_id}/devices")
+        assert not shared & {d["id"] for d in in_home}
 
 
 # ---- homes, rooms, members ------------------------------------------------------------------
@@ -582,18 +621,69 @@ async def test_command_results_are_reported(sim: TuyaSimulator, client: Client) 
             "control": "close", "work_state": "closing"}
 
 
-async def test_online_offline_and_rename_events(sim: TuyaSimulator) -> None:
+def device_changes(sim: TuyaSimulator) -> None:
+    """Offline, online, a rename, a newly paired device, a removal."""
+    sim.set_online(SENSOR, False)
+    sim.set_online(SENSOR, True)
+    sim.rename_device(SENSOR, "Hall")
+    sim.bind_device(metering_plug("vdevo169000000000099", "New Plug", HOME_ID, None))
+    sim.remove_device(SENSOR)
+
+
+async def test_online_offline_and_rename_events(sim: TuyaSimulator, client: Client) -> None:
     async with consumer(sim) as ws:
         await eventually(lambda: sim.push_connections == 1)
-        sim.set_online(SENSOR, False)
-        sim.set_online(SENSOR, True)
-        sim.rename_device(SENSOR, "Hall")
-        seen = [await receive(ws) for _ in range(3)]
+        device_changes(sim)
+        seen = [await receive(ws) for _ in range(5)]
         assert [(p, d["bizCode"]) for _f, p, d in seen] == [
-            (20, "offline"), (20, "online"), (20, "nameUpdate")]
-        assert seen[0][2]["devId"] == SENSOR
+            (20, "offline"), (20, "online"), (20, "nameUpdate"), (20, "bindUser"),
+            (20, "delete")]
+        assert [d["devId"] for _f, _p, d in seen] == [SENSOR] * 3 + [
+            "vdevo169000000000099", SENSOR]
         assert isinstance(seen[0][2]["bizData"]["time"], int)
         assert seen[2][2]["bizData"] == {"name": "Hall"}
+        assert seen[3][2]["bizData"] == {"uid": USER_UID}
+    listed = {d["id"] for d in await client.ok("GET", f"/v1.0/users/{USER_UID}/devices")}
+    assert "vdevo169000000000099" in listed
+    assert SENSOR not in listed
+
+
+async def test_the_current_message_format(sim: TuyaSimulator, client: Client) -> None:
+    """IoT Core: protocol 1000 property reports and 1001 device events, the device named inside
+    ``bizData``."""
+    sim.push_format = "current"
+    async with consumer(sim) as ws:
+        await eventually(lambda: sim.push_connections == 1)
+        sim.set_statuses(PLUG, {"cur_power": 456, "switch_1": True})
+        _frame, protocol, data = await receive(ws)
+        assert (protocol, data["bizCode"], set(data)) == (
+            1000, "devicePropertyMessage", {"bizCode", "bizData", "ts"})
+        biz = data["bizData"]
+        assert (biz["devId"], biz["productId"]) == (PLUG, sim.device(PLUG).product_id)
+        assert biz["dataId"]
+        assert [(p["code"], p["value"], p["dpId"]) for p in biz["properties"]] == [
+            ("cur_power", 456, 3), ("switch_1", True, 1)]
+        assert all(p["time"] == data["ts"] for p in biz["properties"])
+        device_changes(sim)
+        seen = [await receive(ws) for _ in range(5)]
+        assert [(p, d["bizCode"]) for _f, p, d in seen] == [
+            (1001, "deviceOffline"), (1001, "deviceOnline"), (1001, "deviceNameUpdate"),
+            (1001, "deviceBindSpace"), (1001, "deviceUnbindSpace")]
+        assert all("devId" not in d for _f, _p, d in seen)
+        assert [d["bizData"]["devId"] for _f, _p, d in seen] == [SENSOR] * 3 + [
+            "vdevo169000000000099", SENSOR]
+        assert isinstance(seen[0][2]["bizData"]["time"], int)
+        assert seen[2][2]["bizData"]["name"] == "Hall"
+        assert seen[4][2]["bizData"]["uid"] == USER_UID
+    listed = {d["id"] for d in await client.ok("GET", f"/v1.0/users/{USER_UID}/devices")}
+    assert SENSOR not in listed
+
+
+def test_unknown_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="push_format"):
+        TuyaSimulator(push_format="newest")
+    with pytest.raises(ValueError, match="page_scheme"):
+        TuyaSimulator(page_scheme="cursor")
 
 
 async def test_unacked_messages_are_redelivered(sim: TuyaSimulator) -> None:

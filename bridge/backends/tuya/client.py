@@ -5,10 +5,15 @@ One session = a token, a snapshot and three tasks:
 * the **push** consumer (message service over WebSocket): each frame is decrypted
   (:mod:`bridge.backends.tuya.sign`), mapped (:mod:`bridge.backends.tuya.model`) and acked; a
   message redelivered after a lost ack is recognised by its id, and a status item older than one
-  already applied (its ``t``) is skipped, so a late redelivery never rolls a value back;
+  already applied (its ``t``) is skipped, so a late redelivery never rolls a value back.
+  Both message formats are read: the legacy protocols 4 (status) and 20 (device events) and
+  the IoT Core protocols 1000 (``devicePropertyMessage``) and 1001 (``deviceOnline`` ...) that
+  Tuya documents since its IoT Core upgrade of 2023-06-20 (:data:`MESSAGE_ACTIONS`); a
+  protocol or ``bizCode`` it does not know is logged once per process, by its keys only;
 * the **poll** loop: while the push channel is down (or ``push: false``) it lists the user's
   devices with their status every ``poll_interval`` seconds (once at once when push drops) and
-  reports what changed; while push is up it sleeps;
+  reports what changed; while push is up it sleeps. The listing is paged by ``last_id`` or by
+  ``page_no``, whichever the cloud follows (:func:`read_pages`);
 * the **token** keeper: refreshes the access token before it expires. A call answered ``1010``
   (Tuya's answer to an expired *and* to an unknown token, "token invalid", which both Tuya SDKs
   renew on) or ``1011`` gets exactly one renewal, a new token (``grant_type=1``, which works
@@ -38,8 +43,8 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -409,22 +414,9 @@ class TuyaBackend(Backend):
             return None
 
     async def _user_devices(self) -> list[Mapping[str, Any]]:
-        """Every device of the user: ``GET /v1.0/users/{uid}/devices`` page by page, the next
-        page asked for with ``last_id`` = the last device id of the page before. INFERRED: the
-        cloud may cap a page below ``page_size``, so only an empty page, ``has_more: false`` or
-        a page with nothing new (a cloud that ignores ``last_id``) ends the listing."""
-        devices: dict[str, Mapping[str, Any]] = {}
-        query = {"page_size": str(PAGE_SIZE)}
-        for _ in range(MAX_PAGES):
-            raw = await self.call("GET", f"/v1.0/users/{self.uid}/devices", query)
-            page = _device_list(raw)
-            fresh = [d for d in page if str(d["id"]) not in devices]
-            devices.update((str(d["id"]), d) for d in fresh)
-            more = raw.get("has_more") if isinstance(raw, Mapping) else None
-            if not fresh or more is False:
-                break
-            query = {"page_size": str(PAGE_SIZE), "last_id": str(page[-1]["id"])}
-        return list(devices.values())
+        """Every device of the user: ``GET /v1.0/users/{uid}/devices``, page by page."""
+        path = f"/v1.0/users/{self.uid}/devices"
+        return await read_pages(lambda query: self.call("GET", path, query), self.name)
 
     async def _sync(self) -> list[Device]:
         """Read homes, rooms, devices, specs and status; return the model devices.
@@ -820,34 +812,36 @@ class TuyaBackend(Backend):
         self.push_messages += 1
         if not isinstance(data, Mapping):
             return message_id
-        protocol = payload.get("protocol")
-        if protocol == 4 or "status" in data:
-            self._on_status(data)
-        elif protocol == 20 or "bizCode" in data:
-            self._on_biz(data)
+        self._on_message(payload.get("protocol"), data)
         return message_id
 
-    def _on_status(self, data: Mapping[str, Any]) -> None:
-        device_id = data.get("devId")
-        items = data.get("status")
-        if not isinstance(device_id, str) or not isinstance(items, list):
-            return
+    def _on_message(self, protocol: Any, data: Mapping[str, Any]) -> None:
+        """Apply one decrypted message, legacy (4, 20) or IoT Core (1000, 1001) alike."""
+        message = read_message(protocol, data)
+        if message is None:
+            report_unknown(self.name, protocol, data)
+        elif message.action == "status":
+            self._on_status(message)
+        elif message.action in ("online", "offline"):
+            self._set_online(message.device_id, message.action == "online")
+        elif message.action == "rename":
+            info = self._infos.get(message.device_id)
+            if info is not None and message.name is not None:
+                info["name"] = message.name
+                self._emit(DeviceRenamed(message.device_id, message.name))
+        elif message.action == "resync":
+            self._want_resync()
+
+    def _on_status(self, message: PushMessage) -> None:
+        device_id = message.device_id
         if device_id not in self._specs:
             if not self._resyncing:
                 log.info("status of a device not known yet; reading the homes again",
                          backend=self.name, device=device_id)
             self._want_resync()
             return
-        values: dict[str, Any] = {}
-        stamps: dict[str, int] = {}
-        for item in items:
-            if isinstance(item, Mapping) and isinstance(item.get("code"), str):
-                values[item["code"]] = item.get("value")
-                stamp = item.get("t")
-                if isinstance(stamp, int) and not isinstance(stamp, bool):
-                    stamps[item["code"]] = stamp
-        self._fire(device_id, data.get("dataId"), values, stamps)
-        self._apply(device_id, values, stamps)
+        self._fire(device_id, message.data_id, message.values, message.stamps)
+        self._apply(device_id, message.values, message.stamps)
 
     def _fire(self, device_id: str, data_id: Any, values: Mapping[str, Any],
               stamps: Mapping[str, int]) -> None:
@@ -861,23 +855,6 @@ class TuyaBackend(Backend):
                                      str(data_id) if data_id is not None else None)
                 if event is not None:
                     self._emit(event)
-
-    def _on_biz(self, data: Mapping[str, Any]) -> None:
-        device_id = data.get("devId")
-        code = str(data.get("bizCode") or "")
-        biz = data.get("bizData")
-        if not isinstance(device_id, str):
-            return
-        if code in ("online", "offline"):
-            self._set_online(device_id, code == "online")
-        elif code == "nameUpdate" and isinstance(biz, Mapping) and isinstance(biz.get("name"),
-                                                                                str):
-            info = self._infos.get(device_id)
-            if info is not None:
-                info["name"] = biz["name"]
-                self._emit(DeviceRenamed(device_id, biz["name"]))
-        elif code in ("delete", "bindUser", "dpNameUpdate"):
-            self._want_resync()
 
     def _want_resync(self) -> None:
         """One resync at a time: what asks meanwhile gets one more afterwards, not one each
@@ -901,6 +878,182 @@ class TuyaBackend(Backend):
                     return
         finally:
             self._resyncing = False
+
+
+# ---- messages -----------------------------------------------------------------------------------
+
+MESSAGE_ACTIONS: dict[int, dict[str, str]] = {
+    # Legacy protocol 20 (DOC message-type, "Legacy protocol numbers"): the device is ``devId``
+    # at the top level. p2pSignal: 3P tuya-iot-python-sdk (a camera's signalling, no state).
+    20: {"online": "online", "offline": "offline", "nameUpdate": "rename",
+         "dpNameUpdate": "resync", "bindUser": "resync", "delete": "resync",
+         "p2pSignal": "ignore"},
+    # IoT Core protocol 1000, device reports (DOC message-type, "IoT Core protocol numbers",
+    # since the 2023-06-20 upgrade): ``bizData: {devId, dataId?, productId, properties: [{code,
+    # value, dpId, time}]}`` (field names 3P: public IoT Core consumers). INFERRED: a
+    # deviceQueryPropertyMessage (the answer to a property query) has the same properties.
+    # Thing-model events and action results have no place in the model: ignored.
+    1000: {"devicePropertyMessage": "status", "deviceQueryPropertyMessage": "status",
+           "deviceEventMessage": "ignore", "deviceActionResponseMessage": "ignore"},
+    # IoT Core protocol 1001, device management (DOC message-type): the device is
+    # ``bizData.devId``. Mirrors of protocol 20: deviceOnline/deviceOffline = online/offline
+    # (``bizData.time``), deviceNameUpdate = nameUpdate (INFERRED: the new name is
+    # ``bizData.name`` as in nameUpdate), deviceBindSpace = bindUser, deviceUnbindSpace =
+    # delete (read the homes again, which adds or removes the device). INFERRED: a
+    # deviceTransfer (the device moved to another space) is read again the same way;
+    # deviceFreeze/deviceUnFreeze change no state the bridge shows.
+    1001: {"deviceOnline": "online", "deviceOffline": "offline",
+           "deviceNameUpdate": "rename", "deviceBindSpace": "resync",
+           "deviceUnbindSpace": "resync", "deviceTransfer": "resync",
+           "deviceFreeze": "ignore", "deviceUnFreeze": "ignore"},
+}
+"""What each known ``bizCode`` of each protocol does; protocol 4 is a status report."""
+
+_reported: set[tuple[Any, Any]] = set()
+"""(protocol, bizCode) of every message already logged as not understood, in this process."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushMessage:
+    """One message of the message service, read: what happened to which device."""
+
+    action: str
+    """``status``, ``online``, ``offline``, ``rename``, ``resync`` or ``ignore``."""
+    device_id: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+    """``status``: raw DP values by code."""
+    stamps: dict[str, int] = field(default_factory=dict)
+    """``status``: each value's report time (ms), where the message gives one."""
+    data_id: Any = None
+    name: str | None = None
+    """``rename``: the new name."""
+
+
+def _status_items(raw: Any, stamp_key: str) -> tuple[dict[str, Any], dict[str, int]] | None:
+    if not isinstance(raw, list):
+        return None
+    values: dict[str, Any] = {}
+    stamps: dict[str, int] = {}
+    for item in raw:
+        if isinstance(item, Mapping) and isinstance(item.get("code"), str):
+            values[item["code"]] = item.get("value")
+            stamp = item.get(stamp_key)
+            if isinstance(stamp, int) and not isinstance(stamp, bool):
+                stamps[item["code"]] = stamp
+    return values, stamps
+
+
+def read_message(protocol: Any, data: Mapping[str, Any]) -> PushMessage | None:
+    """A decrypted message of protocol 4, 20, 1000 or 1001; None when it is of an unknown
+    protocol or ``bizCode``, or lacks what its kind needs (a device id, its status list)."""
+    biz = data.get("bizData")
+    biz = biz if isinstance(biz, Mapping) else {}
+    code = data.get("bizCode")
+    action: str | None = "status"
+    items, stamp_key = biz.get("properties"), "time"
+    if protocol == 4:  # DOC: {dataId, devId, productKey, status: [{code, value, t, "<dpId>"}]}
+        items, stamp_key = data.get("status"), "t"
+    else:
+        actions = MESSAGE_ACTIONS.get(protocol) if isinstance(protocol, int) else None
+        action = actions.get(code) if actions and isinstance(code, str) else None
+    if action is None:
+        return None
+    if action == "ignore":
+        return PushMessage(action)
+    device_id = data.get("devId") or biz.get("devId")
+    if not isinstance(device_id, str) or not device_id:
+        return None
+    if action == "status":
+        read = _status_items(items, stamp_key)
+        if read is None:
+            return None
+        return PushMessage(action, device_id, *read, data.get("dataId", biz.get("dataId")))
+    if action == "rename":
+        name = biz.get("name")
+        return PushMessage(action, device_id, name=name) if isinstance(name, str) else None
+    return PushMessage(action, device_id)
+
+
+def report_unknown(backend: str, protocol: Any, data: Mapping[str, Any]) -> bool:
+    """Log a message not understood, once per (protocol, ``bizCode``) and process, with its
+    shape: the names of its keys and of ``bizData``'s, never a value. Whether it logged."""
+    code = data.get("bizCode")
+    kind = protocol if isinstance(protocol, int) else str(protocol)[:20]
+    key = (kind, code[:64] if isinstance(code, str) else None)
+    if key in _reported:
+        return False
+    _reported.add(key)
+    biz = data.get("bizData")
+    log.warning("tuya message service sent a message the bridge does not understand; "
+                "ignoring messages of its kind (logged once)", backend=backend,
+                protocol=key[0], biz_code=key[1], keys=_names(data),
+                biz_data_keys=_names(biz) if isinstance(biz, Mapping) else None)
+    return True
+
+
+def _names(data: Mapping[Any, Any]) -> list[str]:
+    return sorted(str(k)[:64] for k in data)[:40]
+
+
+# ---- listings -----------------------------------------------------------------------------------
+
+_listing_warn = RateLimitedLog(log)
+"""Listings are read on every poll: a lasting discrepancy is logged once a minute, not each time."""
+
+
+async def read_pages(fetch: Callable[[dict[str, str]], Awaitable[Any]],
+                     backend: str) -> list[Mapping[str, Any]]:
+    """Every device of a paged listing, however the cloud pages it.
+
+    Tuya documents ``GET /v1.0/users/{uid}/devices`` with ``page_no`` (1 = the first page) and
+    ``page_size``, answering a plain list (DOC, private-cloud edition "Get User's Device List");
+    the public cloud's listings page with ``last_id`` and may answer ``{devices | list, total,
+    last_id, has_more}`` (DOC for ``GET /v1.0/devices``; INFERRED for this path). So the first
+    page is asked for with ``page_size`` alone, the next with ``last_id`` (the answer's, else
+    the page's last device id); when that brings back a page with nothing new (the cloud
+    ignores ``last_id``), ``page_no`` takes over from page 2. The listing ends on an empty
+    page, ``has_more: false``, a page with no new id, or a page shorter than the longest
+    before it (INFERRED: a cloud may cap pages below ``page_size``, so the first page tells
+    the real size; ``has_more: true`` overrides). A ``total`` announced by the answer that
+    differs from the count read is logged, and so is a listing cut at :data:`MAX_PAGES` (at most
+    once a minute per backend each).
+    """
+    devices: dict[str, Mapping[str, Any]] = {}
+    query = {"page_size": str(PAGE_SIZE)}
+    by_number = False  # the cloud ignored last_id: page_no from page 2 on
+    number = 1  # the page_no of the page just read
+    longest = 0
+    total: int | None = None
+    for request in range(MAX_PAGES):
+        raw = await fetch(query)
+        meta: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        if isinstance(meta.get("total"), int) and not isinstance(meta["total"], bool):
+            total = meta["total"]
+        page = _device_list(raw)
+        fresh = [d for d in page if str(d["id"]) not in devices]
+        devices.update((str(d["id"]), d) for d in fresh)
+        more = meta.get("has_more")
+        if not page or more is False:
+            break
+        if request == 1 and not fresh:  # the first page again: last_id means nothing here
+            by_number = True
+        elif not fresh or (more is not True and len(page) < longest):
+            break
+        longest = max(longest, len(page))
+        if by_number:
+            number += 1
+            query = {"page_size": str(PAGE_SIZE), "page_no": str(number)}
+        else:
+            last = meta.get("last_id") or page[-1]["id"]
+            query = {"page_size": str(PAGE_SIZE), "last_id": str(last)}
+    else:
+        _listing_warn.warning((backend, "cut"), "tuya device listing cut: too many pages",
+                              backend=backend, pages=MAX_PAGES, devices=len(devices))
+    if total is not None and total != len(devices):
+        _listing_warn.warning((backend, "total"), "tuya device listing: the count read differs "
+                              "from the total announced", backend=backend, read=len(devices),
+                              total=total)
+    return list(devices.values())
 
 
 def _device_list(raw: Any) -> list[Mapping[str, Any]]:
