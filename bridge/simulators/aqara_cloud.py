@@ -85,13 +85,15 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
 * Event messages (DOC event names; bodies in the schema of Aqara's own ``aqara-msg-push``
   package): ``{"msgId", "openId", "eventType", "time", "data": {..., "time"}}``, sent to the same
   URL whether or not traits are subscribed. ``data`` per event: ``gateway_bind`` ``{did, model,
-  subDids}``; ``subdevice_bind`` ``{did, model, parentDid, positionId}``; ``gateway_unbind``
-  ``{did, subDids, cause: 3}`` (the sub-devices are unbound with the gateway);
-  ``unbind_sub_gw`` ``{did, parentDid, cause: 12}``; ``gateway_online``/``gateway_offline``
-  ``{did, subDids}`` (the sub-devices' ``state`` follows the gateway); ``subdevice_online``
-  ``{did, cause: 11}``; ``subdevice_offline`` ``{did, cause: 12}``; ``dev_name_change`` ``{did,
-  deviceName, model, parentDid, positionId}``. Every non-gateway, non-Matter device hangs off the
-  account's first gateway (``parentDid``).
+  subDids}`` (a gateway bound with sub-devices already paired to it names them there and they
+  get no ``subdevice_bind`` of their own, INFERRED); ``subdevice_bind`` ``{did, model,
+  parentDid, positionId}``; ``gateway_unbind`` ``{did, subDids, cause: 3}`` (the sub-devices
+  are unbound with the gateway); ``unbind_sub_gw`` ``{did, parentDid, cause: 12}``;
+  ``gateway_online``/``gateway_offline`` ``{did, subDids}`` (the sub-devices' ``state`` follows
+  the gateway); ``subdevice_online`` ``{did, cause: 11}``; ``subdevice_offline`` ``{did, cause:
+  12}``; ``dev_name_change`` ``{did, deviceName, model, parentDid, positionId}``. Every
+  non-gateway, non-Matter device hangs off the account's first gateway (``parentDid``), except
+  those bound with a gateway of their own.
 * Momentary events (INFERRED, :mod:`bridge.simulators.event_devices`): a button press, a cube
   gesture or a vibration is a trait push of push-only event traits (``<ep>.Switch.
   MultiPressComplete`` = presses counted, ``LongPress``, ``LongRelease``, preceded by
@@ -113,7 +115,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -440,6 +442,7 @@ class AqaraCloudSimulator:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._devices: dict[str, SimDevice] = {}
+        self._parents: dict[str, str] = {}  # sub-device -> the gateway it was bound with
         self._index: dict[TraitKey, _Rec] = {}
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
@@ -594,11 +597,21 @@ class AqaraCloudSimulator:
         else:
             self._corrupt[device_id] = fault
 
-    def add_device(self, dev: SimDevice) -> None:
-        """Bind (a copy of) a device; sends ``gateway_bind`` or ``subdevice_bind``."""
-        if dev.device_id in self._devices:
-            raise ValueError(f"device {dev.device_id} already exists")
+    def add_device(self, dev: SimDevice, sub_devices: Sequence[SimDevice] = ()) -> None:
+        """Bind (a copy of) a device; sends ``gateway_bind`` or ``subdevice_bind``. A gateway
+        may come with ``sub_devices`` already paired to it: bound with it and named in its
+        ``gateway_bind``'s ``subDids``, with no event of their own."""
+        if sub_devices and not _is_gateway(dev):
+            raise ValueError(f"device {dev.device_id} is not a gateway")
+        taken = set(self._devices)
+        for device_id in [dev.device_id, *(sub.device_id for sub in sub_devices)]:
+            if device_id in taken:
+                raise ValueError(f"device {device_id} already exists")
+            taken.add(device_id)
         self._insert(dev.clone())
+        for sub in sub_devices:
+            self._parents[sub.device_id] = dev.device_id
+            self._insert(sub.clone())
         if _is_gateway(dev):
             extra: dict[str, Any] = {"model": dev.model, "subDids": self._children(dev.device_id)}
             self._event("gateway_bind", dev.device_id, extra)
@@ -755,14 +768,17 @@ class AqaraCloudSimulator:
 
     def _drop(self, device_id: str) -> None:
         dev = self._devices.pop(device_id)
+        self._parents.pop(device_id, None)
         for ep_id, fn_code, tr in dev.iter_traits():
             self._index.pop((device_id, ep_id, fn_code, tr.code), None)
         for key in [k for k in self._subs if k[0] == device_id]:
             del self._subs[key]
 
     def _parent(self, dev: SimDevice) -> str:
-        """The gateway a device hangs off: the account's first gateway, except for gateways
-        and Matter devices (which have none: ``""``)."""
+        """The gateway a device hangs off: the one it was bound with, else the account's first
+        gateway, except for gateways and Matter devices (which have none: ``""``)."""
+        if dev.device_id in self._parents:
+            return self._parents[dev.device_id]
         if _is_gateway(dev) or dev.device_id.startswith("matt."):
             return ""
         return next((d.device_id for d in self._devices.values() if _is_gateway(d)), "")

@@ -21,7 +21,7 @@ from bridge.simulators.aqara_cloud import (
     sample_account,
     serve,
 )
-from bridge.simulators.sample_home import smart_plug
+from bridge.simulators.sample_home import hub_speaker, smart_plug
 
 pytestmark = pytest.mark.integration
 
@@ -484,6 +484,33 @@ async def test_gateway_events_carry_the_sub_devices(sim: AqaraCloudSimulator, ap
     unbind = receiver.requests[-1][1]["data"]
     assert set(unbind["subDids"]) == subs
     assert {d.device_id for d in sim.devices}.isdisjoint(subs | {HUB})
+
+
+async def test_a_gateway_bound_with_sub_devices_names_them(sim: AqaraCloudSimulator, api: Api,
+                                                           receiver: Receiver) -> None:
+    gateway = "lumi1.54ef44300000"
+    relays = [relay_board(f"lumi.relay{i}", f"Relay {i}", 2) for i in range(3)]
+    subs = [r.device_id for r in relays]
+    sim.add_device(hub_speaker(gateway, "Garage Hub", create_time=2), relays)
+    await sim.push_idle()
+    (event,) = [b for _, b in receiver.requests]
+    assert (event["eventType"], event["data"]["did"]) == ("gateway_bind", gateway)
+    assert event["data"]["subDids"] == subs  # and no subdevice_bind of their own
+    listed = (await api.ok("query.device.info", {"dids": [gateway, *subs, PLUG]}))["data"]
+    parents = {d["did"]: (d["parentDid"], d["modelType"]) for d in listed}
+    assert parents == {gateway: ("", 1), PLUG: (HUB, 3), **dict.fromkeys(subs, (gateway, 3))}
+    other = hub_speaker("lumi1.54ef44400000", "Hub", create_time=3)
+    with pytest.raises(ValueError, match="already exists"):
+        sim.add_device(other, relays[:1])  # nothing of it is bound
+    with pytest.raises(ValueError, match="not a gateway"):
+        sim.add_device(smart_plug("lumi.158d000abc0001", "Plug", create_time=3), [other])
+    assert {other.device_id, "lumi.158d000abc0001"}.isdisjoint(d.device_id for d in sim.devices)
+    sim.remove_device(gateway)
+    await sim.push_idle()
+    unbind = receiver.requests[-1][1]
+    assert (unbind["eventType"], unbind["data"]["subDids"]) == ("gateway_unbind", subs)
+    assert {d.device_id for d in sim.devices}.isdisjoint({gateway, *subs})
+    assert PLUG in {d.device_id for d in sim.devices}  # the first gateway's devices stay
 
 
 # ---- limits and faults ------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from bridge.backends.aqara_cloud.client import AqaraCloudBackend
 from bridge.backends.aqara_cloud.sign import now_ms, push_sign
 from bridge.cli import check
 from bridge.config import Config, parse_config
+from bridge.outputs.discovery import DiscoveryOptions, device_object_id
 from bridge.simulators.aqara_cloud import AqaraCloudSimulator, relay_board, sample_account
-from bridge.simulators.sample_home import smart_plug
+from bridge.simulators.sample_home import SimDevice, hub_speaker, smart_plug
 from tests.integration.conftest import running
 from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, free_port
@@ -592,6 +593,95 @@ async def test_gateway_offline_and_unbind_take_the_sub_devices_along(
         left = {"matt.2990fb3413ed87c9b7370000", MATTER_LAMP}
         await probe.wait_for(lambda: {d["id"] for d in probe.last["aqara/bridge/devices"].json()}
                              == left)
+
+
+NEW_HUB = "lumi1.54ef44300000"
+RELAYS = [relay_board(f"lumi.relay{i:02d}", f"Relay {i}", i) for i in range(1, 13)]
+"""12 sub-devices of 12 new models, 102 traits: more than one call's worth of each limit."""
+BOUND = frozenset({NEW_HUB, *(r.device_id for r in RELAYS)})
+
+
+@pytest.fixture
+async def ha_probe(mosquitto: Mosquitto) -> AsyncIterator[MqttProbe]:
+    """A probe that also sees the Home Assistant discovery configs."""
+    client = await MqttProbe(mosquitto.port, ["aqara/#", "homeassistant/#"]).start()
+    yield client
+    client.stop()
+
+
+def onoff_topics(relay: SimDevice) -> list[str]:
+    return [f"aqara/{relay.device_id}/{ep.endpoint_id}/Output/OnOff"
+            for ep in relay.endpoints if ep.endpoint_id]
+
+
+def ha_config(device_id: str) -> str:
+    return f"homeassistant/device/{device_object_id(device_id, DiscoveryOptions())}/config"
+
+
+async def bind_hub_with_relays(cloud: Cloud, probe: MqttProbe) -> None:
+    """Bind :data:`NEW_HUB` with :data:`RELAYS` paired to it (one ``gateway_bind`` naming them
+    in ``subDids``) and wait until every relay's traits and discovery config are published."""
+    calls = len(cloud.sim.received)
+    cloud.sim.add_device(hub_speaker(NEW_HUB, "Garage Hub", create_time=2), RELAYS)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5  # the device list is re-read only every device_refresh
+    for relay in RELAYS:
+        for topic in onoff_topics(relay):
+            await probe.value(topic, "false", timeout=deadline - loop.time())
+        await probe.value(ha_config(relay.device_id), timeout=deadline - loop.time())
+    asked = cloud.sim.received[calls:]
+    listings = [c["data"] for c in asked if c["intent"] == "query.device.info"]
+    assert listings == [{"pageNum": 1, "pageSize": 50,
+                         "dids": [NEW_HUB, *(r.device_id for r in RELAYS)]}]
+    assert all(len(c["data"]["models"]) <= 5
+               for c in asked if c["intent"] == "spec.query.qlinkmodel.config")
+    assert all(len(c["data"]["traits"]) <= 10
+               for c in asked if c["intent"] == "spec.config.trait.subscribe")
+    assert all(len(c["data"]["traits"]) <= 50
+               for c in asked if c["intent"] == "spec.query.trait")
+    assert all(c["code"] == 0 for c in asked)
+
+
+def listed(probe: MqttProbe) -> set[str]:
+    """The device ids of the latest ``bridge/devices``."""
+    return {d["id"] for d in probe.last["aqara/bridge/devices"].json()}
+
+
+async def test_bound_gateway_brings_its_sub_devices_at_once(mosquitto: Mosquitto, cloud: Cloud,
+                                                            ha_probe: MqttProbe) -> None:
+    """``gateway_bind`` names the ``subDids``: they are described and published at once, not at
+    the next re-read of the device list (an hour away here)."""
+    daemon = Daemon(cloud.config(mosquitto))
+    backend_of(daemon).device_refresh = 3600.0
+    async with running(daemon):
+        await started(ha_probe)
+        await bind_hub_with_relays(cloud, ha_probe)
+        await ha_probe.value(ha_config(NEW_HUB))
+        await ha_probe.wait_for(lambda: listed(ha_probe) >= BOUND, timeout=5)
+        cloud.sim.set_value(RELAYS[-1].device_id, 12, "Output", "OnOff", True)
+        await ha_probe.value(onoff_topics(RELAYS[-1])[-1], "true")  # subscribed on arrival
+        late = await MqttProbe(ha_probe.port, ["aqara/#", "homeassistant/#"]).start()
+        try:
+            await synced(late)
+            for relay in RELAYS:
+                for topic in [*onoff_topics(relay), ha_config(relay.device_id)]:
+                    assert late.last[topic].retain, topic
+        finally:
+            late.stop()
+
+
+async def test_unbound_gateway_takes_its_bound_sub_devices_along(
+        mosquitto: Mosquitto, cloud: Cloud, ha_probe: MqttProbe) -> None:
+    async with running(Daemon(cloud.config(mosquitto))):
+        await started(ha_probe)
+        await bind_hub_with_relays(cloud, ha_probe)
+        cloud.sim.remove_device(NEW_HUB)
+        for relay in RELAYS:
+            for topic in onoff_topics(relay):
+                await ha_probe.value(topic, "")
+            await ha_probe.value(ha_config(relay.device_id), "")
+        await ha_probe.wait_for(lambda: BOUND.isdisjoint(listed(ha_probe)))
+        assert PLUG in listed(ha_probe)  # the first hub's devices stay
 
 
 async def test_malformed_devices_are_skipped_and_logged_once(

@@ -30,7 +30,9 @@
   and event messages (``eventType``: bind/unbind/online/offline/name change, in the documented
   schema of Aqara's push messages and the older variants: a rename's ``deviceName`` or ``name``;
   a gateway unbound or offline takes its ``subDids`` and the devices listed under it with it, at
-  once); a push is accepted
+  once; a gateway bound brings its ``subDids`` along: one ``query.device.info`` for all of
+  them, then specs, subscription and values as in a snapshot, published at once); a push is
+  accepted
   when its ``sign`` header verifies (INFERRED algorithm, see aqara_sign) or its ``token`` header
   is one of this run's access tokens (DOC: the header carries the account's access token). Polls
   of ``spec.query.trait`` every ``poll_interval`` seconds catch anything else; the device list is
@@ -1215,10 +1217,13 @@ class AqaraCloudBackend(Backend):
             if isinstance(name, str) and device_id in self._infos:
                 self._infos[device_id] = {**self._infos[device_id], "deviceName": name}
                 self._emit(DeviceRenamed(device_id, name))
-        elif (kind in _ADDED_EVENTS and device_id not in self._infos
-              and device_id not in self._adding):
-            self._adding.add(device_id)  # repeated events while it is described: one call
-            self._spawn(self._add_by_id(device_id))
+        elif kind in _ADDED_EVENTS:
+            # a bound gateway brings its sub-devices (``subDids``) along: described at once too
+            new = [d for d in dict.fromkeys([device_id, *self._sub_devices(device_id, body)])
+                   if d not in self._infos and d not in self._adding]
+            if new:
+                self._adding.update(new)  # repeated events while they are described: one call
+                self._spawn(self._add_by_id(new))
 
     def _sub_devices(self, gateway: str, body: Mapping[str, Any]) -> list[str]:
         """The gateway's sub-devices: the message's ``subDids`` (documented schema) plus those
@@ -1241,16 +1246,17 @@ class AqaraCloudBackend(Backend):
             log.warning("could not re-read the device list", backend=self.name,
                         reason=exc.message)
 
-    async def _add_by_id(self, device_id: str) -> None:
+    async def _add_by_id(self, device_ids: list[str]) -> None:
         try:
-            infos = await self._list_devices([device_id])
-            await self._add([i for i in infos if first(i, "did", "deviceId") == device_id
-                             and device_id not in self._infos])
+            listed = {str(first(i, "did", "deviceId")): i
+                      for i in await self._list_devices(device_ids)}
+            await self._add([listed[d] for d in device_ids
+                             if d in listed and d not in self._infos])
         except BackendError as exc:
-            log.warning("could not describe a new device", backend=self.name, device=device_id,
-                        reason=exc.message)
+            log.warning("could not describe new devices", backend=self.name,
+                        devices=device_ids, reason=exc.message)
         finally:
-            self._adding.discard(device_id)
+            self._adding.difference_update(device_ids)
 
     # ---- plumbing -------------------------------------------------------------------------
 
