@@ -196,7 +196,8 @@ class SetLoad:
     portable: bool = False
     protocol: MQTTProtocolVersion = paho.MQTTv5
     sent: list[tuple[float, str, int]] = field(default_factory=list)
-    """(``time.monotonic()`` just after the broker acknowledged it, light, value)."""
+    """(``time.monotonic()`` just before it was published, light, value), once acknowledged:
+    one published after a renewal arrived elsewhere reached the broker after that renewal."""
     failed: int = 0
     """Publishes the broker did not acknowledge (not in :attr:`sent`)."""
 
@@ -214,6 +215,7 @@ class SetLoad:
                 light = LIGHTS[count % len(LIGHTS)]
                 value = CT_RANGE[(count // len(LIGHTS) + 1) % len(CT_RANGE)]
                 topic = f"aqara/{level(light, self.portable)}/1/{CT[0]}/{CT[1]}/set"
+                sending = time.monotonic()
                 info = client.publish(topic, str(value), 1)
                 try:
                     await asyncio.to_thread(info.wait_for_publish, 5)
@@ -221,7 +223,7 @@ class SetLoad:
                     self.failed += 1  # this client lost the broker (a cluster node went away)
                 else:
                     if info.is_published():
-                        self.sent.append((time.monotonic(), light, value))
+                        self.sent.append((sending, light, value))
                 count += 1
                 delay = start + count / self.rate - time.monotonic()
                 if delay > 0:
@@ -248,8 +250,8 @@ async def change_hub(hub: StudioSimulator, stop: asyncio.Event, rate: float = 50
 def executions(hub: StudioSimulator, sets: SetLoad) -> Counter[int]:
     """How often the hub executed each /set of ``sets.sent`` (by its index there). A light's
     value comes round again every 348 /set of it (70 s at 100 /s): an execution is the latest
-    /set of its light and value sent before it (a few seconds of slack: ``sent`` is stamped at
-    the publisher's PUBACK, which may come after the hub has it)."""
+    /set of its light and value sent before it (a few seconds of slack for clocks read on
+    different threads)."""
     sends: dict[tuple[str, int], list[tuple[float, int]]] = {}
     for index, (at, light, value) in enumerate(sets.sent):
         sends.setdefault((light, value), []).append((at, index))
