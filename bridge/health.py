@@ -4,8 +4,9 @@
 |---|---|
 | ``ok`` | every hub connected |
 | ``starting`` | no hub has failed, at least one is still making its first connection |
-| ``degraded`` | running, but a hub is not connected: ``auth_failed``, ``unreachable`` or
-  ``disconnected`` (lost, or a protocol error) |
+| ``degraded`` | running, but a hub is not connected: ``auth_failed``, ``quota_exhausted``
+  (a cloud's call quota is spent or its service expired: the backend waits before it calls
+  again), ``unreachable`` or ``disconnected`` (lost, or a protocol error) |
 | ``offline`` | the bridge is not connected to the broker (``bridge/state`` is ``offline``);
   only ``aqara-mqtt health`` reports it, the bridge cannot publish it |
 
@@ -28,11 +29,15 @@ EXIT_CODES = {OK: 0, STARTING: 1, DEGRADED: 1, OFFLINE: 3}
 NOT_STARTED = "not started"
 """A backend's ``detail`` before its first connection attempt ended (see ``Backend``)."""
 
+QUOTA_PREFIXES = ("quota exhausted", "service expired")
+"""How a cloud backend's ``detail`` starts when the cloud refuses for its call quota or an
+expired plan (``quota exhausted: <what the cloud said> …; <what to do>``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class HubHealth:
-    """One hub; ``state`` is ``connected``, ``starting``, ``auth_failed``, ``unreachable`` or
-    ``disconnected``."""
+    """One hub; ``state`` is ``connected``, ``starting``, ``auth_failed``, ``quota_exhausted``,
+    ``unreachable`` or ``disconnected``."""
 
     name: str
     state: str
@@ -53,6 +58,8 @@ def hub_state(connected: bool, detail: str) -> str:
         return "starting"
     if text.startswith(("authentication failed", "permission denied")):
         return "auth_failed"
+    if text.startswith(QUOTA_PREFIXES):
+        return "quota_exhausted"
     if "unreachable" in text or text.startswith("cannot listen"):
         return "unreachable"
     return "disconnected"

@@ -32,6 +32,14 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
   header ``Retry-After: <whole seconds>``, envelope code 429 "Too many requests". Variant
   ``"envelope"``: HTTP 200, envelope code 104 "Server busy" (legacy code), no ``Retry-After``.
   Nothing of a limited call is executed.
+* Call quota (INFERRED throughout: no Aqara document gives its answer; the free tier's caps,
+  100,000 calls a month and 2 million in all, are the console's): while
+  :attr:`quota_exhausted` is True every call (auth intents too) is refused and not executed,
+  after the rate check. ``quota_style="envelope"`` (default): HTTP 200, envelope code
+  :data:`CODE_QUOTA` (a number of our own) with the message "The API calls of this month
+  exceed the quota of your plan"; ``"http"``: HTTP 429 with ``Retry-After`` = the seconds until
+  the quota refreshes (:attr:`quota_retry_after`, default one day) and envelope code 429 "Too
+  many requests: the monthly API call quota is used up".
 * Auth intents (DOC request fields; result fields 3P, ``expiresIn`` INFERRED as a string of
   seconds): ``config.auth.getAuthCode`` ``{account, accountType: 0, accessTokenValidity?}``
   (``1~24h``, ``1~30d``, ``1~10y``; default 7d) for the configured account, else 302; the code
@@ -160,6 +168,7 @@ CODE_PARAMS = 302
 CODE_HEADER = 305
 CODE_PATH_NOT_OPEN = 306
 CODE_RATE_LIMITED = 429
+CODE_QUOTA = 2600  # INFERRED: a code of our own (the bridge reads the text, not the number)
 CODE_OFFLINE = 602
 CODE_NOT_YOURS = 603
 CODE_TOKEN_FAILED = 804
@@ -381,8 +390,9 @@ class _Rec:
 class AqaraCloudSimulator:
     """An in-process Aqara Open API: one app, one account, its devices, plus a control API.
 
-    Tests read :attr:`received` (every request: ``{"intent", "data", "headers", "code"}``, where
-    ``code`` is the envelope code answered), :attr:`auth_codes`, the push counters
+    Tests read :attr:`received` (every request: ``{"intent", "data", "headers", "code", "at"}``,
+    where ``code`` is the envelope code answered and ``at`` the ``time.monotonic()`` it came),
+    :attr:`auth_codes`, the push counters
     (:attr:`push_attempts`, :attr:`push_delivered`, :attr:`push_failed`, :attr:`push_errors`),
     :attr:`pushed` (every delivered message body) and :attr:`rate_limited` (calls refused).
     ``latency`` seconds are added before every answer; with ``garbage`` every call is answered
@@ -423,6 +433,12 @@ class AqaraCloudSimulator:
         self.expired_token_code = CODE_ACCESS_EXPIRED
         """Answer to an expired access token (2005; 108 is the older code of the same table)."""
         self.garbage = False
+        self.quota_exhausted = False
+        """True: every call is refused for the account's call quota (see the module docstring)."""
+        self.quota_style = "envelope"
+        """``envelope`` (HTTP 200, :data:`CODE_QUOTA`) or ``http`` (HTTP 429, long Retry-After)."""
+        self.quota_retry_after = 86400
+        """Seconds in the ``Retry-After`` of the ``http`` quota answer."""
         self._corrupt: dict[str, str] = {}
         self.callback_url: str | None = None
         self.push_retries = 2
@@ -907,7 +923,8 @@ class AqaraCloudSimulator:
             msg = None
         intent = msg.get("intent") if isinstance(msg, dict) else None
         data = msg.get("data") if isinstance(msg, dict) else None
-        record: dict[str, Any] = {"intent": intent, "data": data, "headers": headers, "code": None}
+        record: dict[str, Any] = {"intent": intent, "data": data, "headers": headers, "code": None,
+                                  "at": time.monotonic()}
         self.received.append(record)
         self._arrived.set()
         wait = self._rate_ok(headers.get("Appid", ""))
@@ -922,6 +939,8 @@ class AqaraCloudSimulator:
                 status=429,
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+        if self.quota_exhausted:
+            return self._quota_reply(record)
         if self.garbage:
             record["code"] = "garbage"
             return self._garbage_reply()
@@ -944,6 +963,17 @@ class AqaraCloudSimulator:
         for fn in after:
             fn()
         return response
+
+    def _quota_reply(self, record: dict[str, Any]) -> web.Response:
+        if self.quota_style == "http":
+            record["code"] = CODE_RATE_LIMITED
+            return web.json_response(
+                self._envelope(CODE_RATE_LIMITED,
+                               "Too many requests: the monthly API call quota is used up"),
+                status=429, headers={"Retry-After": str(int(self.quota_retry_after))})
+        record["code"] = CODE_QUOTA
+        return web.json_response(self._envelope(
+            CODE_QUOTA, "The API calls of this month exceed the quota of your plan"))
 
     def _garbage_reply(self) -> web.Response:
         self._seq += 1

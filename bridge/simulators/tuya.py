@@ -99,6 +99,15 @@ code, INFERRED = our guess; see protocols.md for the sources):
   ``redeliveryCount`` + 1, and unacked messages of a closed consumer go to the next one first.
   Subscription type Failover: the first connected consumer gets the messages. Messages published
   while no consumer is connected wait for one (persistent topic).
+* Quota and expiry (:attr:`TuyaSimulator.quota_code`, ``None`` by default): when set to one of
+  :data:`QUOTA_MESSAGES`' codes, every business call that passes the signature and token checks
+  is answered ``{"success": false, "code": <code>, "msg": <text>}`` and not executed; token
+  calls are still answered (INFERRED: the reports of these errors come from calls made with a
+  token, e.g. tinytuya's device listing after its token call). The texts are the ones Tuya's
+  cloud sends as quoted in public issue threads (3P: 28841002, 28841004, 28841101, 28841105)
+  or, for the rest of the 2884xxxx table, as public clients name them (INFERRED wording). The
+  message service keeps serving (INFERRED). Every REST request is recorded with its
+  ``time.monotonic()`` (``at``) so tests can see when the cloud was called.
 * Momentary events (3P/INFERRED, :func:`bridge.simulators.tuya_home.event_devices`): a press or a
   gesture is a status report (protocol 4 or 1000) of an Enum DP (``switch<n>_value`` =
   ``single_click`` / ``double_click`` / ``long_press``, ``cube_action``, ``shock_state``); the
@@ -171,6 +180,20 @@ MESSAGES = {
     2001: "device is offline",
     2008: "command or value not support",
 }
+
+QUOTA_MESSAGES = {
+    28841001: "No permissions. Your project has not subscribed to the cloud development plan.",
+    28841002: "No permissions. Your subscription to cloud development plan has expired.",
+    28841003: "No permissions. Your cloud development plan has an overdue bill.",
+    28841004: "No permissions. Your quota of Trial Edition is used up.",
+    28841101: "No permissions. This API is not subscribed.",
+    28841102: "No permissions. Your subscription to this API has expired.",
+    28841103: "No permissions. This API has an overdue bill.",
+    28841104: "No permissions. The quota of this API is used up.",
+    28841105: "No permissions. This project is not authorized to call this API.",
+}
+"""The project's plan and API subscription codes (see the module docstring for sources)."""
+MESSAGES.update(QUOTA_MESSAGES)
 
 
 class TuyaError(Exception):
@@ -389,8 +412,11 @@ class TuyaSimulator:
         """The most devices per page of ``GET /v1.0/users/{uid}/devices``."""
         self.page_scheme = page_scheme
         """How that listing pages: ``last_id`` (INFERRED) or ``page_no`` (DOC private cloud)."""
+        self.quota_code: int | None = None
+        """A :data:`QUOTA_MESSAGES` code: every business call is refused with it (None: off)."""
         self.received: list[dict[str, Any]] = []
-        """Every REST request: method, path, query, body, action, code (0 = success)."""
+        """Every REST request: method, path, query, body, action, code (0 = success), at
+        (``time.monotonic()`` when it arrived)."""
         self.stats: Counter[str] = Counter()
         self.issued_tokens: list[str] = []
         """Every access and refresh token handed out (to check they never leak)."""
@@ -579,6 +605,12 @@ class TuyaSimulator:
         """Messages published but not acked yet (queued or in flight)."""
         return len(self._backlog) + sum(len(c.unacked) for c in self._consumers)
 
+    def business_calls(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Every REST request other than a token call received at ``time.monotonic()`` ≥
+        ``since`` (a signed call the project's quota pays for)."""
+        return [r for r in self.received
+                if r["at"] >= since and not str(r["action"] or "").startswith("token.")]
+
     def requests_to(self, action: str) -> list[dict[str, Any]]:
         """The received REST requests for one action (``device.commands``, ``home.add``...)."""
         return [r for r in self.received if r["action"] == action]
@@ -632,6 +664,7 @@ class TuyaSimulator:
             "body": None,
             "action": None,
             "code": 0,
+            "at": time.monotonic(),
         }
         self.received.append(record)
         self.stats["requests"] += 1
@@ -647,6 +680,8 @@ class TuyaSimulator:
             action, args = route
             record["action"] = action
             self._authenticate(request, raw, query, action.startswith("token."))
+            if self.quota_code is not None and not action.startswith("token."):
+                raise TuyaError(self.quota_code)  # after the checks: a signed, known caller
             if raw and isinstance(record["body"], str):
                 raise TuyaError(1109, "body is not JSON")
             result = self._dispatch(action, args, dict(query), record["body"])

@@ -7,7 +7,9 @@ travel over real HTTP from the simulator to the daemon's callback receiver.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from bridge.simulators.sample_home import SimDevice, hub_speaker, smart_plug
 from tests.integration.conftest import running
 from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, free_port
-from tests.mqtt_probe import MqttProbe, synced
+from tests.mqtt_probe import MqttProbe, eventually, synced
 
 pytestmark = pytest.mark.integration
 
@@ -702,3 +704,99 @@ async def test_malformed_devices_are_skipped_and_logged_once(
             await probe.next_on("aqara/bridge/response/resync", start, timeout=20)
         assert logs.count(f"'device': '{MATTER_LAMP}'") == 1
         assert logs.count("devices without an id") == 1
+
+
+# ---- call quota -------------------------------------------------------------------------------
+
+
+async def hub_health(probe: MqttProbe, state: str) -> dict[str, Any]:
+    """The bridge/info document once it reports the cloud hub in ``state``."""
+    def check() -> dict[str, Any] | None:
+        message = probe.last.get("aqara/bridge/info")
+        info: dict[str, Any] | None = message.json() if message is not None else None
+        return info if info and info["health"]["hubs"].get("cloud") == state else None
+
+    result: dict[str, Any] = await probe.wait_for(check, timeout=15)
+    return result
+
+
+@pytest.mark.parametrize("style", ["envelope", "http"])
+async def test_a_spent_quota_is_one_clear_state_and_no_call_follows(
+        mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe, style: str) -> None:
+    """A quota answer to a poll (INFERRED shapes: an envelope whose text says the month's quota
+    is spent, or HTTP 429 with a Retry-After of a day): the detail says so and what to do,
+    nothing reaches the cloud during the back-off, and a /get is answered with the reason."""
+    daemon = Daemon(cloud.config(mosquitto, push=False, poll=0.2))
+    backend_of(daemon).quota_backoff = 3600.0
+    async with running(daemon):
+        await started(probe)
+        assert probe.last["aqara/bridge/info"].json()["backends"][0]["call_budget"][
+            "by_kind"]["values"] >= 1
+        cloud.sim.quota_style = style
+        cloud.sim.quota_exhausted = True
+        info = await hub_health(probe, "quota_exhausted")
+        (backend,) = info["backends"]
+        detail = backend["detail"]
+        assert (backend["connected"], info["health"]["state"]) == (False, "degraded")
+        if style == "envelope":
+            assert detail.startswith("quota exhausted: The API calls of this month exceed the "
+                                     "quota of your plan (code 2600); ")
+            assert detail.endswith("the bridge makes no call for 60 min, then tries once")
+        else:
+            assert detail.startswith("quota exhausted: Too many requests: the monthly API call "
+                                     "quota is used up (Retry-After: 86400 s) (code 429); ")
+            assert detail.endswith("the bridge makes no call for 24 h, then tries once")
+            assert backend["quota"]["retry_at"] >= time.time() + 86000
+        assert "100,000 calls a month" in detail
+        assert backend["quota"]["state"] == "closed"
+        assert backend["call_budget"]["by_kind"]["poll"] >= 1
+        refused = [c for c in cloud.sim.received if c["code"] in (2600, 429)]
+        assert [c["intent"] for c in refused] == ["spec.query.trait"]  # the poll, once
+        assert cloud.sim.rate_limited == 0
+        await probe.value("aqara/kitchen_plug/availability", "offline")
+
+        start = len(probe.messages)
+        await probe.publish(f"{PLUG_ONOFF}/get", "", response_topic="aqara/_replies/q",
+                            correlation=b"q1")
+        reply = (await probe.next_on("aqara/_replies/q", start)).json()
+        assert (reply["status"], reply["error"]["message"]) == ("error", detail)
+        # polls every 0.2 s and a reconnect within 1 s would have called by now
+        await asyncio.sleep(2.0)
+        assert [c for c in cloud.sim.received if c["at"] > refused[0]["at"]] == []
+
+
+async def test_after_the_back_off_one_try_then_calls_resume(mosquitto: Mosquitto, cloud: Cloud,
+                                                            probe: MqttProbe) -> None:
+    """A quota answer to a write: it fails with the reason and the session stops; after each
+    back-off exactly one call tries; once the quota is back the bridge connects by itself."""
+    daemon = Daemon(cloud.config(mosquitto))
+    backend_of(daemon).quota_backoff = 1.0
+    async with running(daemon):
+        await started(probe)
+        cloud.sim.quota_exhausted = True
+        start = len(probe.messages)
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        logged = await probe.wait_for(lambda: next(
+            (m.json() for m in probe.messages[start:] if m.topic == "aqara/bridge/log"
+             and "2600" in m.json()["message"]), None))
+        assert "write failed" in logged["message"]
+        assert "quota exhausted: The API calls of this month exceed" in logged["message"]
+        await hub_health(probe, "quota_exhausted")
+
+        def refused() -> list[dict[str, Any]]:
+            return [c for c in cloud.sim.received if c["code"] == 2600]
+
+        await eventually(lambda: len(refused()) >= 3)  # the write, then two tries
+        cloud.sim.quota_exhausted = False
+        await hub_health(probe, "connected")
+        calls = refused()
+        assert calls[0]["intent"] == "spec.write.trait"
+        for before, after in itertools.pairwise(calls):
+            assert after["at"] - before["at"] >= 0.95  # a whole back-off (1 s) between
+            assert [c for c in cloud.sim.received if before["at"] < c["at"] < after["at"]] == []
+        assert {c["intent"] for c in calls[1:]} == {"query.device.info"}  # a snapshot's first
+        await probe.publish(f"{PLUG_ONOFF}/set", "ON")
+        await probe.value(PLUG_ONOFF, "true")
+        summary = backend_of(daemon).summary()  # what bridge/info and the web page show
+        assert summary["quota"] == {"state": "open", "code": None, "retry_at": None}
+        assert summary["call_budget"]["by_kind"]["command"] == 2  # the refused write counts too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -745,3 +746,108 @@ async def test_a_storm_of_reports_from_an_unknown_device_costs_a_few_resyncs(
     await eventually(lambda: not tuya(daemon)._resyncing, timeout=30)
     resyncs = len(sim.requests_to("home.memberHomeList")) - before
     assert 1 <= resyncs <= 3, resyncs
+
+
+# ---- quota and expiry -----------------------------------------------------------------------
+
+
+async def hub_health(probe: MqttProbe, state: str) -> dict[str, Any]:
+    """The bridge/info document once it reports the Tuya hub in ``state``."""
+    def check() -> dict[str, Any] | None:
+        message = probe.last.get("aqara/bridge/info")
+        info: dict[str, Any] | None = message.json() if message is not None else None
+        return info if info and info["health"]["hubs"].get("tuya") == state else None
+
+    result: dict[str, Any] = await probe.wait_for(check, timeout=15)
+    return result
+
+
+async def test_a_spent_quota_is_one_clear_state_and_no_call_follows(
+        mosquitto: Mosquitto, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    """28841004 (Trial Edition quota used up) to a poll: the detail says so and what to do, and
+    during the back-off nothing reaches the cloud; a /get and a management command are answered
+    with the reason at once."""
+    bridge = Daemon(tuya_config(mosquitto, sim, backend_extra="    push: false"))
+    tuya(bridge).quota_backoff = 3600.0
+    async with running(bridge):
+        await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "false")
+        assert backend_info(probe)["call_budget"]["by_kind"]["device_list"] >= 1
+        sim.quota_code = 28841004
+        info = await hub_health(probe, "quota_exhausted")
+        backend = info["backends"][0]
+        detail = backend["detail"]
+        assert detail.startswith("quota exhausted: No permissions. Your quota of Trial Edition is "
+                                 "used up. (code 28841004): ")
+        assert "buy a resource pack at iot.tuya.com" in detail
+        assert detail.endswith("the bridge makes no call for 60 min, then tries once")
+        assert (backend["connected"], info["health"]["state"]) == (False, "degraded")
+        assert (backend["quota"]["state"], backend["quota"]["code"]) == ("closed", 28841004)
+        assert backend["call_budget"]["by_kind"]["poll"] >= 1
+        refused = [r for r in sim.received if r["code"] == 28841004]
+        assert [r["action"] for r in refused] == ["user.devices"]  # the poll, once
+        await probe.value("aqara/living_plug/availability", "offline")
+
+        start = len(probe.messages)
+        await probe.publish(f"aqara/{SENSOR}/1/sensor/va_humidity/get", "",
+                            response_topic="aqara/_replies/q", correlation=b"q1")
+        reply = (await probe.next_on("aqara/_replies/q", start)).json()
+        assert (reply["status"], reply["error"]["message"]) == ("error", detail)
+        answer = await mqtt_request(probe, "tuya.room.add", {"home_id": HOME_ID,
+                                                             "name": "Attic"})
+        assert (answer["status"], answer["error"]["code"]) == ("error", 28841004)
+        assert answer["error"]["message"] == detail
+        # polls every 0.3 s and reconnects within 0.5 s would have called by now
+        await asyncio.sleep(2.0)
+        assert [r for r in sim.received if r["at"] > refused[0]["at"]] == []
+        assert sim.stats["push_connections"] == 0
+        assert all(r.name != "Attic" for r in sim.world.homes[HOME_ID].rooms)
+
+
+async def test_after_the_back_off_one_try_then_calls_resume(
+        daemon: Daemon, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    """28841002 (the trial expired) to a write: the write fails with the reason, the session
+    and the message service stop; after each back-off exactly one call tries; once the plan is
+    renewed the bridge connects by itself."""
+    tuya(daemon).quota_backoff = 1.0
+    sim.quota_code = 28841002
+    start = len(probe.messages)
+    await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "ON")
+    logged = await probe.wait_for(lambda: next(
+        (m.json() for m in probe.messages[start:] if m.topic == "aqara/bridge/log"
+         and "28841002" in m.json()["message"]), None))
+    assert "write failed" in logged["message"]
+    assert "service expired: No permissions. Your subscription to cloud development plan has " \
+           "expired. (code 28841002)" in logged["message"]
+    info = await hub_health(probe, "quota_exhausted")
+    assert "renew the trial" in info["backends"][0]["detail"]
+    await eventually(lambda: sim.push_connections == 0)  # the message service is left too
+
+    def refused() -> list[dict[str, Any]]:
+        return [r for r in sim.received if r["code"] == 28841002]
+
+    await eventually(lambda: len(refused()) >= 3)  # the write, then two tries
+    sim.quota_code = None
+    await hub_health(probe, "connected")
+    await push_state(probe, connected=True)
+    calls = refused()
+    assert calls[0]["action"] == "device.commands"
+    for before, after in itertools.pairwise(calls):
+        assert after["at"] - before["at"] >= 0.95  # a whole back-off (1 s) between
+        assert [r for r in sim.received if before["at"] < r["at"] < after["at"]] == []
+    assert {r["action"] for r in calls[1:]} == {"home.memberHomeList"}  # a session's 1st call
+    await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "ON")
+    await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "true")
+    assert backend_info(probe)["quota"] == {"state": "open", "code": None, "retry_at": None}
+
+
+async def test_an_api_the_project_lacks_is_a_permission_problem(
+        mosquitto: Mosquitto, sim: TuyaSimulator, probe: MqttProbe) -> None:
+    """28841101 (this API is not subscribed) is no quota: permission denied, with what to do."""
+    sim.quota_code = 28841101
+    async with running(Daemon(tuya_config(mosquitto, sim))):
+        info = await hub_health(probe, "auth_failed")
+        detail = info["backends"][0]["detail"]
+        assert detail.startswith("permission denied (code 28841101): No permissions. This API "
+                                 "is not subscribed.")
+        assert "Service API" in detail
+        assert info["backends"][0]["quota"]["state"] == "open"

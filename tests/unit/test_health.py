@@ -34,6 +34,13 @@ def hub(name: str, connected: bool, detail: str) -> dict[str, object]:
     (False, "cannot listen for pushes on 0.0.0.0:8089: Address in use", "unreachable"),
     (False, "protocol error: WebSocket upgrade answered HTTP 500", "disconnected"),
     (False, "connection lost", "disconnected"),
+    (False, "quota exhausted: No permissions. Your quota of Trial Edition is used up. (code "
+     "28841004): …; buy a resource pack at iot.tuya.com", "quota_exhausted"),
+    (False, "service expired: No permissions. Your subscription to cloud development plan has "
+     "expired. (code 28841002): …; renew the trial", "quota_exhausted"),
+    (False, "Quota exhausted: The API calls of this month exceed the quota (code 2600)",
+     "quota_exhausted"),
+    (False, "Tuya cloud error: the quota word later in the line (code 1)", "disconnected"),
 ])
 def test_hub_states(connected: bool, detail: str, state: str) -> None:
     assert hub_state(connected, detail) == state
@@ -99,3 +106,16 @@ def test_a_standby_reports_ok_standby_or_degraded_or_offline() -> None:
         "active member a")
     assert standby_health("b", b"offline", b"") == (
         OFFLINE, "offline: member b is neither active nor standing by (no member is active)")
+
+
+def test_a_spent_quota_is_its_own_kind_of_degraded() -> None:
+    detail = ("quota exhausted: No permissions. Your quota of Trial Edition is used up. (code "
+              "28841004): the Trial Edition's API call quota is used up; the bridge makes no "
+              "call for 15 min, then tries once")
+    health = assess([hub("home", True, "connected"),
+                     {"name": "tuya", "type": "tuya", "connected": False, "detail": detail}])
+    assert health.state == DEGRADED
+    assert EXIT_CODES[health.state] == 1
+    assert health.as_json()["hubs"] == {"home": "connected", "tuya": "quota_exhausted"}
+    assert health.problems == [f"hub tuya: {detail}"]
+    assert health.line() == f"degraded: hub tuya: {detail}"

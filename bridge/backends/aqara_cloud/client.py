@@ -9,7 +9,16 @@
   for writes and reads that a user is waiting for, so polling can never starve them. A
   rate-limit answer (HTTP 429, with or without ``Retry-After``, or envelope code 429 or 104
   "Server busy") pauses every call for ``Retry-After`` (else 1, 2, 4 ... seconds up to the window)
-  and retries the same call: nothing is lost.
+  and retries the same call: nothing is lost. Every call is counted by kind in a sliding hour
+  (:class:`~bridge.backends.call_budget.CallBudget`, ``summary()["call_budget"]``).
+* Quota (INFERRED, no Aqara document gives a code): an answer whose text says the account's
+  call quota is spent ("quota", "month", "suspended", "overdue", "used up" …, see
+  :func:`~bridge.backends.call_budget.aqara_quota_reason`), or a rate-limit answer whose
+  ``Retry-After`` is 15 minutes or more, closes the
+  :class:`~bridge.backends.call_budget.QuotaGate`: the session ends with the detail ``quota
+  exhausted: <what the cloud said>; <what to do>``, and for ``quota_backoff`` seconds (15
+  minutes, or the ``Retry-After`` when longer) nothing goes to the cloud; a ``/get`` is
+  answered with that detail at once. Then one session is tried.
 * Tokens: an expired or refused access token (the codes of Aqara's table that both Aqara SDKs
   carry: 108 token expired, 109 token absent, 804 token failed, 2004 access token incorrect, 2005
   access token expired) triggers one single-flight ``config.auth.refreshToken`` and the failed
@@ -75,6 +84,14 @@ from bridge.backends.aqara_cloud.sign import (
 from bridge.backends.aqara_events import device_event, is_event_trait
 from bridge.backends.aqara_spec import SpecError, first, parse_device, parse_online
 from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.call_budget import (
+    AQARA_QUOTA_RETRY_AFTER_S,
+    QUOTA_BACKOFF_S,
+    CallBudget,
+    QuotaGate,
+    aqara_quota_detail,
+    aqara_quota_reason,
+)
 from bridge.coalesce import chunk
 from bridge.codec import from_wire, to_string_wire
 from bridge.logsetup import get_logger
@@ -141,6 +158,32 @@ class RefreshTokenDead(AuthFailed):
     """The refresh token is refused or missing: nothing but a new token pair helps."""
 
 
+class QuotaExhausted(BackendError):
+    """The account's call quota is spent (or the bridge waits after that): the message is the
+    user's line (``quota exhausted: …; <what to do>``)."""
+
+
+_NOT_QUOTA = frozenset({105, 106, 302}) | TOKEN_CODES | REFRESH_CODES
+"""Codes whose texts never mean the quota, whatever they say ("expired" …)."""
+
+
+def call_kind(intent: str, background: bool = False) -> str:
+    """What an intent call is for, in the call budget."""
+    if intent.startswith("config.auth."):
+        return "login"  # not "token": bridge/info masks the values of token-like keys
+    if intent == "query.device.info":
+        return "device_list"
+    if intent in ("spec.query.specdevice.config", "spec.query.qlinkmodel.config"):
+        return "spec"
+    if intent.startswith("spec.config.trait."):
+        return "subscription"
+    if intent == "spec.query.trait":
+        return "poll" if background else "values"
+    if intent == "spec.write.trait":
+        return "command"
+    return "other"
+
+
 DEAD_REFRESH = "authentication failed: get a new refresh token"
 
 
@@ -151,6 +194,7 @@ class _Answer:
     result: Any = None
     rate_limited: bool = False
     retry_after: float | None = None
+    quota: bool = False
 
 
 @dataclass
@@ -309,6 +353,7 @@ class AqaraCloudBackend(Backend):
         reconnect_max_delay: float = 60.0,
         device_refresh: float = DEVICE_REFRESH_S,
         readback_delay: float = READBACK_DELAY_S,
+        quota_backoff: float = QUOTA_BACKOFF_S,
     ) -> None:
         super().__init__(name)
         self.url = url
@@ -328,6 +373,9 @@ class AqaraCloudBackend(Backend):
         self.rate_calls = rate_calls
         self.rate_window = rate_window
         self.limiter = CallLimiter(rate_calls, rate_window)
+        self.budget = CallBudget()
+        """Calls made, by kind, in the last hour (``summary()["call_budget"]``)."""
+        self.quota = QuotaGate(quota_backoff)
         self._config_fingerprint = _fingerprint(access_token, refresh_token)
         self._tokens = TokenPair(access_token, refresh_token)
         self._known_tokens: deque[str] = deque(maxlen=8)
@@ -478,7 +526,7 @@ class AqaraCloudBackend(Backend):
                                  "(refresh tokens are single-use)")
             try:
                 result = await self.call("config.auth.refreshToken", {"refreshToken": refresh})
-            except AuthFailed:
+            except (AuthFailed, QuotaExhausted):
                 raise
             except BackendError as exc:
                 if exc.code in REFRESH_CODES or exc.code in TOKEN_CODES or exc.code == 302:
@@ -531,16 +579,27 @@ class AqaraCloudBackend(Backend):
             self._http = None
             await session.close()
 
-    async def call(self, intent: str, data: Any, *, background: bool = False) -> Any:
+    @property
+    def quota_backoff(self) -> float:
+        """Seconds without any call after a quota answer (default 15 minutes)."""
+        return self.quota.backoff
+
+    @quota_backoff.setter
+    def quota_backoff(self, seconds: float) -> None:
+        self.quota.backoff = seconds
+
+    async def call(self, intent: str, data: Any, *, background: bool = False,
+                   kind: str | None = None) -> Any:
         """One intent call; returns ``result``. Renews tokens and waits out rate limits.
 
         A refused credential (:class:`AuthFailed`) also ends the running session, whichever
-        call ran into it, so ``bridge/info`` says what is wrong.
+        call ran into it, so ``bridge/info`` says what is wrong; so does a quota answer
+        (:class:`QuotaExhausted`), after which no call goes out until the back-off is over.
         """
         if self._dead is not None:
             raise self._dead  # nothing but a new token pair helps: do not spend calls
         try:
-            return await self._call(intent, data, background)
+            return await self._call(intent, data, background, kind or call_kind(intent, background))
         except AuthFailed as exc:
             self._broken = exc
             if isinstance(exc, RefreshTokenDead):
@@ -548,7 +607,7 @@ class AqaraCloudBackend(Backend):
             self._wake.set()
             raise
 
-    async def _call(self, intent: str, data: Any, background: bool) -> Any:
+    async def _call(self, intent: str, data: Any, background: bool, kind: str) -> Any:
         auth = is_auth_intent(intent)
         renewed = False
         rate_waits = 0
@@ -557,8 +616,21 @@ class AqaraCloudBackend(Backend):
             if not auth:
                 await self._refresh_if_due()
                 token = self._tokens.access
+            if not self.quota.admit(consume=False):  # a peek: no limiter slot for a refusal
+                raise QuotaExhausted(self.quota.reason, self.quota.code)
             await self.limiter.acquire(background)
-            answer = await self._post(intent, data, token)
+            if not self.quota.admit(consume=not auth):  # a token renewal never is the one try
+                raise QuotaExhausted(self.quota.reason, self.quota.code)
+            try:
+                answer = await self._post(intent, data, token, kind)
+            except BackendError:
+                if not auth:
+                    self.quota.clear()  # no quota answer: the next call may try
+                raise
+            if answer.quota:
+                raise self._quota_closed(intent, answer)
+            if not auth:
+                self.quota.clear()
             if answer.rate_limited:
                 rate_waits += 1
                 self.rate_limited += 1
@@ -586,6 +658,22 @@ class AqaraCloudBackend(Backend):
                 raise self._error(intent, answer)
             return answer.result
 
+    def _quota_closed(self, intent: str, answer: _Answer) -> QuotaExhausted:
+        """Close the gate after a quota answer; the session ends (``_steady`` raises)."""
+        said = answer.message or "too many requests"
+        if answer.retry_after is not None:
+            said += f" (Retry-After: {answer.retry_after:g} s)"
+        wait = max(self.quota.backoff, answer.retry_after or 0.0)
+        detail = aqara_quota_detail(said, answer.code, wait)  # stable: not naming the intent
+        first = not self.quota.closed
+        self.quota.trip(detail, answer.code, answer.retry_after)
+        if first:
+            log.error("the Aqara cloud refuses for the account's call quota; no calls until the "
+                      "back-off is over", backend=self.name, intent=intent, code=answer.code,
+                      message=answer.message, backoff_s=round(wait))
+        self._wake.set()
+        return QuotaExhausted(detail, answer.code)
+
     def _error(self, intent: str, answer: _Answer) -> BackendError:
         if answer.code == 106:
             return AuthFailed("authentication failed: the Aqara cloud refused the request "
@@ -596,7 +684,7 @@ class AqaraCloudBackend(Backend):
                                 "off (code 105); check this machine's clock", 105)
         return BackendError(f"{answer.message or 'error'} ({intent})", answer.code)
 
-    async def _post(self, intent: str, data: Any, token: str | None) -> _Answer:
+    async def _post(self, intent: str, data: Any, token: str | None, kind: str) -> _Answer:
         session = self._http
         if session is None:
             raise BackendError("the Aqara cloud backend is not running")
@@ -604,6 +692,7 @@ class AqaraCloudBackend(Backend):
         body = json.dumps({"intent": intent, "data": data}, separators=(",", ":"),
                           ensure_ascii=False)
         self.calls_sent += 1
+        self.budget.record(kind)
         try:
             async with session.post(
                 self.url, data=body.encode(), headers=headers,
@@ -622,12 +711,17 @@ class AqaraCloudBackend(Backend):
         if retry_header is not None:
             with contextlib.suppress(ValueError):
                 retry_after = max(0.0, float(retry_header.strip()))
-        if status == 429:
-            return _Answer(429, "too many requests", rate_limited=True, retry_after=retry_after)
         try:
             envelope = jsonlimits.loads(raw, jsonlimits.HUB_MAX_BYTES)
         except (ValueError, UnicodeDecodeError):
             envelope = None
+        if status == 429:
+            said = envelope.get("message") if isinstance(envelope, dict) else None
+            text = str(said) if isinstance(said, str) and said else "too many requests"
+            # INFERRED: a wait this long is no rate window but a spent quota
+            quota = retry_after is not None and retry_after >= AQARA_QUOTA_RETRY_AFTER_S
+            return _Answer(429, text, rate_limited=not quota, retry_after=retry_after,
+                           quota=quota or aqara_quota_reason(429, text, exempt=_NOT_QUOTA))
         code = _int(envelope.get("code")) if isinstance(envelope, dict) else None
         if not isinstance(envelope, dict) or code is None:
             self.garbage_received += 1
@@ -636,6 +730,8 @@ class AqaraCloudBackend(Backend):
             raise BackendError(f"protocol error: the answer to {intent} is not an Aqara envelope "
                                f"(HTTP {status})")
         message = str(envelope.get("message") or "")
+        if aqara_quota_reason(code, message, exempt=_NOT_QUOTA):
+            return _Answer(code, message, retry_after=retry_after, quota=True)
         if code in RATE_CODES:
             return _Answer(code, message, rate_limited=True, retry_after=retry_after)
         if code == 0 and status >= 400:
@@ -661,6 +757,8 @@ class AqaraCloudBackend(Backend):
             try:
                 await self._session()
                 reason = "session ended"
+            except QuotaExhausted as exc:
+                reason = exc.message
             except AuthFailed as exc:
                 reason = exc.message
                 delay = self.reconnect_max_delay  # a refused credential will not fix itself
@@ -669,6 +767,9 @@ class AqaraCloudBackend(Backend):
             except OSError as exc:  # the push receiver could not listen
                 reason = (f"cannot listen for pushes on {self.callback_host}:{self.callback_port}"
                           f": {exc.strerror or exc}")
+            waiting = self.quota.remaining()  # > 0: a quota answer ended the session
+            if waiting > 0:
+                reason = self.quota.reason  # whatever else failed with it, this is why
             was_connected = self.connected
             if was_connected or self.detail != reason:
                 log.warning("aqara cloud disconnected", backend=self.name, reason=reason)
@@ -683,6 +784,11 @@ class AqaraCloudBackend(Backend):
                 # Reconnecting cannot help and would spend the account's call budget: stay
                 # in this state until the daemon is stopped.
                 await asyncio.get_running_loop().create_future()
+            if waiting > 0:
+                # not one call before the back-off is over; then the next session is the try
+                await asyncio.sleep(waiting)
+                delay = 1.0
+                continue
             await asyncio.sleep(min(delay, self.reconnect_max_delay) * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.reconnect_max_delay)
 
@@ -727,17 +833,15 @@ class AqaraCloudBackend(Backend):
         next_poll = loop.time() + self.poll_interval if self.poll_interval > 0 else math.inf
         next_list = loop.time() + self.device_refresh
         while True:
-            self._wake.clear()  # set by a renewal (new expiry) or a refused credential
-            if self._broken is not None:
-                raise self._broken
+            self._wake.clear()  # set by a renewal, a refused credential or a quota answer
+            self._raise_if_stopped()
             due = min(next_poll, next_list, loop.time() + 3600.0)
             renew = self._refresh_due()
             if renew is not None:
                 due = min(due, loop.time() + max(renew - time.time(), 0.0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(due - loop.time(), 0.0))
-            if self._broken is not None:
-                raise self._broken
+            self._raise_if_stopped()
             await self._refresh_if_due()
             if loop.time() >= next_list:
                 await self._refresh_devices()
@@ -752,6 +856,12 @@ class AqaraCloudBackend(Backend):
                                 "limit); polls run back to back", backend=self.name,
                                 seconds=round(took, 1), traits=len(self._readable()))
                 next_poll = loop.time() + self.poll_interval
+
+    def _raise_if_stopped(self) -> None:
+        if self._broken is not None:
+            raise self._broken
+        if self.quota.closed:
+            raise QuotaExhausted(self.quota.reason, self.quota.code)
 
     async def probe(self) -> int:
         """Sign one call and count the account's devices (for ``check``); raises on failure."""
@@ -878,7 +988,7 @@ class AqaraCloudBackend(Backend):
                 await self.call("spec.config.trait.subscribe", {"traits": [
                     {"subjectId": d, "codePaths": [a.path() for a in addrs],
                      "attach": f"aqara-mqtt:{self.name}"} for d, addrs in part]})
-            except AuthFailed:
+            except (AuthFailed, QuotaExhausted):
                 raise
             except BackendError as exc:
                 if exc.code is None:
@@ -905,7 +1015,7 @@ class AqaraCloudBackend(Backend):
 
     async def _read_values(
         self, addresses: Sequence[TraitAddress], specs: Mapping[TraitAddress, TraitSpec],
-        background: bool = False,
+        background: bool = False, kind: str | None = None,
     ) -> dict[TraitAddress, tuple[Any, int | None]]:
         """``{address: (model value, time)}`` via spec.query.trait, 50 traits per call."""
         out: dict[TraitAddress, tuple[Any, int | None]] = {}
@@ -914,7 +1024,7 @@ class AqaraCloudBackend(Backend):
             result = await self.call("spec.query.trait", {"traits": [
                 {"deviceId": a.device_id, "endpointId": a.endpoint_id,
                  "functionCode": a.function_code, "traitCode": a.trait_code} for a in part]},
-                background=background)
+                background=background, kind=kind)
             asked = set(part)
             for entry in _result_list(result):
                 addr = _address(entry) if isinstance(entry, Mapping) else None
@@ -1002,7 +1112,7 @@ class AqaraCloudBackend(Backend):
 
     async def read(self, addresses: Sequence[TraitAddress]) -> dict[TraitAddress, Any]:
         """Current values of these traits, fresh from the cloud."""
-        values = await self._read_values(list(addresses), self._specs)
+        values = await self._read_values(list(addresses), self._specs, kind="read")
         for addr, (value, stamp) in values.items():
             self._values[addr] = value
             if stamp is not None:
@@ -1060,7 +1170,7 @@ class AqaraCloudBackend(Backend):
         """Read written traits back (no push will report them), so state follows the hub."""
         await asyncio.sleep(self.readback_delay)
         try:
-            values = await self._read_values(addresses, self._specs)
+            values = await self._read_values(addresses, self._specs, kind="read")
         except BackendError as exc:
             log.info("could not read written traits back", backend=self.name, reason=exc.message)
             return
@@ -1281,6 +1391,8 @@ class AqaraCloudBackend(Backend):
             "poll_interval": self.poll_interval,
             "callback": self.callback_url,
             "rate_limit": {"calls": self.rate_calls, "per_seconds": self.rate_window},
+            "call_budget": self.budget.as_json(),
+            "quota": self.quota.as_json(),
             "subscribed_traits": len(self._subscribed),
             "calls": self.calls_sent,
             "rate_limited": self.rate_limited,

@@ -18,7 +18,17 @@ One session = a token, a snapshot and three tasks:
   (Tuya's answer to an expired *and* to an unknown token, "token invalid", which both Tuya SDKs
   renew on) or ``1011`` gets exactly one renewal, a new token (``grant_type=1``, which works
   whatever happened to the old pair), shared by every call that was refused with the same token;
-  then the call is retried once. ``1013`` (clock skew) adopts the cloud's clock and retries once.
+  then the call is retried once. ``1013`` (clock skew) adopts the cloud's clock and retries once;
+* the **call budget**: every call is counted by kind (:class:`~bridge.backends.call_budget.
+  CallBudget`, ``summary()["call_budget"]``). A quota or expiry code of Tuya's table
+  (:data:`~bridge.backends.call_budget.TUYA_QUOTA_CODES`: 28841004 "Your quota of Trial Edition
+  is used up", 28841002 "Your subscription to cloud development plan has expired" …), answered
+  to any call, closes the :class:`~bridge.backends.call_budget.QuotaGate`: the session ends, the
+  detail says ``quota exhausted: …`` / ``service expired: …`` with what to do, and for
+  ``quota_backoff`` seconds (15 minutes) nothing at all goes to the cloud (no poll, no token, no
+  message service; a ``/get`` or management command is answered with that detail at once);
+  then one session is tried, whose first call either opens the gate again or closes it for
+  another back-off.
 
 Devices are those of every home of the configured ``uid``; ``Device.extra`` carries ``home``,
 ``home_id``, ``room``, ``room_id``, ``category`` and ``product_id``. After a management command that
@@ -54,6 +64,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from bridge import jsonlimits
 from bridge.backends.base import Backend, BackendError, EventSink
+from bridge.backends.call_budget import (
+    QUOTA_BACKOFF_S,
+    TUYA_PERMISSION_CODES,
+    TUYA_QUOTA_CODES,
+    CallBudget,
+    QuotaGate,
+    tuya_quota_detail,
+)
 from bridge.backends.tuya.actions import TUYA_COMMANDS, rest_call, validate
 from bridge.backends.tuya.config import TuyaBackendConfig
 from bridge.backends.tuya.events import device_event, is_event_dp
@@ -119,6 +137,29 @@ class TuyaApiError(BackendError):
     """The cloud answered ``success: false``: ``code`` and ``msg`` as Tuya sent them."""
 
 
+class QuotaExhausted(TuyaApiError):
+    """The project's quota is spent or its service expired (or the bridge waits after that):
+    the message is the user's line (``quota exhausted: …; <what to do>``)."""
+
+
+def call_kind(method: str, path: str) -> str:
+    """What a call is for, in the call budget: ``login`` (token calls), ``device_list``, ``status``,
+    ``command``, ``spec``, ``homes`` (the structure: homes, rooms, their devices) or ``other``."""
+    if path.startswith("/v1.0/token"):
+        return "login"  # not "token": bridge/info masks the values of token-like keys
+    if method == "POST" and path.endswith("/commands"):
+        return "command"
+    if path.endswith(("/specification", "/specifications", "/functions")):
+        return "spec"
+    if "/devices/" in path and path.endswith("/status"):
+        return "status"
+    if path.startswith("/v1.0/users/") and path.endswith("/devices"):
+        return "device_list"
+    if path.startswith(("/v1.0/homes/", "/v1.0/users/")):
+        return "homes"
+    return "other"
+
+
 @dataclass(slots=True)
 class _Token:
     access: str
@@ -152,6 +193,7 @@ class TuyaBackend(Backend):
         request_timeout: float = 10.0,
         reconnect_max_delay: float = 60.0,
         rooms_in_topics: bool = False,
+        quota_backoff: float = QUOTA_BACKOFF_S,
     ) -> None:
         super().__init__(name)
         self.api_url = api_url.rstrip("/")
@@ -192,6 +234,10 @@ class TuyaBackend(Backend):
         self._seen_set: set[str] = set()
         self._push_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.budget = CallBudget()
+        """Calls made, by kind, in the last hour (``summary()["call_budget"]``)."""
+        self.quota = QuotaGate(quota_backoff)
+        self._quota_hit = asyncio.Event()
 
     @classmethod
     def from_config(cls, spec: TuyaBackendConfig) -> TuyaBackend:
@@ -218,10 +264,26 @@ class TuyaBackend(Backend):
             await self._http.close()
             self._http = None
 
+    @property
+    def quota_backoff(self) -> float:
+        """Seconds without any call after a quota or expiry answer (default 15 minutes)."""
+        return self.quota.backoff
+
+    @quota_backoff.setter
+    def quota_backoff(self, seconds: float) -> None:
+        self.quota.backoff = seconds
+
     async def call(self, method: str, path: str, query: Mapping[str, str] | None = None,
-                   body: Any = None, *, auth: bool = True, retry: bool = True) -> Any:
-        """One signed OpenAPI call; returns ``result``; TuyaApiError when the cloud refuses."""
+                   body: Any = None, *, auth: bool = True, retry: bool = True,
+                   kind: str | None = None) -> Any:
+        """One signed OpenAPI call; returns ``result``; TuyaApiError when the cloud refuses.
+
+        While the quota gate is closed nothing is sent: :class:`QuotaExhausted` at once. A
+        token call never uses up the one try after a back-off (it is not what the quota
+        answer was about), a business call does."""
         token = await self._access_token() if auth else ""
+        if not self.quota.admit(consume=auth):
+            raise QuotaExhausted(self.quota.reason, self.quota.code)
         raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
         t = str(int(time.time() * 1000) + self._time_offset_ms)
         nonce = uuid.uuid4().hex
@@ -239,6 +301,7 @@ class TuyaBackend(Backend):
             headers["access_token"] = token
         if body is not None:
             headers["Content-Type"] = "application/json"
+        self.budget.record(kind or call_kind(method, path))
         try:
             async with self._client().request(
                 method, self.api_url + path, params=dict(query) if query else None,
@@ -250,11 +313,18 @@ class TuyaBackend(Backend):
             reason = str(exc) or type(exc).__name__
             if isinstance(exc, TimeoutError):
                 reason = f"no answer within {self.request_timeout:g} s"
+            if auth:
+                self.quota.clear()  # no quota answer: the next call may try
             raise BackendError(f"Tuya cloud unreachable: {reason}") from None
         try:
             envelope = jsonlimits.loads(text, jsonlimits.HUB_MAX_BYTES)
         except ValueError:
             envelope = None
+        quota = envelope.get("code") if isinstance(envelope, dict) else None
+        if isinstance(quota, int) and quota in TUYA_QUOTA_CODES:
+            raise self._quota_closed(quota, str(envelope.get("msg") or ""))
+        if auth:
+            self.quota.clear()  # answered, and not for the quota: calls go out again
         if not isinstance(envelope, dict):
             raise BackendError(f"Tuya cloud answered HTTP {status} without a JSON envelope")
         if envelope.get("success") is True:
@@ -263,13 +333,25 @@ class TuyaBackend(Backend):
         msg = str(envelope.get("msg") or "request refused")
         if retry and auth and code in TOKEN_CODES:
             self._drop_token(token)
-            return await self.call(method, path, query, body, auth=auth, retry=False)
+            return await self.call(method, path, query, body, auth=auth, retry=False, kind=kind)
         if retry and code == 1013 and isinstance(envelope.get("t"), int):
             self._time_offset_ms = envelope["t"] - int(time.time() * 1000)
             log.warning("adopting the Tuya cloud's clock", backend=self.name,
                         offset_ms=self._time_offset_ms)
-            return await self.call(method, path, query, body, auth=auth, retry=False)
+            return await self.call(method, path, query, body, auth=auth, retry=False, kind=kind)
         raise TuyaApiError(msg, code if isinstance(code, int | str) else None)
+
+    def _quota_closed(self, code: int, msg: str) -> QuotaExhausted:
+        """Close the gate after a quota answer and end the session (its watcher raises)."""
+        detail = tuya_quota_detail(code, msg or "refused", self.quota.backoff)
+        first = not self.quota.closed
+        wait = self.quota.trip(detail, code)
+        if first:
+            log.error("tuya cloud refuses for the project's quota or plan; no calls until the "
+                      "back-off is over", backend=self.name, code=code, message=msg,
+                      backoff_s=round(wait))
+        self._quota_hit.set()
+        return QuotaExhausted(detail, code)
 
     # ---- tokens -----------------------------------------------------------------------------
 
@@ -308,7 +390,7 @@ class TuyaBackend(Backend):
             try:
                 result = await self.call("GET", f"/v1.0/token/{token.refresh}", auth=False)
             except TuyaApiError as exc:
-                if exc.code in CREDENTIAL_CODES:
+                if exc.code in CREDENTIAL_CODES or isinstance(exc, QuotaExhausted):
                     raise
                 log.info("tuya token refresh refused; logging in again", backend=self.name,
                          code=exc.code)
@@ -347,6 +429,9 @@ class TuyaBackend(Backend):
                     reason, refused = classify_error(exc)
                     if refused:
                         delay = self.reconnect_max_delay
+                waiting = self.quota.remaining()  # > 0: a quota answer ended the session
+                if waiting > 0:
+                    reason = self.quota.reason  # whatever else failed with it, this is why
                 if self.connected or self.detail != reason:
                     log.warning("tuya cloud disconnected", backend=self.name, reason=reason)
                 if self.connected and time.monotonic() - started > 1:
@@ -354,6 +439,12 @@ class TuyaBackend(Backend):
                 self.connected = False
                 self.detail = reason
                 self._emit(BackendStatus(False, reason))
+                if waiting > 0:
+                    # not one call (token, poll, message service) before the back-off is over;
+                    # then the next session is the one try
+                    await asyncio.sleep(waiting)
+                    delay = 1.0
+                    continue
                 await asyncio.sleep(min(delay, self.reconnect_max_delay)
                                     * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.reconnect_max_delay)
@@ -362,6 +453,7 @@ class TuyaBackend(Backend):
 
     async def _session(self) -> None:
         tasks: list[asyncio.Task[None]] = []
+        self._quota_hit.clear()
         try:
             await self._access_token()
             async with self._sync_lock:
@@ -374,6 +466,7 @@ class TuyaBackend(Backend):
             self._emit(Snapshot(tuple(devices)))
             tasks.append(asyncio.create_task(self._poll_loop(), name=f"{self.name}:poll"))
             tasks.append(asyncio.create_task(self._token_keeper(), name=f"{self.name}:token"))
+            tasks.append(asyncio.create_task(self._quota_watch(), name=f"{self.name}:quota"))
             if self.push_enabled:
                 tasks.append(asyncio.create_task(self._push_loop(), name=f"{self.name}:push"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -390,6 +483,11 @@ class TuyaBackend(Backend):
             if self.push_enabled:
                 self.push_connected = False
                 self.push_detail = "not connected"
+
+    async def _quota_watch(self) -> None:
+        """End the session when any call (a write, a resync) ran into a quota answer."""
+        await self._quota_hit.wait()
+        raise QuotaExhausted(self.quota.reason, self.quota.code)
 
     async def probe(self) -> int:
         """Log in once and count the user's devices (for ``check``); raises on failure."""
@@ -408,15 +506,19 @@ class TuyaBackend(Backend):
         """A call whose failure only loses detail (INFERRED paths): None when refused."""
         try:
             return await self.call("GET", path)
+        except QuotaExhausted:
+            raise
         except TuyaApiError as exc:
             log.warning("tuya call refused; continuing without it", backend=self.name,
                         path=path, code=exc.code, message=exc.message)
             return None
 
-    async def _user_devices(self) -> list[Mapping[str, Any]]:
-        """Every device of the user: ``GET /v1.0/users/{uid}/devices``, page by page."""
+    async def _user_devices(self, kind: str = "device_list") -> list[Mapping[str, Any]]:
+        """Every device of the user: ``GET /v1.0/users/{uid}/devices``, page by page (each page
+        counted as ``kind``: ``poll`` for the poll loop's listings)."""
         path = f"/v1.0/users/{self.uid}/devices"
-        return await read_pages(lambda query: self.call("GET", path, query), self.name)
+        return await read_pages(lambda query: self.call("GET", path, query, kind=kind),
+                                self.name)
 
     async def _sync(self) -> list[Device]:
         """Read homes, rooms, devices, specs and status; return the model devices.
@@ -507,6 +609,8 @@ class TuyaBackend(Backend):
         for template in SPEC_PATHS:
             try:
                 result = await self.call("GET", template.format(id=device_id))
+            except QuotaExhausted:
+                raise
             except TuyaApiError:
                 continue
             spec = parse_spec(result)
@@ -610,7 +714,7 @@ class TuyaBackend(Backend):
         self._emit(Availability(device_id, online))
 
     async def _poll_once(self) -> None:
-        listing = await self._user_devices()
+        listing = await self._user_devices("poll")
         if self._push_ok():
             return  # push came back meanwhile: it is newer than this answer, which could roll back
         self.polls += 1
@@ -723,7 +827,8 @@ class TuyaBackend(Backend):
         """Run a ``tuya/...`` management command (see :data:`TUYA_COMMANDS`)."""
         params = validate(command, args, {"uid": self.uid})
         call = rest_call(command, params)
-        result = await self.call(call.method, call.path, call.query or None, call.body)
+        result = await self.call(call.method, call.path, call.query or None, call.body,
+                                 kind="management")
         if TUYA_COMMANDS[command].mutates and self.connected:
             try:
                 await self.resync()
@@ -743,6 +848,9 @@ class TuyaBackend(Backend):
             "push_url": self.push_url if self.push_enabled else None,
             "homes": len(self._homes),
             "devices": len(self._infos),
+            "poll_interval": self.poll_interval,
+            "call_budget": self.budget.as_json(),
+            "quota": self.quota.as_json(),
         })
         return out
 
@@ -1083,6 +1191,8 @@ def _guess_spec(info: Mapping[str, Any]) -> TuyaSpec:
 
 def classify_error(exc: BaseException) -> tuple[str, bool]:
     """A log-ready reason for a failed session, and whether the cloud refused the credentials."""
+    if isinstance(exc, QuotaExhausted):
+        return exc.message, False  # the back-off is the quota gate's, not the reconnect delay
     if isinstance(exc, TuyaApiError):
         if exc.code in CREDENTIAL_CODES:
             return (f"authentication failed: the Tuya cloud refused the project's credentials: "
@@ -1090,6 +1200,10 @@ def classify_error(exc: BaseException) -> tuple[str, bool]:
         if exc.code == 1106:
             return (f"permission denied (code 1106): {exc.message}; is the app account of uid "
                     "linked to the cloud project?", True)
+        if isinstance(exc.code, int) and exc.code in TUYA_PERMISSION_CODES:
+            return (f"permission denied (code {exc.code}): {exc.message}: "
+                    f"{TUYA_PERMISSION_CODES[exc.code]}; subscribe the cloud project to the API "
+                    "at iot.tuya.com (Cloud > Development > the project > Service API)", True)
         return f"Tuya cloud error: {exc.message} (code {exc.code})", False
     if isinstance(exc, BackendError):
         return exc.message, False

@@ -98,6 +98,31 @@ function failoverSection(f) { // active/standby failover (status "failover"): no
   ];
 }
 
+function budgetSection(backends) { // cloud backends: calls of the last hour by kind, quota state
+  const clouds = backends.filter((b) => b.call_budget);
+  if (!clouds.length) return [];
+  return [
+    h("h2", {}, "Cloud call budget"),
+    h("table", { id: "budget" },
+      h("tr", {}, h("th", {}, "hub"), h("th", {}, "calls in the last hour"), h("th", {}, "by kind"),
+        h("th", {}, "quota")),
+      clouds.map((b) => {
+        const budget = b.call_budget;
+        const kinds = Object.entries(budget.by_kind || {});
+        const quota = b.quota || {};
+        const closed = quota.state && quota.state !== "open";
+        return h("tr", { "data-backend": b.name },
+          h("td", {}, b.name),
+          h("td", { class: "total" }, show(budget.total)),
+          h("td", { class: "kinds" }, kinds.length
+            ? kinds.map(([kind, n]) => `${kind} ${n}`).join(" · ") : h("span", { class: "muted" }, "none")),
+          h("td", { class: closed ? "bad" : "ok" }, closed
+            ? `${quota.state}${quota.retry_at ? `, next try ${new Date(quota.retry_at * 1000).toLocaleString()}` : ""}`
+            : "open"));
+      })),
+  ];
+}
+
 async function bridgePage() {
   state.status = await api("api/status");
   const s = state.status;
@@ -120,6 +145,7 @@ async function bridgePage() {
         h("td", {}, b.name), h("td", {}, b.type),
         h("td", { class: b.connected ? "ok" : "bad" }, (health.hubs || {})[b.name] || (b.connected ? "connected" : "disconnected")),
         h("td", {}, b.detail || "")))),
+    ...budgetSection(s.backends),
     h("h2", {}, "Counters"),
     h("div", { class: "grid", id: "counters" },
       [["events handled", c.events_handled], ["writes sent to hubs", c.writes],
