@@ -1,10 +1,13 @@
-"""Fixtures wiring the real parts: Mosquitto, the Studio simulator, the daemon, a probe client."""
+"""Fixtures wiring the real parts: Mosquitto, the Studio simulator, the daemon, a probe client,
+Chromium, a three-node NATS cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,8 @@ from bridge.app import Daemon
 from bridge.config import Config, parse_config
 from bridge.simulators.sample_home import sample_home
 from bridge.simulators.studio import StudioSimulator
+from tests.brokers import NatsCluster
+from tests.browser import Browser
 from tests.mosquitto import Mosquitto
 from tests.mqtt_probe import MqttProbe
 
@@ -75,3 +80,21 @@ async def daemon(mosquitto: Mosquitto, hub: StudioSimulator,
         await probe.value("aqara/bridge/state", "online")
         await probe.wait_for(lambda: probe.last.get("aqara/bridge/devices"))
         yield bridge
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the whole module; each test starts with a fresh profile."""
+    chromium = Browser()
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[NatsCluster]:
+    nodes = NatsCluster(Path(tempfile.mkdtemp(prefix="aq-nats-cluster-")))
+    nodes.start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()

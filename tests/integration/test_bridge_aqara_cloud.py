@@ -727,7 +727,7 @@ async def test_a_spent_quota_is_one_clear_state_and_no_call_follows(
     is spent, or HTTP 429 with a Retry-After of a day): the detail says so and what to do,
     nothing reaches the cloud during the back-off, and a /get is answered with the reason."""
     daemon = Daemon(cloud.config(mosquitto, push=False, poll=0.2))
-    backend_of(daemon).quota_backoff = 3600.0
+    backend_of(daemon).quota.backoff = 3600.0
     async with running(daemon):
         await started(probe)
         assert probe.last["aqara/bridge/info"].json()["backends"][0]["call_budget"][
@@ -770,7 +770,7 @@ async def test_after_the_back_off_one_try_then_calls_resume(mosquitto: Mosquitto
     """A quota answer to a write: it fails with the reason and the session stops; after each
     back-off exactly one call tries; once the quota is back the bridge connects by itself."""
     daemon = Daemon(cloud.config(mosquitto))
-    backend_of(daemon).quota_backoff = 1.0
+    backend_of(daemon).quota.backoff = 1.0
     async with running(daemon):
         await started(probe)
         cloud.sim.quota_exhausted = True

@@ -768,7 +768,7 @@ async def test_a_spent_quota_is_one_clear_state_and_no_call_follows(
     during the back-off nothing reaches the cloud; a /get and a management command are answered
     with the reason at once."""
     bridge = Daemon(tuya_config(mosquitto, sim, backend_extra="    push: false"))
-    tuya(bridge).quota_backoff = 3600.0
+    tuya(bridge).quota.backoff = 3600.0
     async with running(bridge):
         await probe.value(f"{PLUG_TOPIC}/switch/switch_1", "false")
         assert backend_info(probe)["call_budget"]["by_kind"]["device_list"] >= 1
@@ -808,7 +808,7 @@ async def test_after_the_back_off_one_try_then_calls_resume(
     """28841002 (the trial expired) to a write: the write fails with the reason, the session
     and the message service stop; after each back-off exactly one call tries; once the plan is
     renewed the bridge connects by itself."""
-    tuya(daemon).quota_backoff = 1.0
+    tuya(daemon).quota.backoff = 1.0
     sim.quota_code = 28841002
     start = len(probe.messages)
     await probe.publish(f"{PLUG_TOPIC}/switch/switch_1/set", "ON")

@@ -187,14 +187,7 @@ async def test_nats_without_the_setting_drops_the_dotted_topics_and_says_so(
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[NatsCluster]:
-    nodes = NatsCluster(Path(tempfile.mkdtemp(prefix="aq-nats-cluster-")))
-    nodes.start()
-    try:
-        yield nodes
-    finally:
-        nodes.stop()
+
 
 
 async def everything_retained(port: int) -> dict[str, bytes]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -37,16 +35,6 @@ from tests.pair import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cluster() -> Iterator[NatsCluster]:
-    nodes = NatsCluster(Path(tempfile.mkdtemp(prefix="aq-nats-pair-")))
-    nodes.start()
-    try:
-        yield nodes
-    finally:
-        nodes.stop()
 
 
 async def first_served(hub: StudioSimulator, sets: SetLoad, since: float,

@@ -35,12 +35,7 @@ SWITCH = '[aria-label="1.Output.OnOff"]'
 BEDSIDE_BUTTON = "lumi.158d0002f8e7d6"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the whole module; each test starts with a fresh profile."""
-    chromium = Browser()
-    yield chromium
-    chromium.close()
+
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -27,14 +27,6 @@ pytestmark = pytest.mark.integration
 PAGE_TOKEN = "web-failover-token-3e7b"
 ONOFF = "aqara/dining_light/1/Output/OnOff"
 STANDBYS = "#failover-standbys"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the whole module; each test starts with a fresh profile."""
-    chromium = Browser()
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture

@@ -579,15 +579,6 @@ class AqaraCloudBackend(Backend):
             self._http = None
             await session.close()
 
-    @property
-    def quota_backoff(self) -> float:
-        """Seconds without any call after a quota answer (default 15 minutes)."""
-        return self.quota.backoff
-
-    @quota_backoff.setter
-    def quota_backoff(self, seconds: float) -> None:
-        self.quota.backoff = seconds
-
     async def call(self, intent: str, data: Any, *, background: bool = False,
                    kind: str | None = None) -> Any:
         """One intent call; returns ``result``. Renews tokens and waits out rate limits.

@@ -264,15 +264,6 @@ class TuyaBackend(Backend):
             await self._http.close()
             self._http = None
 
-    @property
-    def quota_backoff(self) -> float:
-        """Seconds without any call after a quota or expiry answer (default 15 minutes)."""
-        return self.quota.backoff
-
-    @quota_backoff.setter
-    def quota_backoff(self, seconds: float) -> None:
-        self.quota.backoff = seconds
-
     async def call(self, method: str, path: str, query: Mapping[str, str] | None = None,
                    body: Any = None, *, auth: bool = True, retry: bool = True,
                    kind: str | None = None) -> Any:
