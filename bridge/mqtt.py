@@ -425,6 +425,9 @@ class MqttLink:
         # adds no small object per message but the payload (the heap it leaves is returned)
         self._parked_retained: dict[str, _Parked] = {}
         self._parked_order: deque[str] = deque()
+        self._moved: set[str] = set()
+        """Parked topics that took a new value and moved to the back of the line: their earlier
+        place is skipped (once), so a value goes after everything parked before it changed."""
         self._parked_other: deque[_Sent] = deque(maxlen=1000)
         self._flush_scheduled = False
         self._write_soon = False
@@ -531,6 +534,7 @@ class MqttLink:
         self.fenced += self.parked + len(self._in_flight)
         self._parked_retained.clear()
         self._parked_order.clear()
+        self._moved.clear()
         self._parked_other.clear()
         self._in_flight.clear()
         self._room.set()
@@ -567,16 +571,22 @@ class MqttLink:
 
     def _park_retained(self, topic: str, payload: Payload, qos: int,
                        props: Properties | None, newer: bool = True) -> None:
-        """Park a retained message; a topic parked again keeps its place in the line and takes
-        the new value (unless ``newer`` is False: a resend never overwrites a newer value)."""
+        """Park a retained message; a topic parked again with another value takes it and goes to
+        the back of the line, after what was parked before it changed (Homie's ``$state`` after
+        its ``$description``), unless ``newer`` is False: a resend never overwrites a newer
+        value. A topic is in the line twice at most."""
         parked = self._parked_retained
         if topic in parked and not newer:
             return
-        if topic not in parked:
+        item = payload if qos == self.settings.qos and props is None else (payload, qos, props)
+        before = parked.get(topic)
+        if before is None:
             self._parked_order.append(topic)
             self._high_water = max(self._high_water, len(parked) + 1)
-        parked[topic] = (payload if qos == self.settings.qos and props is None
-                         else (payload, qos, props))
+        elif before != item and topic not in self._moved:  # the same value keeps its place
+            self._moved.add(topic)
+            self._parked_order.append(topic)
+        parked[topic] = item
 
     def _park_other(self, sent: _Sent) -> None:
         if len(self._parked_other) == self._parked_other.maxlen:
@@ -612,8 +622,12 @@ class MqttLink:
             self._send(client, other.popleft())
             budget -= 1
         order, default_qos = self._parked_order, self.settings.qos
+        moved = self._moved
         while order and budget > 0:
             topic = order.popleft()
+            if topic in moved:  # its earlier place: it goes out from its later one
+                moved.discard(topic)
+                continue
             item = retained.pop(topic)
             payload, qos, props = item if isinstance(item, tuple) else (item, default_qos, None)
             self._send(client, _Sent(topic, _encode(payload), qos, props, True))

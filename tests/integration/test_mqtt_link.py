@@ -311,6 +311,26 @@ async def test_parked_retained_messages_keep_their_content_type(mosquitto: Mosqu
         assert parked.content_type == bridge.messages.TEXT
 
 
+async def test_a_parked_topic_that_changes_goes_after_what_was_parked_before(
+        mosquitto: Mosquitto, probe: MqttProbe) -> None:
+    """Homie's order: ``$state`` init, ``$description``, then ``$state`` ready, all parked: the
+    broker must get the description before the ready state."""
+    link, _ = make_link(mosquitto.port)
+    async with running(link):
+        await link.wait_connected(10)
+        start = len(probe.messages)
+        link.hold("link/nothing/")  # as the guard holds the link while it learns
+        link.publish("link/order/state", "init", retain=True)
+        link.publish("link/order/description", "{}", retain=True)
+        link.publish("link/order/state", "ready", retain=True)
+        link.publish("link/order/state", "ready", retain=True)  # again: still once
+        link.hold(None)
+        await probe.value("link/order/state", "ready")
+        got = [(m.topic, m.text) for m in probe.messages[start:] if "/order/" in m.topic]
+        assert got == [("link/order/description", "{}"), ("link/order/state", "ready")]
+        assert link.parked == 0
+
+
 # ---- backpressure -------------------------------------------------------------------------------
 
 
