@@ -8,8 +8,8 @@ test_brokers_bridge's)."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import time
 from pathlib import Path
 
