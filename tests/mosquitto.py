@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -12,12 +13,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel handed out would be free now but
+# could be taken as the source port of any outgoing connection before a slow broker binds it (seen
+# in CI: RabbitMQ's MQTT listener, 5 s after the pick, failed with eaddrinuse).
+_PICKABLE = range(20000, 32768)
+_handed_out: set[tuple[str, int]] = set()
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port at ``address`` that nothing listens on right now, outside the ephemeral range
+    and never handed out twice by this process."""
+    for _ in range(1000):
+        port = random.choice(_PICKABLE)
+        if (address, port) in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                continue
+        _handed_out.add((address, port))
+        return port
+    raise RuntimeError(f"no free port in {_PICKABLE} at {address}")
 
 
 @dataclass

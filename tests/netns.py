@@ -31,7 +31,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -99,13 +98,6 @@ def _free_subnet(also_taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Netwo
         if not any(candidate.overlaps(net) for net in taken):
             return candidate
     raise RuntimeError(f"no free /30 in {POOL}")
-
-
-def free_port(address: str) -> int:
-    """A TCP port that nothing listens on right now at ``address`` (e.g. ``host.broker_ip``)."""
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from bridge.embedded_broker import (
     DemoBroker,
     EmbeddedBroker,
     MosquittoBroker,
-    free_port,
     mosquitto_binary,
 )
 from bridge.messages import response_properties
@@ -37,6 +36,7 @@ from bridge.mqtt import paho_properties
 from bridge.simulators.sample_home import sample_home
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import TOKEN, running
+from tests.mosquitto import free_port
 from tests.mqtt_probe import MqttProbe, synced
 
 pytestmark = pytest.mark.integration

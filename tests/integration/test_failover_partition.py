@@ -14,9 +14,9 @@ import pytest
 
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.test_failover import BOUND, QUIET, all_executed, converged, standing_by
-from tests.mosquitto import running_mosquitto
+from tests.mosquitto import free_port, running_mosquitto
 from tests.mqtt_probe import MqttProbe
-from tests.netns import free_port, isolated_host, netns_available
+from tests.netns import isolated_host, netns_available
 from tests.pair import TOKEN, LeaseLog, Member, SetLoad, change_hub, member_config, pair_home
 
 pytestmark = [

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.mosquitto import running_mosquitto
-from tests.netns import Host, free_port, isolated_host, netns_available
+from tests.mosquitto import free_port, running_mosquitto
+from tests.netns import Host, isolated_host, netns_available
 
 pytestmark = [
     pytest.mark.integration,
