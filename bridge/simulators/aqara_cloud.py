@@ -85,11 +85,15 @@ third-party clients; INFERRED = our choice; see protocols.md §2 for the sources
   subscribed trait, a POST to :attr:`callback_url` with body ``{"msgId", "openId", "msgType":
   "spec_report", "time": "<ms>", "data": [{subjectId, model, codePath, value (string), time:
   "<ms>", statusCode: 0, triggerSource: {"type": 1, "time": "<s>"}, attach}]}`` (changes queued
-  together are sent in one message, at most :attr:`push_batch` items) and headers ``token`` (the
-  account's newest access token), ``time`` (ms), ``nonce`` and ``sign`` = the request signature
-  with ``token`` as the access token (INFERRED). Any 2xx answer counts as delivered; otherwise the
-  message is retried :attr:`push_retries` times after :attr:`push_retry_delay` seconds, then
-  dropped and counted in :attr:`push_failed`.
+  together are sent in one message, at most :attr:`push_batch` items) and the headers of Aqara's
+  Chinese push page (DOC): ``token`` (the account's newest access token, or :attr:`push_token`),
+  ``time`` (ms) and ``nonce`` always; ``appkey`` and ``sign`` only with signing on
+  (:attr:`push_signing`): ``documented`` signs the page's string ``appkey=..&nonce=..&time=..
+  &token=..`` (its digest step is not in our copy: INFERRED as a request's, MD5 of the lower-cased
+  string + AppKey), ``request`` signs a request's base with ``token`` as the access token (an
+  earlier inference); ``appkey`` carries the Keyid (INFERRED). Any 2xx answer counts as
+  delivered; otherwise the message is retried :attr:`push_retries` times after
+  :attr:`push_retry_delay` seconds, then dropped and counted in :attr:`push_failed`.
 * Event messages (DOC event names; bodies in the schema of Aqara's own ``aqara-msg-push``
   package): ``{"msgId", "openId", "eventType", "time", "data": {..., "time"}}``, sent to the same
   URL whether or not traits are subscribed. ``data`` per event: ``gateway_bind`` ``{did, model,
@@ -445,6 +449,10 @@ class AqaraCloudSimulator:
         self.push_retry_delay = 0.05
         self.push_batch = 20
         self.push_timeout = 5.0
+        self.push_signing = "off"
+        """``off`` (the page's default: no ``appkey``/``sign``), ``documented`` or ``request``."""
+        self.push_token: str | None = None
+        """The ``token`` header of pushes; None: the account's newest access token."""
         self.received: list[dict[str, Any]] = []
         self.auth_codes: dict[str, str] = {}
         self.pushed: list[dict[str, Any]] = []
@@ -852,6 +860,15 @@ class AqaraCloudSimulator:
                 )
             await self._deliver(message)
 
+    def _push_signature(self, token: str, nonce: str, stamp: str) -> dict[str, str]:
+        if self.push_signing == "request":
+            return {"sign": _sign(self.app_id, self.key_id, self.app_key, nonce, stamp, token)}
+        if self.push_signing == "documented":
+            text = f"appkey={self.key_id}&nonce={nonce}&time={stamp}&token={token}{self.app_key}"
+            digest = hashlib.md5(text.lower().encode(), usedforsecurity=False).hexdigest()
+            return {"appkey": self.key_id, "sign": digest}
+        return {}
+
     async def _deliver(self, message: dict[str, Any]) -> None:
         raw = _dumps(message).encode()
         for attempt in range(self.push_retries + 1):
@@ -861,14 +878,9 @@ class AqaraCloudSimulator:
                 return
             nonce = secrets.token_hex(8)
             stamp = str(now_ms())
-            token = self._newest_token
-            headers = {
-                "Content-Type": "application/json",
-                "token": token,
-                "time": stamp,
-                "nonce": nonce,
-                "sign": _sign(self.app_id, self.key_id, self.app_key, nonce, stamp, token),
-            }
+            token = self._newest_token if self.push_token is None else self.push_token
+            headers = {"Content-Type": "application/json", "token": token, "time": stamp,
+                       "nonce": nonce, **self._push_signature(token, nonce, stamp)}
             self.push_attempts += 1
             try:
                 async with session.post(

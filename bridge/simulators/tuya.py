@@ -34,8 +34,9 @@ code, INFERRED = our guess; see protocols.md for the sources):
   INFERRED room paths (``GET /v1.0/homes/{h}/rooms`` = home.roomInfos, ``POST
   /v1.0/homes/{h}/room`` = home.addRoom, ``PUT``/``DELETE /v1.0/homes/{h}/rooms/{r}``); room
   device changes on ``/v1.0/homes/{h}/rooms/{r}/devices`` (POST add, PUT replace, DELETE remove
-  with the JSON body ``{"device_ids": [...]}`` as DOC "Delete Devices from Room" gives it; the
-  older query form ``?device_ids=a,b`` is accepted too); members on
+  with the JSON body ``{"device_ids": [...]}`` as DOC "Delete Devices from Room" gives it, the
+  ids also as one comma-separated string, as that page's table describes them; the older query
+  form ``?device_ids=a,b`` is accepted too); members on
   ``/v1.0/homes/{h}/members[/{uid}]``; homes of a user on ``GET /v1.0/users/{uid}/homes``. The
   same actions are also reachable as ``POST /v1.0/action`` with ``{"action": "home.add",
   "params": {…}}`` (the mini-program style; transport INFERRED), including ``home.roomList`` and
@@ -328,8 +329,11 @@ def _positive(text: str, name: str) -> int:
 
 
 def _ids_param(params: dict[str, Any], name: str) -> list[str]:
+    """A list of ids: a JSON array or one comma-separated string (DOC tables describe both)."""
     value = _need(params, name)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part]
+    if not value or not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise TuyaError(1109, name)
     return list(value)
 

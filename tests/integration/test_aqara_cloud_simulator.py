@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.backends.aqara_cloud.sign import push_sign, signed_headers
+from bridge.backends.aqara_cloud.sign import push_signs, signed_headers
 from bridge.simulators.aqara_cloud import (
     MATTER_PREFIX,
     AqaraCloudSimulator,
@@ -387,8 +387,8 @@ async def test_subscribe_push_and_unsubscribe(sim: AqaraCloudSimulator, api: Api
                     "time": item["time"], "statusCode": 0, "triggerSource": item["triggerSource"],
                     "attach": "hello"}
     assert headers["token"] == api.token
-    assert headers["sign"] == push_sign(sim.app_id, sim.key_id, sim.app_key, headers["token"],
-                                        headers["nonce"], headers["time"])
+    assert "sign" not in headers  # signing is off by default
+    assert "appkey" not in headers
     sim.set_value(AIR, 1, "AirQuality", "PM2.5Density", 33)
     _, body = await receiver.next(1)
     assert body["data"][0]["codePath"] == "1.AirQuality.PM2.5Density"
@@ -407,6 +407,22 @@ async def test_subscribe_push_and_unsubscribe(sim: AqaraCloudSimulator, api: Api
     await sim.push_idle()
     assert len(receiver.requests) == 3
     assert sim.push_delivered == 3
+
+
+@pytest.mark.parametrize("signing", ["documented", "request"])
+async def test_signed_pushes_carry_a_sign_the_bridge_computes_too(
+        sim: AqaraCloudSimulator, api: Api, receiver: Receiver, signing: str) -> None:
+    sim.push_signing = signing
+    sim.push_token = "another-valid-token"
+    assert await api.ok("spec.config.trait.subscribe", {"traits": [
+        {"subjectId": PLUG, "codePaths": ["1.Output.OnOff"]}]}) is None
+    sim.set_value(PLUG, 1, "Output", "OnOff", False)
+    headers, _ = await receiver.next(0)
+    assert headers["token"] == "another-valid-token"
+    assert ("appkey" in headers) == (signing == "documented")
+    assert headers["sign"] in push_signs(
+        sim.app_id, sim.key_id, sim.app_key, appkey=headers.get("appkey", ""),
+        token=headers["token"], nonce=headers["nonce"], time_ms=headers["time"])
 
 
 async def test_subscribe_errors(api: Api) -> None:

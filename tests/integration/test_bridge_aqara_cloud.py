@@ -7,6 +7,7 @@ travel over real HTTP from the simulator to the daemon's callback receiver.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import time
@@ -19,7 +20,7 @@ import pytest
 
 from bridge.app import Daemon
 from bridge.backends.aqara_cloud.client import AqaraCloudBackend
-from bridge.backends.aqara_cloud.sign import now_ms, push_sign
+from bridge.backends.aqara_cloud.sign import now_ms
 from bridge.cli import check
 from bridge.config import Config, parse_config
 from bridge.outputs.discovery import DiscoveryOptions, device_object_id
@@ -418,6 +419,36 @@ async def test_device_lifecycle_events(mosquitto: Mosquitto, cloud: Cloud,
             for m in probe.messages[start:]))
 
 
+@pytest.mark.parametrize(("signing", "token"), [
+    ("off", None),  # the page's default: token, time, nonce; no sign
+    ("documented", "a-token-the-bridge-never-held"),  # admitted by its sign alone
+    ("request", "a-token-the-bridge-never-held"),
+])
+async def test_pushes_in_each_documented_header_form_are_accepted(
+        mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe, signing: str,
+        token: str | None) -> None:
+    cloud.sim.push_signing = signing
+    cloud.sim.push_token = token
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        cloud.sim.set_value(PLUG, 1, "EnergyManagement", "CurrentPower", 42.5)
+        await probe.value("aqara/kitchen_plug/1/EnergyManagement/CurrentPower", "42.5")
+        assert backend_of(daemon).pushes_rejected == 0
+        assert cloud.sim.push_failed == 0
+
+
+async def test_an_unsigned_push_with_a_token_the_bridge_never_held_is_refused(
+        mosquitto: Mosquitto, cloud: Cloud, probe: MqttProbe) -> None:
+    cloud.sim.push_token = "a-token-the-bridge-never-held"
+    async with running(Daemon(cloud.config(mosquitto))) as daemon:
+        await started(probe)
+        cloud.sim.set_value(PLUG, 1, "EnergyManagement", "CurrentPower", 42.5)
+        await cloud.sim.push_idle()
+        assert cloud.sim.push_failed == 1
+        assert backend_of(daemon).pushes_rejected == cloud.sim.push_retries + 1
+        assert probe.last["aqara/kitchen_plug/1/EnergyManagement/CurrentPower"].text != "42.5"
+
+
 async def test_forged_pushes_are_rejected(mosquitto: Mosquitto, cloud: Cloud,
                                           probe: MqttProbe) -> None:
     async with running(Daemon(cloud.config(mosquitto))) as daemon:
@@ -427,28 +458,32 @@ async def test_forged_pushes_are_rejected(mosquitto: Mosquitto, cloud: Cloud,
                                {"subjectId": PLUG, "codePath": "1.Output.OnOff", "value": "1",
                                 "time": str(now_ms()), "statusCode": 0}]})
         stamp = str(now_ms())
+
+        def signed(key: str, nonce: str) -> dict[str, str]:
+            headers = {"token": "guessed", "time": stamp, "nonce": nonce, "appkey": "K.x"}
+            digest = hashlib.md5(f"appkey=K.x&nonce={nonce}&time={stamp}&token=guessed{key}"
+                                 .lower().encode(), usedforsecurity=False).hexdigest()
+            return {**headers, "sign": digest}
+
         async with aiohttp.ClientSession() as http:
-            forged = {"token": "guessed", "time": stamp, "nonce": "n1",
-                      "sign": push_sign(cloud.sim.app_id, cloud.sim.key_id, "not-the-key",
-                                        "guessed", "n1", stamp)}
-            async with http.post(cloud.callback_url, data=body, headers=forged) as response:
+            async with http.post(cloud.callback_url, data=body,
+                                 headers=signed("not-the-key", "n1")) as response:
                 assert response.status == 401
             async with http.post(cloud.callback_url, data=body) as response:
                 assert response.status == 401
-            genuine = {"token": "anything", "time": stamp, "nonce": "n2",
-                       "sign": push_sign(cloud.sim.app_id, cloud.sim.key_id, cloud.sim.app_key,
-                                         "anything", "n2", stamp)}
+            unkeyed = {**signed("", "n4")}
+            async with http.post(cloud.callback_url, data=body, headers=unkeyed) as response:
+                assert response.status == 401  # a digest without the AppKey proves nothing
+            genuine = signed(cloud.sim.app_key, "n2")
             async with http.post(cloud.callback_url, data="not json", headers=genuine) as resp:
                 assert resp.status == 400
-            genuine["nonce"] = "n3"
-            genuine["sign"] = push_sign(cloud.sim.app_id, cloud.sim.key_id, cloud.sim.app_key,
-                                        "anything", "n3", stamp)
+            genuine = signed(cloud.sim.app_key, "n3")
             async with http.post(cloud.callback_url, data=body, headers=genuine) as response:
                 assert response.status == 200
             async with http.post(cloud.callback_url, data=body, headers=genuine) as response:
                 assert response.status == 401  # a replayed nonce
         await probe.value(PLUG_ONOFF, "true")  # only the genuine one
-        assert backend_of(daemon).pushes_rejected == 3
+        assert backend_of(daemon).pushes_rejected == 4
 
 
 async def test_garbage_from_the_cloud_is_survived(mosquitto: Mosquitto, cloud: Cloud,

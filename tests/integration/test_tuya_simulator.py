@@ -408,7 +408,8 @@ async def test_rooms(sim: TuyaSimulator, client: Client) -> None:
     await client.fails(1000, "POST", path, body={"device_ids": ["nope"]})
     await client.fails(1109, "POST", path, body={"device_ids": [GARDEN_SENSOR]})
     await client.fails(1100, "POST", path, body={"device_ids": []})
-    await client.fails(1109, "POST", path, body={"device_ids": "x"})
+    await client.fails(1109, "POST", path, body={"device_ids": 7})
+    await client.fails(1109, "POST", path, body={"device_ids": [SOCKET, 7]})
     assert await client.ok("PUT", path, body={"device_ids": [LIGHT]}) is True
     assert {d["id"] for d in await client.ok("GET", path)} == {LIGHT}
     assert sim.device(SOCKET).room_id is None
@@ -429,6 +430,9 @@ async def test_room_devices_delete_takes_a_json_body_too(sim: TuyaSimulator,
     path = f"/v1.0/homes/{HOME_ID}/rooms/{ROOM_BEDROOM}/devices"
     assert await client.ok("DELETE", path, body={"device_ids": [LIGHT]}) is True
     assert sim.device(LIGHT).room_id is None
+    await client.ok("POST", path, body={"device_ids": [LIGHT, SOCKET]})
+    assert await client.ok("DELETE", path, body={"device_ids": f"{LIGHT},{SOCKET}"}) is True
+    assert (sim.device(LIGHT).room_id, sim.device(SOCKET).room_id) == (None, None)
 
 
 async def test_members(sim: TuyaSimulator, client: Client) -> None:

@@ -12,7 +12,8 @@ from bridge.backends.aqara_cloud.sign import (
     header,
     is_auth_intent,
     new_nonce,
-    push_sign,
+    push_base,
+    push_signs,
     sign,
     sign_base,
     signed_headers,
@@ -77,7 +78,18 @@ def test_simulator_signs_like_the_bridge() -> None:
         assert simulator_sign("app456", "K.789", "SECRETKEY", "abcd", "1700000000000", token) == (
             sign("app456", "K.789", "SECRETKEY", "abcd", "1700000000000", token or None)
         )
-    assert push_sign("a", "k", "s", "t", "n", "5") == sign("a", "k", "s", "n", "5", "t")
+
+
+def test_push_signs_are_the_documented_string_and_the_request_base_both_keyed() -> None:
+    assert push_base("K.1", "n", "5", "tok") == "appkey=K.1&nonce=n&time=5&token=tok"
+    documented = hashlib.md5(b"appkey=k.1&nonce=n&time=5&token=toksecret",
+                             usedforsecurity=False).hexdigest()
+    assert push_signs("a", "k", "Secret", appkey="K.1", token="tok", nonce="n", time_ms="5") == {
+        documented, sign("a", "k", "Secret", "n", "5", "tok")}
+    unkeyed = hashlib.md5(b"appkey=k.1&nonce=n&time=5&token=tok",
+                          usedforsecurity=False).hexdigest()
+    assert unkeyed not in push_signs("a", "k", "Secret", appkey="K.1", token="tok", nonce="n",
+                                     time_ms="5")
 
 
 def test_auth_intents() -> None:

@@ -12,10 +12,14 @@ The ``Accesstoken=<token>&`` part is dropped entirely when there is no token. Th
 exactly as configured (whether a ``K.`` prefix belongs to it is an open question; the simulator
 recomputes the signature from the received header values, so both sides agree either way).
 
-The HTTP trait push (protocols.md §2.7) carries ``token``, ``time``, ``nonce`` and ``sign``
-headers; how ``sign`` is computed there is not documented. INFERRED: the same algorithm with the
-pushed ``token`` as the access token and the application's Appid/Keyid/AppKey
-(:func:`push_sign`).
+An HTTP push (DOC, Aqara's Chinese "消息推送模式" page) always carries ``token`` (a valid access
+token of the authorized account), ``time`` and ``nonce``; ``appkey`` and ``sign`` only when
+signing is turned on in the console. Its rule's first step is DOC: the headers as
+``appkey=<appkey>&nonce=<nonce>&time=<time>&token=<token>``; the rest of the rule is not in any
+copy we have. :func:`push_signs` gives the keyed candidates a genuine push may carry: that string
+and, as an earlier inference, the request base with ``token`` as the access token, each digested
+like a request (INFERRED). Neither decides alone whether a push is genuine (see the backend's
+``_push_authentic``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ __all__ = [
     "is_auth_intent",
     "new_nonce",
     "now_ms",
-    "push_sign",
+    "push_base",
+    "push_signs",
     "sign",
     "sign_base",
     "signed_headers",
@@ -112,11 +117,21 @@ def signed_headers(
     return headers
 
 
-def push_sign(
-    app_id: str, key_id: str, app_key: str, token: str, nonce: str, time_ms: str | int
-) -> str:
-    """INFERRED signature of an HTTP trait push (see the module docstring)."""
-    return sign(app_id, key_id, app_key, nonce, time_ms, token)
+def push_base(appkey: str, nonce: str, time_ms: str | int, token: str) -> str:
+    """The documented first step of a push's ``sign``: the headers in their documented order."""
+    return f"appkey={appkey}&nonce={nonce}&time={time_ms}&token={token}"
+
+
+def push_signs(
+    app_id: str, key_id: str, app_key: str, *, appkey: str, token: str, nonce: str,
+    time_ms: str | int,
+) -> frozenset[str]:
+    """The ``sign`` values a genuine push may carry (INFERRED digests, both keyed by the AppKey)."""
+    documented = (push_base(appkey, nonce, time_ms, token) + app_key).lower()
+    return frozenset({
+        hashlib.md5(documented.encode("utf-8"), usedforsecurity=False).hexdigest(),
+        sign(app_id, key_id, app_key, nonce, time_ms, token),
+    })
 
 
 def time_is_fresh(time_ms: str | int | None, now: int, window_ms: int = MAX_SKEW_MS) -> bool:
