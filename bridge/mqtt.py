@@ -4,12 +4,13 @@ Publishing is synchronous and never blocks: paho queues the packet, and what one
 loop published is written in one ``send()`` right after it (or when a full socket is writable).
 The in-flight window is ours, not paho's: at most :attr:`MqttLink.window` messages are
 unacknowledged, so paho's own queue stays empty (each PUBACK would walk it). Beyond the window,
-retained publications are parked per topic (the latest value wins, so the broker still converges
-to the current state, and a device document is built only when it is sent) and non-retained
-ones in a bounded deque (the oldest are dropped and counted). While disconnected nothing is
-queued in paho but parked the same way (so a retained clear made meanwhile still reaches a
-persistent broker); the ``on_connected`` hook republishes the full state after every
-(re)connect, and what the broker never acknowledged is sent again.
+publications are parked (:mod:`bridge.parking`): a retained topic keeps its latest value (the
+broker still converges to the current state, and a device document is built only when it is
+sent), non-retained ones are bounded (the oldest are dropped and counted), and all leave in
+publication order. While disconnected nothing is queued in paho but parked the same way (so a
+retained clear made meanwhile still reaches a persistent broker); the ``on_connected`` hook
+republishes the full state after every (re)connect, and what the broker never acknowledged is
+sent again first.
 
 Connecting follows :mod:`bridge.connect_policy`: several brokers in order (failover), a backoff
 only after a whole round failed and reset only by a connection that lasted, MQTT 5 with an
@@ -53,6 +54,7 @@ from bridge.connect_policy import (
 )
 from bridge.logsetup import get_logger
 from bridge.messages import IncomingMessage, Payload, PublishProperties
+from bridge.parking import ParkingLine, Unacknowledged
 from bridge.ratelimit import Throttle
 from bridge.retained import filter_matches
 from bridge.trim import release_free_memory
@@ -409,7 +411,6 @@ class MqttLink:
         """Successful connects since start (the first included)."""
         self.published = 0
         self.acknowledged = 0
-        self.dropped = 0
         self.denied = 0
         """Publishes the broker refused (MQTT 5 reason codes >= 0x80), since start."""
         self.last_denied: dict[str, str] | None = None
@@ -420,20 +421,12 @@ class MqttLink:
         """QoS>0 publishes awaiting their acknowledgement, by packet id."""
         self.window = max(1, min(settings.max_queued, INFLIGHT_WINDOW))
         """Unacknowledged messages at most; beyond them publications are parked."""
-        # a dict for the latest value per topic and a deque for their order: popping the oldest
-        # is O(1) (a dict's next(iter()) rescans its deleted prefix), and a large home's burst
-        # adds no small object per message but the payload (the heap it leaves is returned)
-        self._parked_retained: dict[str, _Parked] = {}
-        self._parked_order: deque[str] = deque()
-        self._moved: set[str] = set()
-        """Parked topics that took a new value and moved to the back of the line: their earlier
-        place is skipped (once), so a value goes after everything parked before it changed."""
-        self._parked_other: deque[_Sent] = deque(maxlen=1000)
+        self._parked: ParkingLine[_Parked, _Sent] = ParkingLine(other_limit=1000)
+        """What waits, in publication order (a large home's burst adds no small object per
+        message but the payload; the heap it leaves is returned)."""
         self._flush_scheduled = False
         self._write_soon = False
         """A :meth:`_write_now` is scheduled."""
-        self._high_water = 0
-        """The most retained messages parked since the parking dict was last empty."""
         self._filters: set[str] = set()
         """Every filter subscribed on this connection (an unsubscribed one still counts: what
         the broker sent before the UNSUBSCRIBE may arrive after it)."""
@@ -507,14 +500,14 @@ class MqttLink:
             if retain:  # latest per topic: a clear must reach a broker that persisted the value
                 self._park_retained(topic, payload, level, props)
             else:
-                self._park_other(_Sent(topic, _encode(payload), level, props))
+                self._parked.park_other(_Sent(topic, _encode(payload), level, props))
             return
         if (self.published - self.acknowledged >= self.window or self.parked) and (
                 self._held is None):  # a held link's exempt topics go past what waits
             if retain:
                 self._park_retained(topic, payload, level, props)
             else:
-                self._park_other(_Sent(topic, _encode(payload), level, props))
+                self._parked.park_other(_Sent(topic, _encode(payload), level, props))
             if self.parked > self.window:
                 self._room.clear()
             return
@@ -531,11 +524,7 @@ class MqttLink:
     def discard(self) -> None:
         """Forget every parked and unacknowledged message (a failover member that stepped down
         must not send what it prepared while it was active)."""
-        self.fenced += self.parked + len(self._in_flight)
-        self._parked_retained.clear()
-        self._parked_order.clear()
-        self._moved.clear()
-        self._parked_other.clear()
+        self.fenced += self._parked.clear() + len(self._in_flight)
         self._in_flight.clear()
         self._room.set()
 
@@ -570,28 +559,10 @@ class MqttLink:
             self._guard(client.loop_write)
 
     def _park_retained(self, topic: str, payload: Payload, qos: int,
-                       props: Properties | None, newer: bool = True) -> None:
-        """Park a retained message; a topic parked again with another value takes it and goes to
-        the back of the line, after what was parked before it changed (Homie's ``$state`` after
-        its ``$description``), unless ``newer`` is False: a resend never overwrites a newer
-        value. A topic is in the line twice at most."""
-        parked = self._parked_retained
-        if topic in parked and not newer:
-            return
+                       props: Properties | None) -> None:
+        """Park a retained message: its latest value, after everything parked before it."""
         item = payload if qos == self.settings.qos and props is None else (payload, qos, props)
-        before = parked.get(topic)
-        if before is None:
-            self._parked_order.append(topic)
-            self._high_water = max(self._high_water, len(parked) + 1)
-        elif before != item and topic not in self._moved:  # the same value keeps its place
-            self._moved.add(topic)
-            self._parked_order.append(topic)
-        parked[topic] = item
-
-    def _park_other(self, sent: _Sent) -> None:
-        if len(self._parked_other) == self._parked_other.maxlen:
-            self.dropped += 1
-        self._parked_other.append(sent)
+        self._parked.park_retained(topic, item)
 
     def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: Any = None,
                     _p: Any = None) -> None:
@@ -616,27 +587,16 @@ class MqttLink:
         client = self._client
         if not self.connected or client is None or self._held is not None:
             return
-        budget = self.window - self.outstanding
-        other, retained = self._parked_other, self._parked_retained
-        while other and budget > 0:
-            self._send(client, other.popleft())
-            budget -= 1
-        order, default_qos = self._parked_order, self.settings.qos
-        moved = self._moved
-        while order and budget > 0:
-            topic = order.popleft()
-            if topic in moved:  # its earlier place: it goes out from its later one
-                moved.discard(topic)
-                continue
-            item = retained.pop(topic)
+        default_qos = self.settings.qos
+
+        def send_retained(topic: str, item: _Parked) -> None:
             payload, qos, props = item if isinstance(item, tuple) else (item, default_qos, None)
             self._send(client, _Sent(topic, _encode(payload), qos, props, True))
-            budget -= 1
-        if not retained and self._high_water:  # a drained dict keeps its high-water table
-            self._parked_retained = {}
-            if self._high_water >= TRIM_AFTER:
-                release_free_memory()
-            self._high_water = 0
+
+        self._parked.drain(self.window - self.outstanding, send_retained,
+                           functools.partial(self._send, client))
+        if self._parked.take_high_water() >= TRIM_AFTER:  # a drained burst's heap goes back
+            release_free_memory()
         if self.parked <= self.window:
             self._room.set()
 
@@ -667,7 +627,17 @@ class MqttLink:
     @property
     def parked(self) -> int:
         """Messages waiting for the broker to catch up (bounded)."""
-        return len(self._parked_retained) + len(self._parked_other)
+        return len(self._parked)
+
+    @property
+    def parked_peak(self) -> int:
+        """The most messages parked at once, since start."""
+        return self._parked.peak
+
+    @property
+    def dropped(self) -> int:
+        """Non-retained messages dropped because too many waited."""
+        return self._parked.dropped
 
     # ---- connection lifecycle -------------------------------------------------------------
 
@@ -1072,22 +1042,20 @@ class MqttLink:
         self._said = None
 
     def _repark_in_flight(self) -> None:
-        """Messages the broker never acknowledged are sent again after the reconnect: a broker
-        that drops the connection (Mosquitto does after an ACL refusal) must lose neither a
-        response nor a retained clear. Non-retained ones once only; a newer parked retained
-        value of the same topic wins."""
-        lost = []
+        """Messages the broker never acknowledged are sent again after the reconnect, first: a
+        broker that drops the connection (Mosquitto does after an ACL refusal) must lose
+        neither a response nor a retained clear. Non-retained ones once only; a newer parked
+        retained value of the same topic wins."""
+        lost: list[Unacknowledged[_Parked] | _Sent] = []
         for sent in self._in_flight.values():
             if sent.on_ack is not None:
                 continue
             if sent.retain:
-                self._park_retained(sent.topic, sent.data, sent.qos, sent.props, newer=False)
+                lost.append(Unacknowledged(sent.topic, (sent.data, sent.qos, sent.props)))
             elif not sent.resent:
                 lost.append(sent._replace(resent=True))
         self._in_flight.clear()
-        room = (self._parked_other.maxlen or 0) - len(self._parked_other)
-        self.dropped += max(0, len(lost) - room)
-        self._parked_other.extendleft(reversed(lost[:room]))
+        self._parked.put_back(lost)
 
     async def _misc_loop(self) -> None:
         while True:
