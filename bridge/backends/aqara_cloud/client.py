@@ -41,9 +41,9 @@
   a gateway unbound or offline takes its ``subDids`` and the devices listed under it with it, at
   once; a gateway bound brings its ``subDids`` along: one ``query.device.info`` for all of
   them, then specs, subscription and values as in a snapshot, published at once); a push is
-  accepted
-  when its ``sign`` header verifies (INFERRED algorithm, see aqara_sign) or its ``token`` header
-  is one of this run's access tokens (DOC: the header carries the account's access token). Polls
+  accepted when its ``token`` header is one of this run's access tokens (DOC: every push carries
+  the account's access token; ``sign`` only when signing is on), else only with a fresh,
+  unreplayed ``sign`` keyed by the AppKey (INFERRED digests, see :mod:`.sign`). Polls
   of ``spec.query.trait`` every ``poll_interval`` seconds catch anything else; the device list is
   re-read every 10 minutes. Writes to traits without a push subscription are read back a moment
   later, so state follows the hub in polling mode too (never optimistically).
