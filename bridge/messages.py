@@ -12,8 +12,10 @@ from typing import Protocol
 
 JSON = "application/json"
 """Content type of payloads that are JSON text (numbers, booleans, documents, quoted strings)."""
-TEXT = "text/plain; charset=utf-8"
-"""Content type of payloads that are a string as it is (not to be parsed)."""
+TEXT = "text/plain"
+"""Content type of payloads that are a string as it is (not to be parsed). Bare, without
+``; charset=utf-8``: Node-RED's ``mqtt in`` looks the whole content type up among the media types
+it knows, and tries any other as JSON; the payload format indicator already says UTF-8."""
 
 
 @dataclass(frozen=True, slots=True)

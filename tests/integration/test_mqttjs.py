@@ -18,7 +18,7 @@ from bridge.app import Daemon
 from tests.mosquitto import Mosquitto
 
 NODE_PROJECT = Path(__file__).resolve().parent.parent / "node"
-TEXT = "text/plain; charset=utf-8"
+TEXT = "text/plain"
 JSON = "application/json"
 
 

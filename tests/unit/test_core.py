@@ -417,7 +417,7 @@ async def test_device_document_can_be_turned_off() -> None:
 async def test_trait_payload_text_and_content_type_per_type() -> None:
     rig = make_rig()
     rig.snapshot(light())
-    json_type, text_type = "application/json", "text/plain; charset=utf-8"
+    json_type, text_type = "application/json", "text/plain"
     cases: list[tuple[str, str, str, Any, str, str]] = [
         ("Output", "OnOff", "1/Output/OnOff", False, "false", json_type),
         ("LevelControl", "CurrentLevel", "1/LevelControl/CurrentLevel", 7, "7", json_type),
