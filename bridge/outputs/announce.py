@@ -67,6 +67,13 @@ asynchronously and gives no sign when it is done, and a new config that arrives 
 entity is still loaded is rejected as a duplicate unique id."""
 
 
+def hubs_first(entries: Iterable[DeviceEntry]) -> list[DeviceEntry]:
+    """The entries with the hubs first (otherwise in order): a device's config names its hub
+    as ``via_device``, and Home Assistant gives a device its suggested area only when it
+    creates it from the device's own config."""
+    return sorted(entries, key=lambda entry: not is_hub(entry.device))
+
+
 class HomeAssistantDiscovery(Output):
     """Keeps the retained discovery configs in step with the devices."""
 
@@ -156,7 +163,7 @@ class HomeAssistantDiscovery(Output):
             self.orphans.setdefault(self._object_id(topic), {})[topic] = payload.decode(
                 "utf-8", "replace")
         self.published = {}
-        for entry in self.entries():
+        for entry in hubs_first(self.entries()):
             self.device_changed(entry)
         if self.complete:
             self._clear_orphans()
@@ -197,10 +204,16 @@ class HomeAssistantDiscovery(Output):
     # ---- device changes -------------------------------------------------------------------
 
     def device_changed(self, entry: DeviceEntry) -> None:
-        """Publish what changed in this device's configs (nothing until in step)."""
+        """Publish what changed in this device's configs (nothing until in step); a hub that
+        devices announced before it now name as their ``via_device`` goes first, then them."""
         if not self.in_step or self._mqtt is None:
             return
-        self._hub_appeared(entry)
+        linked = self._hub_appeared(entry)
+        self._announce(entry)
+        for other in linked:
+            self._announce(other)
+
+    def _announce(self, entry: DeviceEntry) -> None:
         device_id = entry.device.id
         current = self._configs(entry)
         previous: Mapping[str, str | Config] | None = self.published.get(device_id)
@@ -253,15 +266,16 @@ class HomeAssistantDiscovery(Output):
                                         if e.backend is entry.backend and is_hub(e.device)), None)
         return self._hubs[backend]
 
-    def _hub_appeared(self, entry: DeviceEntry) -> None:
-        """A hub reported after devices announced without one: announce them again, linked."""
+    def _hub_appeared(self, entry: DeviceEntry) -> list[DeviceEntry]:
+        """A hub reported after devices announced without one: they are announced again,
+        linked to it (after it: Home Assistant would otherwise create the hub from their
+        ``via_device`` as a bare placeholder, which never gets the hub's suggested area)."""
         backend = entry.backend.name
         if not is_hub(entry.device) or backend not in self._hubs or self._hubs[backend]:
-            return
+            return []
         self._hubs[backend] = entry.device.id
-        for other in self.entries():
-            if other.backend is entry.backend and other is not entry:
-                self.device_changed(other)
+        return [other for other in self.entries()
+                if other.backend is entry.backend and other is not entry]
 
     def device_removed(self, device_id: str) -> None:
         """Clear every config of a device its backend reported gone."""
@@ -319,7 +333,7 @@ class HomeAssistantDiscovery(Output):
         self._announce_pending = False
         self._last_announce = time.monotonic()
         if self.in_step:
-            self._reannounce_batch(iter(list(self.entries())), self._session)
+            self._reannounce_batch(iter(hubs_first(self.entries())), self._session)
 
     def _reannounce_batch(self, entries: Iterator[DeviceEntry], session: int) -> None:
         """Send the configs of the next :data:`REANNOUNCE_BATCH` devices, rebuilt from the model

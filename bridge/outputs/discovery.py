@@ -17,8 +17,14 @@ Two layouts:
 Entities point at the bridge's own topics: state topics are the trait topics
 (``<base>/<device>/<endpointId>/<functionCode>/<traitCode>``) and commands go to their ``/set``
 topics, with payloads the bridge's ``/set`` accepts (``true``/``false``, plain numbers, enum key
-labels). The one exception is a light's hue/saturation, sent as one JSON document to the device
-topic ``<base>/<device>/set`` so both reach the hub in one call.
+labels). Home Assistant checks a number's range but never its step, and the codec rejects an
+off-grid value, so number, setpoint, brightness, colour temperature and position commands carry a
+template (:func:`snap_template`) that sends the nearest value on the step grid instead; ``/set``
+itself stays strict for every other client. The one exception is a light's hue/saturation, sent
+as one JSON document to the device topic ``<base>/<device>/set`` so both reach the hub in one
+call. A device's Connectivity sensor (``Reachable``) reads ``<base>/<device>/availability``,
+which the bridge sets ``offline`` for an unreachable device and for a hub that is down (the
+trait's retained value would go stale with the hub); only ``bridge/state`` makes it unavailable.
 
 Mapping (only readable traits get a state topic, only writable ones a command topic; composites
 are detected per endpoint first and the traits they use are not exposed again):
@@ -40,6 +46,7 @@ Thermostat.SetTemperature + HeaterCoolerMode   ``climate``: modes mapped by temp
 DoorLock.LockState writable / read-only        ``lock`` / ``binary_sensor`` (``lock``)
 BOOLEAN writable+readable / write-only         ``switch`` / ``button``
 BOOLEAN read-only                              ``binary_sensor``, class from the trait code
+                                               (``Reachable``: the device's availability)
 NUMBER writable / read-only                    ``number`` / ``sensor``, class from the unit
 ENUM writable / read-only                      ``select`` / ``sensor`` (``dev_cla: enum``)
 STRING writable / read-only                    ``text`` / ``sensor``
@@ -62,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -385,6 +393,14 @@ def trait_label(trait_code: str) -> str:
     return TRAIT_LABELS.get(trait_code) or humanize(trait_code)
 
 
+def ends_with_words(name: str, label: str) -> bool:
+    """Whether ``name`` ends with the words of ``label`` (case-insensitive), as "Washing
+    Machine Leak" ends with "Leak": Home Assistant shows an entity as the device's name and
+    its own, so such a label would be said twice."""
+    words, tail = name.casefold().split(), label.casefold().split()
+    return bool(tail) and words[-len(tail):] == tail
+
+
 _POSITION_WORDS = ("left", "right", "center", "centre", "middle", "top", "bottom", "upper",
                    "lower", "inner", "outer")
 
@@ -532,8 +548,9 @@ class _Builder:
             used.append(level[0])
             config["bri_cmd_t"] = self.command(level[0])
             config["bri_scl"] = int(spec.max) if spec.max and spec.max >= 1 else 100
-            if spec.min is not None and spec.min > 1:  # HA may send 1: raise it to the minimum
-                config["bri_cmd_tpl"] = f"{{{{ [value, {plain_number(spec.min)}] | max }}}}"
+            template = snap_template(spec, integers=True, lowest=1)  # HA sends 1..bri_scl
+            if template is not None:
+                config["bri_cmd_tpl"] = template
             if spec.readable:
                 config["bri_stat_t"] = self.state(level[0])
         if ct is not None:
@@ -551,6 +568,9 @@ class _Builder:
         spec = ct[1].spec
         kelvin = _color_temp_unit(spec) == "K"
         config["clr_temp_cmd_t"] = self.command(ct[0])
+        template = snap_template(spec, integers=True, in_range=False)  # HA does not clamp it
+        if template is not None:
+            config["clr_temp_cmd_tpl"] = template
         if spec.readable:
             config["clr_temp_stat_t"] = self.state(ct[0])
         low, high = ("min_k", "max_k") if kelvin else ("min_mirs", "max_mirs")
@@ -628,6 +648,9 @@ class _Builder:
                 used.append(position[0])
                 config["set_pos_t"] = self.command(target[0])
                 config["pos_t"] = self.state(position[0])
+                template = snap_template(spec, integers=True)  # HA rounds the position
+                if template is not None:
+                    config["set_pos_tpl"] = template
             if opened != 100:
                 config["pos_open"] = opened
             if closed != 0:
@@ -721,12 +744,17 @@ class _Builder:
         spec = setpoint[1].spec
         used = [setpoint[0], mode[0]]
         config: dict[str, Any] = {"temp_cmd_t": self.command(setpoint[0])}
+        template = snap_template(spec)
+        if template is not None:
+            config["temp_cmd_tpl"] = template
         if spec.readable:
             config["temp_stat_t"] = self.state(setpoint[0])
         if spec.min is not None:
             config["min_temp"] = _num(spec.min)
-        if spec.max is not None:
-            config["max_temp"] = _num(spec.max)
+        grid = _grid(spec)
+        top = grid.high if grid is not None and grid.high is not None else spec.max
+        if top is not None:
+            config["max_temp"] = _num(top)
         if spec.step:
             config["temp_step"] = _num(spec.step)
             if float(spec.step) in (0.1, 0.5, 1.0):
@@ -827,9 +855,8 @@ class _Builder:
                                "pl_off": "true" if cls.inverted else "false"})
                 if cls.device_class:
                     config["dev_cla"] = cls.device_class
-                if cls.device_class == "connectivity":
-                    # with the device's own availability it could never show Disconnected
-                    config["avty"] = [{"t": self.scheme.bridge("state")}]
+                if trait.code in REACHABILITY_CODES:
+                    config.update(self._reachability())
                 diagnostic = diagnostic or cls.diagnostic
         elif kind is TraitType.NUMBER:
             unit = normalize_unit(spec.unit)
@@ -841,6 +868,9 @@ class _Builder:
             if spec.writable:
                 platform = "number"
                 config.update(_number_limits(spec))
+                template = snap_template(spec)
+                if template is not None:
+                    config["cmd_tpl"] = template
             else:
                 platform = "sensor"
                 config["stat_cla"] = state_class(cls_name)
@@ -879,6 +909,14 @@ class _Builder:
                 "sensor", "binary_sensor") else "diagnostic"
         self.add(key, platform, config, endpoint.id, label, (address,), primary=primary)
 
+    def _reachability(self) -> dict[str, Any]:
+        """The Connectivity sensor reads the device's availability, which the bridge sets
+        ``offline`` when the device is unreachable *or* its hub is not connected (the trait's
+        own retained value goes stale with the hub); only ``bridge/state`` makes it unavailable,
+        the one case in which nobody can tell."""
+        return {"stat_t": self.scheme.availability(self.topic_name), "pl_on": "online",
+                "pl_off": "offline", "avty": [{"t": self.scheme.bridge("state")}]}
+
     # ---- naming and assembly ----
 
     def finish(self) -> list[_Component]:
@@ -894,7 +932,7 @@ class _Builder:
         by_label: dict[str, set[int]] = {}
         for component in components:
             by_label.setdefault(component.label, set()).add(component.endpoint_id)
-        last_word = (self.device.name or "").split()[-1:] or [""]
+        device_name = self.device.name or ""
         for component in components:
             name = component.label
             endpoints = by_label[name]
@@ -902,7 +940,7 @@ class _Builder:
                 suffix, is_word = self._suffix(component.endpoint_id, endpoints)
                 if is_word and component.primary:
                     name = suffix  # "Left"/"Right" alone for a double rocker's switches
-                elif component.primary and name.casefold() == last_word[0].casefold():
+                elif ends_with_words(device_name, name):
                     name = suffix  # "Wall Switch" + "2", never "Wall Switch Switch 2"
                 else:
                     name = f"{name} {suffix}"
@@ -914,8 +952,12 @@ class _Builder:
             if counts[component.name or ""] > 1:
                 component.name = f"{component.name} ({component.key})"
         primaries = [c for c in components if c.primary]
-        if len(primaries) == 1:
-            primaries[0].name = None
+        # else the one entity the device's name already names: "Washing Machine Leak" + "Leak"
+        echoes = [c for c in components
+                  if len(by_label[c.label]) == 1 and ends_with_words(device_name, c.label)]
+        main = primaries if len(primaries) == 1 else echoes if not primaries else []
+        if len(main) == 1:
+            main[0].name = None
         return components
 
     def _suffix(self, endpoint_id: int, endpoint_ids: set[int]) -> tuple[str, bool]:
@@ -942,6 +984,9 @@ CLIMATE_MODE_WORDS: dict[str, str] = {
 """Enum labels (lower case, letters and digits only) → Home Assistant HVAC modes."""
 
 _SKIPPED_FUNCTIONS = frozenset({"Descriptor"})
+REACHABILITY_CODES = frozenset({"Reachable"})
+"""Trait codes of a device's own reachability: its Connectivity sensor shows the device's
+availability topic instead of the trait (see :meth:`_Builder._reachability`)."""
 _DIAGNOSTIC_CODES = frozenset({
     "FirmwareRevision", "Reachable", "BatPercentRemaining", "BatReplacementNeeded",
     "OccupancySensorType", "NetworkStatus",
@@ -985,11 +1030,95 @@ def _unique(items: Any) -> list[str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """The values a NUMBER trait's ``/set`` accepts, as the codec checks them: multiples of
+    ``step`` counted from ``origin`` (the minimum, else 0), between ``low`` and ``high`` (the
+    first and last of them within min/max; None when unbounded), with ``digits`` decimals."""
+
+    origin: float
+    step: float
+    low: float | None
+    high: float | None
+    digits: int
+    integer: bool
+
+
+def _decimal_places(number: float) -> int:
+    text = plain_number(number)
+    return len(text.partition(".")[2])
+
+
+def _grid(spec: TraitSpec) -> _Grid | None:
+    """The spec's step grid, or None when it has no step (and takes fractions)."""
+    step = spec.step if spec.step and spec.step > 0 and math.isfinite(spec.step) else (
+        1 if spec.is_integer else None)
+    if step is None:
+        return None
+    origin = spec.min if spec.min is not None and math.isfinite(spec.min) else 0
+    digits = max(_decimal_places(step), _decimal_places(origin))
+    high = None
+    if spec.max is not None and math.isfinite(spec.max) and spec.max >= origin:
+        high = round(origin + math.floor((spec.max - origin) / step + 1e-9) * step, digits)
+    return _Grid(origin, step, origin if spec.min is not None else None, high, digits,
+                 spec.is_integer)
+
+
+def snap_template(spec: TraitSpec, *, integers: bool = False, lowest: float | None = None,
+                  in_range: bool = True) -> str | None:
+    """A command template that turns a number Home Assistant sends into the nearest value the
+    bridge's ``/set`` takes: rounded to the step grid, kept within min/max (the codec rejects
+    anything else, and Home Assistant checks the range of a number or setpoint but never its
+    step). ``integers``: the sender only sends whole numbers; ``lowest``: the least it sends
+    when that may be below the minimum; ``in_range=False``: it may send anything (a light's
+    colour temperature). None when every value it can send is valid as is."""
+    grid = _grid(spec)
+    if grid is None:
+        return None
+    on_grid = integers and float(grid.step).is_integer() and float(grid.origin).is_integer()
+    snap = not (on_grid and grid.step == 1)
+    raise_low = grid.low is not None and (
+        not in_range or (lowest is not None and lowest < grid.low))
+    cap_high = grid.high is not None and (not in_range or (
+        snap and spec.max is not None and grid.high < spec.max))
+    if not (snap or raise_low or cap_high):
+        return None
+    expr = "value"
+    if snap:
+        units = _plus("value", -grid.origin)
+        if grid.step != 1:
+            units = f"({units}) / {plain_number(grid.step)}" if grid.origin else \
+                f"{units} / {plain_number(grid.step)}"
+        expr = f"({units}) | round" if units != "value" else "value | round"
+        if grid.step != 1:
+            expr = f"{expr} * {plain_number(grid.step)}"
+        expr = _plus(expr, grid.origin)
+    if cap_high:
+        expr = f"[{expr}, {plain_number(grid.high or 0)}] | min"
+    if raise_low:
+        expr = f"[{expr}, {plain_number(grid.low or 0)}] | max"
+    # Home Assistant's round gives an int at precision 0, Jinja's a float: fix the text
+    if grid.integer or not grid.digits:
+        return f"{{{{ ({expr}) | int }}}}"
+    return f"{{{{ ({expr}) | round({grid.digits}) }}}}"
+
+
+def _plus(expr: str, number: float) -> str:
+    """``expr + number`` as Jinja (nothing for 0, a minus for a negative number)."""
+    if not number:
+        return expr
+    return f"{expr} {'+' if number > 0 else '-'} {plain_number(abs(number))}"
+
+
 def _number_limits(spec: TraitSpec) -> dict[str, Any]:
-    """``min``/``max``/``step``/``mode`` for a number entity (Home Assistant needs min < max)."""
+    """``min``/``max``/``step``/``mode`` for a number entity (Home Assistant needs min < max);
+    ``max`` is the last value on the step grid."""
     unit = normalize_unit(spec.unit)
+    grid = _grid(spec)
     low = spec.min if spec.min is not None else (0 if unit == "%" else -1_000_000)
     high = spec.max if spec.max is not None else (100 if unit == "%" else 1_000_000)
+    if grid is not None and grid.high is not None and spec.max is not None:
+        high = grid.high
     if high <= low:
         high = low + 1
     step = spec.step if spec.step and spec.step > 0 else (1 if spec.is_integer else 0.01)

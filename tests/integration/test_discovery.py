@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jinja2
+
 from bridge.app import Daemon
 from bridge.config import parse_config
 from bridge.simulators.sample_home import sample_home, synthetic_devices
@@ -276,5 +278,154 @@ devices:
             document = json.loads(ha.last[plug[0]].payload)
             assert "dev" in document
             assert "uniq_id" in document
+    finally:
+        ha.stop()
+
+
+# ---- the Connectivity sensor, evaluated the way Home Assistant does ----------------------------
+
+SHARED_OPTIONS = ("avty", "avty_mode", "avty_t", "avty_tpl", "pl_avail", "pl_not_avail",
+                  "stat_t", "cmd_t")
+"""The device-level options Home Assistant merges into each component that does not set them
+(``SHARED_OPTIONS`` in its MQTT discovery, 2026.2)."""
+
+REACHABLE = "ep0_basic_information_reachable"
+
+
+def binary_sensor_state(probe: MqttProbe, document: dict[str, Any], key: str) -> str:
+    """What Home Assistant shows for a device-based binary_sensor component, from the
+    retained messages: ``unavailable`` unless every availability topic (mode ``all``) last
+    said its available payload (a topic that never spoke counts as not available), else
+    ``on``/``off`` by ``pl_on``/``pl_off``, ``unknown`` without a state."""
+    config = {**{k: document[k] for k in SHARED_OPTIONS if k in document},
+              **document["cmps"][key]}
+    assert config["p"] == "binary_sensor"
+    assert config.get("avty_mode") == "all"
+    assert not {"val_tpl", "avty_t", "avty_tpl"} & set(config)  # not modelled here
+    for item in config["avty"]:
+        assert set(item) == {"t"}  # default payloads: online / offline
+        message = probe.last.get(item["t"])
+        if message is None or message.text != "online":
+            return "unavailable"
+    state = probe.last.get(config["stat_t"])
+    if state is None:
+        return "unknown"
+    return {config["pl_on"]: "on", config["pl_off"]: "off"}.get(state.text, "unknown")
+
+
+def connectivity(probe: MqttProbe, device_ids: list[str]) -> dict[str, str]:
+    return {d: binary_sensor_state(probe, device_config(probe, d), REACHABLE)
+            for d in device_ids}
+
+
+def hub_config(mosquitto: Mosquitto, hub: StudioSimulator) -> Daemon:
+    return Daemon(parse_config(f"""
+mqtt: {{url: "{mosquitto.url}"}}
+backends: [{{type: studio, name: home, url: "{hub.url}", token: "{TOKEN}",
+             reconnect_max_delay: 0.5}}]
+devices:
+  {PLUG}: {{name: kitchen_plug}}
+""", "test.yaml"))
+
+
+async def test_connectivity_tells_the_truth_for_each_cause(mosquitto: Mosquitto) -> None:
+    """Device unreachable: off; hub down: off (its retained Reachable still says true), also
+    after a bridge restart; bridge down: unavailable; everything back: on."""
+    hub = StudioSimulator(TOKEN, sample_home(), port=free_port())
+    await hub.start()
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    devices = [d.device_id for d in sample_home()
+               if any(t.code == "Reachable" for e in d.endpoints for f in e.functions
+                      for t in f.traits)]
+    assert len(devices) > 20
+    online = {d.device_id: "on" if d.online else "off" for d in sample_home()}
+    expected_up = {d: online[d] for d in devices}
+    assert "off" in expected_up.values()  # the sample home's offline sensor
+    plug_level = "kitchen_plug"
+
+    def plug_other_state() -> str:  # any other entity of the plug, for comparison
+        document = device_config(ha, PLUG)
+        (key,) = [k for k, c in document["cmps"].items() if c["p"] == "switch"]
+        config = {**document, **document["cmps"][key]}
+        return "unavailable" if any(ha.last[a["t"]].text != "online"
+                                    for a in config["avty"]) else "available"
+
+    try:
+        async with running(hub_config(mosquitto, hub)) as daemon:
+            await settled(ha, daemon)
+            await ha.wait_for(lambda: connectivity(ha, devices) == expected_up)
+
+            hub.set_online(PLUG, False)  # the device is unreachable
+            await ha.value(f"aqara/{plug_level}/availability", "offline")
+            assert connectivity(ha, devices) == {**expected_up, PLUG: "off"}
+            hub.set_online(PLUG, True)
+            await ha.wait_for(lambda: connectivity(ha, devices) == expected_up)
+
+            await hub.stop()  # the hub is down
+            await ha.wait_for(lambda: set(connectivity(ha, devices).values()) == {"off"})
+            reachable = f"aqara/{plug_level}/0/BasicInformation/Reachable"
+            assert ha.last[reachable].text == "true"  # stale: what the sensor used to show
+            assert plug_other_state() == "unavailable"
+        # the bridge is down: nobody can tell
+        await ha.value("aqara/bridge/state", "offline")
+        assert set(connectivity(ha, devices).values()) == {"unavailable"}
+
+        async with running(hub_config(mosquitto, hub)) as daemon:
+            await ha.value("aqara/bridge/state", "online")  # a restart, with the hub still down
+            await synced(ha)
+            assert set(connectivity(ha, devices).values()) == {"off"}
+            await hub.start()  # the hub is back, on the same port
+            await ha.wait_for(lambda: connectivity(ha, devices) == expected_up, 30)
+            assert plug_other_state() == "available"
+    finally:
+        ha.stop()
+        await hub.stop()
+
+
+async def test_the_hub_is_announced_before_the_devices_that_name_it(
+        mosquitto: Mosquitto) -> None:
+    """A hub the hub's device list names last (here: added last): Home Assistant must still
+    see the hub's own config (with its area) before a via_device names it."""
+    home = sample_home()
+    (gateway,) = [d for d in home if "gateway" in d.model]
+    gateway.create_time = max(d.create_time for d in home) + 1
+    hub = StudioSimulator(TOKEN, home)
+    await hub.start()
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub))) as daemon:
+            await settled(ha, daemon)
+        hub_id = "aqara_mqtt_lumi1_54ef44100000"
+        order = [json.loads(payload)["dev"] for _, payload in configs(ha) if payload]
+        first_hub = next(i for i, dev in enumerate(order) if dev["ids"] == [hub_id])
+        naming = [i for i, dev in enumerate(order) if dev.get("via_device") == hub_id]
+        assert len(naming) >= len(home) - 1
+        assert first_hub < min(naming)
+    finally:
+        ha.stop()
+        await hub.stop()
+
+
+async def test_off_grid_values_from_home_assistant_are_rounded_not_dropped(
+        mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    """What Home Assistant publishes for 21.3 °C on a 0.5 °C thermostat reaches the hub as
+    21.5 through the entity's command template; the bridge's /set stays strict for others."""
+    thermostat = "lumi1.54ef448cc210"
+    ha = await MqttProbe(mosquitto.port, [f"{PREFIX}/#", "aqara/#"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub))) as daemon:
+            await settled(ha, daemon)
+            (climate,) = [c for c in device_config(ha, thermostat)["cmps"].values()
+                          if c["p"] == "climate"]
+            payload = jinja2.Environment().from_string(climate["temp_cmd_tpl"]).render(
+                value=21.3)
+            await ha.publish(climate["temp_cmd_t"], payload)
+            assert await ha.value(climate["temp_stat_t"], "21.5")
+            assert hub.get_value(thermostat, 1, "Thermostat", "SetTemperature") == 21.5
+            start = len(ha.messages)
+            await ha.publish(climate["temp_cmd_t"], "21.3")  # another client: rejected
+            line = await ha.next_on("aqara/bridge/log", start)
+            assert "not on the step" in line.json()["message"]
+            assert hub.get_value(thermostat, 1, "Thermostat", "SetTemperature") == 21.5
     finally:
         ha.stop()

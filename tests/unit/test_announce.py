@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from bridge.model import Device, DeviceRemoved, Snapshot
 from bridge.outputs.announce import MIGRATE_PAYLOAD, HomeAssistantDiscovery
@@ -169,3 +170,42 @@ async def test_the_entities_announced_for_a_device_are_readable_in_both_layouts(
         assert all(e["topic"] in configs(plug(), device_based) for e in entities)
         discovery.published.pop(PLUG)
         assert discovery.entities(rig.bridge.devices[PLUG]) == []  # nothing announced
+
+
+HUB = "lumi1.54ef44100000"
+
+
+def hub_device() -> Device:
+    hub = plug(device_id=HUB)
+    hub.model = "lumi.gateway.acn012"
+    return hub
+
+
+def order_of_announcement(rig: Rig) -> tuple[int, list[int]]:
+    """Where the hub's own config was sent, and where configs naming it as via_device were."""
+    hub_at, children = -1, []
+    for index, sent in enumerate(s for s in rig.mqtt.sent if s.topic.startswith(PREFIX)):
+        document = json.loads(sent.payload)
+        if document["dev"]["ids"] == ["aqara_mqtt_" + HUB.replace(".", "_")]:
+            hub_at = index if hub_at < 0 else hub_at
+        elif document["dev"].get("via_device") == "aqara_mqtt_" + HUB.replace(".", "_"):
+            children.append(index)
+    return hub_at, children
+
+
+async def test_the_hub_is_announced_before_the_devices_that_name_it() -> None:
+    """Home Assistant creates a via_device it does not know as a bare placeholder, and a
+    device only gets its suggested area when it is created: the hub must come first."""
+    for snapshot_first in (False, True):
+        rig = make_rig()
+        with_discovery(rig)
+        if snapshot_first:  # the hub answered before the retained configs were learned
+            rig.snapshot(light(), plug(), hub_device())
+            connect(rig, {})
+        else:  # the snapshot lists the hub last: its devices are announced again, after it
+            connect(rig, {})
+            rig.snapshot(light(), plug(), hub_device())
+        hub_at, children = order_of_announcement(rig)
+        assert hub_at >= 0
+        assert len(children) == 2, snapshot_first
+        assert hub_at < min(children), snapshot_first

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from typing import Any
 
+import jinja2
 import pytest
 
 from bridge.codec import WriteRejected, decode_device_set, decode_set, to_payload
@@ -30,6 +32,7 @@ from bridge.outputs.discovery import (
     discovery_messages,
     discovery_topics_for,
     dumps,
+    ends_with_words,
     humanize,
     numeric_device_class,
     safe_id,
@@ -98,31 +101,25 @@ def only_component(device: Device) -> dict[str, Any]:
     return next(iter(cmps.values()))
 
 
-_EXPR = re.compile(r"\{\{ (.*?) \}\}")
+def _ha_round(value: Any, precision: int = 0, method: str = "common") -> int | float:
+    """Home Assistant's ``round`` filter (``forgiving_round`` in its template helpers, 2026.2):
+    Python's rounding (ties to even), and an int at precision 0 where Jinja's gives a float."""
+    assert method == "common"
+    rounded = round(float(value), precision)
+    return int(rounded) if precision == 0 else rounded
+
+
+HA_JINJA = jinja2.Environment()
+HA_JINJA.filters["round"] = _ha_round
+PLAIN_JINJA = jinja2.Environment()
 
 
 def render(template: str, **variables: Any) -> str:
-    """Render the small Jinja subset these payloads use (expressions are Python plus filters
-    ``round``, ``round(n)``, ``int`` and ``max``); cross-checked with real Jinja below when
-    installed."""
-
-    def one(match: re.Match[str]) -> str:
-        expression, *filters = (part.strip() for part in match.group(1).split(" | "))
-        value = eval(expression, {"__builtins__": {}}, variables)  # our own templates only
-        for name in filters:
-            if name == "int":
-                value = int(value)
-            elif name == "round":
-                value = float(round(value))
-            elif name == "max":
-                value = max(value)
-            elif name.startswith("round("):
-                value = round(value, int(name[6:-1]))
-            else:
-                raise AssertionError(f"unexpected filter {name}")
-        return str(value)
-
-    return _EXPR.sub(one, template)
+    """The template rendered as Home Assistant does (Jinja with its ``round``), checked to give
+    the same under plain Jinja, so the payloads do not hang on that difference."""
+    text = HA_JINJA.from_string(template).render(**variables)
+    assert PLAIN_JINJA.from_string(template).render(**variables) == text, template
+    return text
 
 
 # ---- Home Assistant's rules, as data ------------------------------------------------------------
@@ -295,12 +292,18 @@ def component_errors(platform: str, config: dict[str, Any]) -> list[str]:
 
 def check_availability(document: dict[str, Any], device: Device) -> None:
     assert document["avty_mode"] == "all"
-    if document.get("dev_cla") == "connectivity":  # shows Disconnected when the device is gone
+    if is_reachability(document):  # shows Disconnected when the device or its hub is gone
         assert document["avty"] == [{"t": "aqara/bridge/state"}]
     else:
         assert document["avty"] == [{"t": "aqara/bridge/state"},
                                     {"t": f"aqara/{device.id}/availability"}]
     assert document["qos"] in (0, 1, 2)
+
+
+def is_reachability(config: dict[str, Any]) -> bool:
+    """The device's Connectivity sensor: its state is the device's availability topic."""
+    return config.get("dev_cla") == "connectivity" and str(config.get("stat_t", "")).endswith(
+        "/availability")
 
 
 def check_device_block(document: dict[str, Any], device: Device) -> None:
@@ -416,6 +419,9 @@ def test_topics_are_the_bridges_trait_topics() -> None:
     for device in home():
         topics = _trait_topics(device)
         for config in cmps_of(device).values():
+            if is_reachability(config):
+                assert config["stat_t"] == SCHEME.availability(device.id)
+                continue
             for key in STATE_KEYS:
                 if key in config:
                     assert config[key] in topics, (key, config[key])
@@ -523,6 +529,9 @@ def test_state_payloads_match_what_home_assistant_expects() -> None:
 
         for config in cmps_of(device).values():
             platform = config["p"]
+            if is_reachability(config):  # the topic tree's availability payloads
+                assert (config["pl_on"], config["pl_off"]) == ("online", "offline")
+                continue
             if platform == "binary_sensor" and "val_tpl" not in config:
                 assert payload(config["stat_t"]) in (config["pl_on"], config["pl_off"])
             if platform == "binary_sensor" and "val_tpl" in config:
@@ -568,28 +577,6 @@ def test_everything_is_json_with_safe_topics() -> None:
                 assert payload == dumps(json.loads(payload))  # compact, sorted keys
 
 
-def test_real_jinja_renders_the_templates_when_available() -> None:
-    jinja2 = pytest.importorskip("jinja2")
-    env = jinja2.Environment()
-    for device in home():
-        for config in cmps_of(device).values():
-            for key in ("mode_cmd_tpl",):
-                if key in config:
-                    for mode in config["modes"]:
-                        ours = render(config[key], value=mode)
-                        assert env.from_string(config[key]).render(value=mode) == ours
-            if "hs_cmd_tpl" in config:
-                assert (env.from_string(config["hs_cmd_tpl"]).render(hue=30.4, sat=60.7)
-                        == render(config["hs_cmd_tpl"], hue=30.4, sat=60.7))
-    light = only_component(tuya_device("light", {
-        "switch_led": Trait("switch_led", TraitSpec(B, writable=True), True),
-        "bright_value_v2": Trait("bright_value_v2", TraitSpec(N, "int", None, 10, 1000, 1,
-                                                              writable=True), 500)}))
-    for value in (1, 500):
-        assert (env.from_string(light["bri_cmd_tpl"]).render(value=value)
-                == render(light["bri_cmd_tpl"], value=value))
-
-
 # ---- the mapping table, case by case ------------------------------------------------------------
 
 B = TraitType.BOOLEAN
@@ -615,7 +602,10 @@ N = TraitType.NUMBER
         ("PowerSource", "BatReplacementNeeded", TraitSpec(B), False, "binary_sensor", "battery",
          {"ent_cat": "diagnostic"}),
         ("BasicInformation", "Reachable", TraitSpec(B), True, "binary_sensor", "connectivity",
-         {"ent_cat": "diagnostic"}),
+         {"ent_cat": "diagnostic", "pl_on": "online", "pl_off": "offline",
+          "avty": [{"t": "aqara/bridge/state"}]}),
+        ("Wireless", "ChargerConnected", TraitSpec(B), True, "binary_sensor", "connectivity",
+         {"pl_on": "true"}),
         ("Whatever", "SomeFlag", TraitSpec(B), True, "binary_sensor", None, {}),
         ("LevelControl", "CurrentLevel",
          TraitSpec(N, "Uint8", "%", 0, 100, 1, writable=True), 50, "number", None,
@@ -683,6 +673,8 @@ def test_mapping(function: str, code: str, spec: TraitSpec, value: Any, platform
         assert config[key] == expected, key
     assert not component_errors(platform, config)
     topic = SCHEME.trait(device.id, TraitAddress(device.id, 1, function, code))
+    if code == "Reachable":
+        topic = SCHEME.availability(device.id)
     assert config.get("stat_t") == (topic if spec.readable else None)
     assert config.get("cmd_t") == (topic + "/set" if spec.writable and platform != "sensor"
                                    else None)
@@ -1137,3 +1129,129 @@ def test_relay_switches_are_numbered_from_one_and_linked_to_their_hub() -> None:
     assert (names["ep2_output_on_off"], names["ep3_output_on_off"]) == ("Switch 1", "Switch 2")
     hub = discovery_messages(device, device.id, None, OPTIONS, device.id)
     assert "via_device" not in json.loads(next(iter(hub.values())))["dev"]  # not its own hub
+
+
+# ---- Connectivity, off-grid commands, names (issue 24) ------------------------------------------
+
+
+def _reachable_device() -> Device:
+    root = Endpoint(0, ("Root",), {"BasicInformation": Function("BasicInformation", {
+        "Reachable": Trait("Reachable", TraitSpec(B), True)})})
+    charger = Endpoint(1, ("Charger",), {"Wireless": Function("Wireless", {
+        "ChargerConnected": Trait("ChargerConnected", TraitSpec(B), False)})})
+    return Device("lumi.0000000007", "Pad", "studio", "x", (), True, {0: root, 1: charger})
+
+
+def test_connectivity_is_the_devices_availability_not_its_stale_trait() -> None:
+    """Reachable's retained value goes stale with the hub; the availability topic is set
+    offline for an unreachable device and for a hub that is down. Only bridge/state makes the
+    sensor unavailable; any other connectivity trait is a plain one (both availabilities)."""
+    document = json.loads(next(iter(messages_for(_reachable_device()).values())))
+    cmps = document["cmps"]
+    reachable = cmps["ep0_basic_information_reachable"]
+    assert reachable["stat_t"] == "aqara/lumi.0000000007/availability"
+    assert (reachable["pl_on"], reachable["pl_off"]) == ("online", "offline")
+    assert reachable["avty"] == [{"t": "aqara/bridge/state"}]
+    assert reachable["name"] == "Connectivity"
+    charger = cmps["ep1_wireless_charger_connected"]
+    assert charger["stat_t"] == "aqara/lumi.0000000007/1/Wireless/ChargerConnected"
+    assert "avty" not in charger  # inherits the device's: bridge/state and availability
+    assert document["avty"] == [{"t": "aqara/bridge/state"},
+                                {"t": "aqara/lumi.0000000007/availability"}]
+    per_entity = messages_for(_reachable_device(), DiscoveryOptions(device_based=False))
+    (topic,) = [t for t in per_entity if "/binary_sensor/" in t and "reachable" in t]
+    assert json.loads(per_entity[topic])["avty"] == [{"t": "aqara/bridge/state"}]
+
+
+def _grid_values(spec: TraitSpec) -> list[float]:
+    assert spec.min is not None
+    assert spec.max is not None
+    assert spec.step
+    count = int((spec.max - spec.min) / spec.step + 1e-9)
+    return [spec.min + i * spec.step for i in range(count + 1)]
+
+
+def _nearest(spec: TraitSpec, value: float) -> float:
+    return min(_grid_values(spec), key=lambda v: (abs(v - value), v))
+
+
+@pytest.mark.parametrize("spec", [
+    TraitSpec(N, "Float", "°C", 5, 30, 0.5, writable=True),
+    TraitSpec(N, "Float", None, -5, 5, 0.1, writable=True),
+    TraitSpec(N, "Uint8", "%", 0, 100, 1, writable=True),
+    TraitSpec(N, "Uint16", "s", 0, 10, 4, writable=True),  # max 10 is off the grid: 8
+    TraitSpec(N, "int", None, 10, 1000, 5, writable=True),
+])
+def test_off_grid_numbers_are_rounded_to_the_nearest_step(spec: TraitSpec) -> None:
+    """Home Assistant checks a number's range but not its step; the command template sends
+    the nearest value /set accepts (ties to the even step, as Home Assistant rounds)."""
+    config = only_component(one_trait_device("Custom", "Setting", spec))
+    assert config["p"] == "number"
+    assert config["max"] == _grid_values(spec)[-1]
+    low, high, step = config["min"], config["max"], config["step"]
+    for i in range(101):
+        value = round(low + (high - low) * i / 100 + 0.013 * (i % 7), 3)
+        value = float(min(max(value, low), high))  # Home Assistant's range check and clamp
+        sent = render(config["cmd_tpl"], value=int(value) if value.is_integer() else value)
+        accepted = decode_set(spec, sent)
+        assert abs(accepted - _nearest(spec, value)) < 1e-9 or abs(
+            abs(value - accepted) - step / 2) < 1e-6, (value, sent)  # a tie
+    assert "cmd_tpl" not in only_component(one_trait_device(
+        "Custom", "Setting", TraitSpec(N, "Float", writable=True)))  # any float is valid
+
+
+def test_off_grid_setpoints_brightness_colour_and_position_are_rounded() -> None:
+    climate = next(c for c in cmps_of(_device("Hallway Thermostat")).values()
+                   if c["p"] == "climate")
+    setpoint = _device("Hallway Thermostat").trait(1, "Thermostat", "SetTemperature")
+    assert setpoint is not None
+    assert decode_set(setpoint.spec, render(climate["temp_cmd_tpl"], value=21.3)) == 21.5
+    assert decode_set(setpoint.spec, render(climate["temp_cmd_tpl"], value=21.2)) == 21.0
+    stepped = TraitSpec(N, "int", None, 10, 1000, 10, writable=True)
+    light = only_component(tuya_device("light", {
+        "switch_led": Trait("switch_led", TraitSpec(B, writable=True), True),
+        "bright_value_v2": Trait("bright_value_v2", stepped, 500),
+        }))
+    for value, expected in ((1, 10), (14, 10), (16, 20), (996, 1000), (1000, 1000)):
+        assert decode_set(stepped, render(light["bri_cmd_tpl"], value=value)) == expected
+    ct_spec = TraitSpec(N, "Uint16", "mired", 153, 500, 10, writable=True)
+    ct_light = only_component(Device("lumi.0000000008", "Lamp", "studio", "x", (), True, {
+        1: Endpoint(1, ("Light",), {
+            "Output": Function("Output", {"OnOff": Trait("OnOff", TraitSpec(B, writable=True),
+                                                         True)}),
+            "ColorControl": Function("ColorControl", {
+                "ColorTemperature": Trait("ColorTemperature", ct_spec, 250)})})}))
+    assert decode_set(ct_spec, render(ct_light["clr_temp_cmd_tpl"], value=370)) == 373
+    assert decode_set(ct_spec, render(ct_light["clr_temp_cmd_tpl"], value=500)) == 493
+    for value, expected in ((100, 153), (900, 493)):  # Home Assistant does not clamp it
+        assert decode_set(ct_spec, render(ct_light["clr_temp_cmd_tpl"], value=value)) == expected
+    cover_spec = TraitSpec(N, "Uint8", "%", 0, 100, 5, writable=True)
+    cover = only_component(one_trait_device("WindowCovering", "TargetPositionPercentage",
+                                            cover_spec, 50, types=("WindowCovering",)))
+    assert decode_set(cover_spec, render(cover["set_pos_tpl"], value=33)) == 35
+    # a whole-number grid that Home Assistant's integers already sit on needs no template
+    plain = only_component(one_trait_device("WindowCovering", "TargetPositionPercentage",
+                                            TraitSpec(N, "Uint8", "%", 0, 100, 1,
+                                                      writable=True), 50))
+    assert "set_pos_tpl" not in plain
+
+
+def test_a_label_the_device_name_ends_with_is_not_said_twice() -> None:
+    """Home Assistant shows an entity as "<device> <entity>": "Washing Machine Leak" + "Leak"
+    would read "Washing Machine Leak Leak"; the leak sensor takes the device's name."""
+    cmps = cmps_of(_device("Washing Machine Leak"))
+    assert cmps["ep1_boolean_state_leak_state"]["name"] is None
+    for device in home():
+        names = [c["name"] for c in cmps_of(device).values() if c.get("name") is not None]
+        for name in names:
+            words = f"{device.name} {name}".casefold().split()
+            assert all(a != b for a, b in itertools.pairwise(words)), (device.name, name)
+    leak = TraitSpec(B)
+    twice = Device("lumi.0000000009", "Sink Leak", "studio", "x", (), True, {
+        1: Endpoint(1, ("WaterLeakDetector",), {"BooleanState": Function("BooleanState", {
+            "LeakState": Trait("LeakState", leak, False)})}),
+        2: Endpoint(2, ("WaterLeakDetector",), {"BooleanState": Function("BooleanState", {
+            "LeakState": Trait("LeakState", leak, False)})})})
+    assert sorted(c["name"] for c in cmps_of(twice).values()) == ["1", "2"]
+    assert ends_with_words("Hall Air quality", "Air Quality")
+    assert not ends_with_words("Leakage", "Leak")
