@@ -593,6 +593,32 @@ def _validate_enum(spec: TraitSpec, value: Any, where: str) -> str:
     raise WriteRejected(f"value {_show(value)} is not one of {choices}{_for(where)}")
 
 
+def echoes_read_only(spec: TraitSpec, value_json: str, current: Any) -> bool:
+    """Whether a device ``/set`` member names a read-only trait with the value it has now, as
+    the device document shows it (or as its wire value): a document sent back edited carries
+    such members, which are ignored rather than refused. JSON types count (``true`` is not
+    ``1``), numbers compare by value (``21`` is ``21.0``, as JavaScript re-serialises it)."""
+    if spec.writable or current is None:
+        return False
+    try:
+        sent = json.loads(value_json)
+    except ValueError:
+        return False
+    return _same_json(sent, to_json_value(spec, current)) or _same_json(sent, current)
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    return type(a) is type(b) and bool(a == b)
+
+
 def decode_device_set(payload: bytes | str) -> list[tuple[int, str, str, str]]:
     """Parse a device-level ``/set`` document ``{endpointId: {functionCode: {traitCode: value}}}``.
 

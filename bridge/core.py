@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from bridge import __version__, events, health, payloads
-from bridge.backends.base import NOT_ACTIVE, Backend, BackendError, EventSink
+from bridge.backends.base import NOT_ACTIVE, NOT_STARTED, Backend, BackendError, EventSink
 from bridge.coalesce import WriteCoalescer
 from bridge.codec import WriteRejected, decode_set
 from bridge.entries import DeviceEntry
@@ -272,11 +272,12 @@ class Bridge:
         if self._snapshots_seen:
             self.publish_device_list()
             self.publish_homes()
+        for output in self.outputs:  # first: an output learning what the broker retains
+            # (the topic tree) compares the availability that follows
+            output.on_connected()
         for entry in self.devices.values():
             entry.available = None  # republished: the broker may have lost it
             self._publish_availability(entry)
-        for output in self.outputs:
-            output.on_connected()
 
     @property
     def backends_complete(self) -> bool:
@@ -433,7 +434,13 @@ class Bridge:
             for entry in self.devices.values():
                 if entry.backend is backend:
                     self._publish_availability(entry)
+            for output in self.outputs:
+                output.hub_lost()
         self.publish_info()
+
+    def hub_unreached(self) -> bool:
+        """Whether a backend tried to connect and is not connected."""
+        return any(not b.connected and b.detail != NOT_STARTED for b in self.backends.values())
 
     # ---- device registry ------------------------------------------------------------------
 

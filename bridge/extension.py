@@ -44,6 +44,11 @@ class Core(Protocol):
         """The device whose topic level (or id as a level) is ``level``."""
         ...
 
+    def hub_unreached(self) -> bool:
+        """Whether a backend tried to connect and is not connected: the devices it has not
+        delivered cannot be vouched for."""
+        ...
+
     def owned_devices(self) -> Mapping[str, str]:
         """Device id → topic level of every device this instance published before this
         connection (its manifest on the broker): with the current devices, all a clean-up may
@@ -104,6 +109,9 @@ class Output:
 
     def availability_changed(self, entry: DeviceEntry, available: bool) -> None:
         """A device became reachable or unreachable."""
+
+    def hub_lost(self) -> None:
+        """A backend failed to connect or lost its hub (see :meth:`Core.hub_unreached`)."""
 
     def event_fired(self, entry: DeviceEntry, source: EventSource, event: DeviceEvent,
                     document: str) -> None:

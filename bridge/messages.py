@@ -50,6 +50,8 @@ class IncomingMessage:
     retain: bool = False
     response_topic: str | None = None
     correlation_data: bytes | None = None
+    content_type: str | None = None
+    """The MQTT 5 content type it was published with (None: none, or MQTT 3.1.1)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1149,11 +1149,12 @@ class MqttLink:
         props = getattr(message, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
+        content_type = getattr(props, "ContentType", None) if props else None
         try:
             self.on_message(
                 IncomingMessage(
                     message.topic, bytes(message.payload), bool(message.retain), response_topic,
-                    correlation,
+                    correlation, content_type,
                 )
             )
         except Exception:

@@ -12,6 +12,10 @@ EventSink = Callable[[Event], None]
 """Called synchronously for every event, in order: the hot path has no await per message."""
 
 
+NOT_STARTED = "not started"
+"""A backend's :attr:`Backend.detail` before its first connection attempt ended."""
+
+
 class BackendError(Exception):
     """A hub call failed: carries the hub's code (if any) and a message safe to publish."""
 
@@ -57,7 +61,7 @@ class Backend(abc.ABC):
     def __init__(self, name: str) -> None:
         self.name = name
         self.connected = False
-        self.detail = "not started"
+        self.detail = NOT_STARTED
         self.pace: Callable[[], Awaitable[None]] = _no_wait
         """Awaited by push readers between batches: returns when the output has room."""
         self.may_write: Callable[[], bool] = _always

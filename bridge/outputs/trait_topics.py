@@ -86,13 +86,15 @@ class Layouts:
 @dataclass(slots=True)
 class DeviceTopics:
     """A device as the topic tree publishes it: the level its topics are under, the prefix of
-    its trait topics, its layout, and which trait topics it holds retained (a mask of bits)."""
+    its trait topics, its layout, which trait topics it holds retained (a mask of bits), and the
+    availability last published (None: none since the tree knows it)."""
 
     entry: DeviceEntry
     level: str
     prefix: str
     layout: TraitLayout
     retained: int = 0
+    available: bool | None = None
 
     def topic(self, address: TraitAddress) -> str:
         """The trait's topic (KeyError for a trait the device does not have)."""

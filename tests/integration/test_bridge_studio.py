@@ -106,6 +106,28 @@ async def test_device_level_set_is_one_hub_call(daemon: Daemon, hub: StudioSimul
     assert len(executes(hub)) == 1
 
 
+async def test_the_device_document_sent_back_edited_writes_only_what_changed(
+        daemon: Daemon, hub: StudioSimulator, probe: MqttProbe) -> None:
+    document = (await probe.wait_for(lambda: probe.last.get("aqara/kitchen_plug"))).json()
+    assert document["0"]["BasicInformation"]["FirmwareRevision"]  # read-only members are in it
+    document["1"]["Output"]["OnOff"] = not document["1"]["Output"]["OnOff"]
+    await probe.publish("aqara/kitchen_plug/set", json.dumps(document),
+                        response_topic="aqara/_replies/doc")
+    assert (await probe.next_on("aqara/_replies/doc", 0)).json()["status"] == "ok"
+    await probe.value(PLUG_ONOFF, json.dumps(document["1"]["Output"]["OnOff"]))
+    (request,) = executes(hub)
+    sent = {(i["functionCode"], i["traitCode"]) for i in request["data"]}
+    assert ("Output", "OnOff") in sent
+    assert not any(function == "BasicInformation" for function, _ in sent)
+    # a real attempt to change a read-only member is refused whole, naming it
+    document["0"]["BasicInformation"]["FirmwareRevision"] = "9.9.9"
+    start = len(probe.messages)
+    await probe.publish("aqara/kitchen_plug/set", json.dumps(document))
+    entry = (await probe.next_on("aqara/bridge/log", start)).json()
+    assert "0.BasicInformation.FirmwareRevision is read-only" in entry["message"]
+    assert len(executes(hub)) == 1
+
+
 BAD_WRITES = [
     ("aqara/kitchen_plug/1/Output/OnOff/set", "banana", "banana"),
     ("aqara/no_such_device/1/Output/OnOff/set", "ON", "unknown device 'no_such_device'"),
@@ -173,7 +195,7 @@ async def test_content_types_tell_strings_from_numbers(daemon: Daemon, probe: Mq
     firmware = await probe.value("aqara/kitchen_plug/0/BasicInformation/FirmwareRevision")
     assert firmware  # e.g. "1.0.3": text, not a number to parse
     types = {m.topic.rsplit("/", 1)[-1]: m.content_type for m in probe.messages}
-    assert types["FirmwareRevision"] == "text/plain; charset=utf-8"
+    assert types["FirmwareRevision"] == "text/plain"
     assert types["OnOff"] == "application/json"
     await probe.value("aqara/kitchen_plug")
     assert probe.last["aqara/kitchen_plug"].content_type == "application/json"

@@ -17,6 +17,7 @@ from bridge.codec import (
     decode_device_set,
     decode_set,
     decode_value,
+    echoes_read_only,
     from_wire,
     json_number,
     plain_number,
@@ -488,6 +489,33 @@ def test_device_set_values_decode_like_trait_sets() -> None:
     values = [decode_set(spec, raw, current=True) for spec, (_, _, _, raw) in zip(specs, entries,
                                                                                  strict=True)]
     assert values == [False, 40, "4", "t", {"x": 1}]
+
+
+FIRMWARE = TraitSpec(TraitType.STRING)
+MODE_RO = TraitSpec(TraitType.ENUM, format="uint8",
+                    enums=(EnumOption("Auto", "0"), EnumOption("Cool", "1")))
+POWER = TraitSpec(TraitType.NUMBER, format="float", unit="W")
+INFO = TraitSpec(TraitType.OTHER)
+
+
+@pytest.mark.parametrize(("spec", "value_json", "current", "echoed"), [
+    (FIRMWARE, '"1.0.3"', "1.0.3", True),
+    (FIRMWARE, '"1.0.4"', "1.0.3", False),  # a real attempt to change it
+    (BOOL_RO, "true", True, True),
+    (BOOL_RO, "1", True, False),  # JSON types count: 1 is not true
+    (POWER, "21", 21.0, True),  # JavaScript writes 21.0 back as 21
+    (POWER, "21.5", 21.0, False),
+    (MODE_RO, '"Cool"', "1", True),  # the document's label
+    (MODE_RO, '"1"', "1", True),  # or the wire value
+    (MODE_RO, '"Auto"', "1", False),
+    (INFO, '{"a":[1,true]}', {"a": [1, True]}, True),
+    (INFO, '{"a":[1,1]}', {"a": [1, True]}, False),
+    (FIRMWARE, '"1.0.3"', None, False),  # no current value to equal
+    (TEXT, '"t"', "t", False),  # writable: written as any member, never ignored
+])
+def test_a_read_only_member_with_its_current_value_is_an_echo(
+        spec: TraitSpec, value_json: str, current: Any, echoed: bool) -> None:
+    assert echoes_read_only(spec, value_json, current) is echoed
 
 
 @pytest.mark.parametrize(
