@@ -25,8 +25,8 @@ from bridge.model import BackendStatus, Event, Snapshot
 from bridge.mqtt import MqttLink, MqttSettings
 from bridge.outputs.announce import HomeAssistantDiscovery
 from bridge.outputs.discovery import DiscoveryOptions
-from bridge.outputs.homie import DISCONNECTED, LOST, READY
-from bridge.outputs.homie_output import HomieOutput, root_id
+from bridge.outputs.homie import DISCONNECTED, LOST
+from bridge.outputs.homie_output import HomieOutput, load_versions, root_id
 from bridge.outputs.topic_tree import TopicTree
 from bridge.secrets import register_secret
 from bridge.systemd import Notifier
@@ -108,12 +108,8 @@ def make_homie_keeper(config: Config, homie: HomieOutput) -> MqttLink:
     settings = replace(mqtt_settings(config), will_topic=homie.root_state_topic,
                        will_payload=LOST, stop_payload=DISCONNECTED)
     settings = replace(settings, client_id=settings.client_id + "-homie")
-    keeper: MqttLink
-
-    def ready() -> None:
-        keeper.publish(homie.root_state_topic, READY, retain=True)
-
-    keeper = MqttLink(settings, [], lambda _message: None, ready)
+    keeper = MqttLink(settings, [], lambda _message: None, homie.root_reconnected)
+    homie.will_armed = lambda: keeper.connected
     return keeper
 
 
@@ -138,11 +134,15 @@ class Daemon:
             self.discovery = make_discovery(config, self.bridge)
             self.bridge.add_output(self.discovery)
         self.homie_keeper: MqttLink | None = None
+        self.homie: HomieOutput | None = None
         if config.homie.enabled:
-            homie = HomieOutput(config.homie.root, lambda: list(self.bridge.devices.values()),
-                                root_id(config.instance_id))
-            self.bridge.add_output(homie)
-            self.homie_keeper = make_homie_keeper(config, homie)
+            self.homie = HomieOutput(
+                config.homie.root, lambda: list(self.bridge.devices.values()),
+                root_id(config.instance_id), config.homie.versions,
+                load_versions(config.homie.version_file), config.homie.version_file)
+            self.bridge.add_output(self.homie)
+            if self.homie.has_root:
+                self.homie_keeper = make_homie_keeper(config, self.homie)
         self.web: WebServer | None = None
         if config.frontend.enabled:
             self.web = self._make_web()
@@ -207,7 +207,7 @@ class Daemon:
     def _make_web(self) -> WebServer:
         """The web page (``frontend:``): an output, and its server."""
         front = self.config.frontend
-        output = WebOutput(self.bridge.topics)
+        output = WebOutput(self.bridge.topics, history_limit=front.history)
         self.bridge.add_output(output)
         settings = WebSettings(front.host, front.port,
                                front.token.get_secret_value() if front.token else None,
@@ -342,9 +342,11 @@ class Daemon:
             await self.bridge.drain()
             if self.web is not None:
                 await self.web.stop()
+            if self.homie is not None and publish_state:
+                self.homie.stopping()  # on this link, before its stop: the broker gets them first
+            await self.mqtt.stop(publish_state=publish_state)
             if self.homie_keeper is not None:
                 await self.homie_keeper.stop(publish_state=publish_state)
-            await self.mqtt.stop(publish_state=publish_state)
             for task in [*tasks, stopper]:
                 task.cancel()
             for task in [*tasks, stopper]:

@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     health_cmd = commands.add_parser(
         "health", help="exit 0 when the bridge is online and every hub connected")
     health_cmd.add_argument("-c", "--config", required=True, help="path to config.yaml")
-    health_cmd.add_argument("--timeout", type=float, default=10.0)
+    health_cmd.add_argument("--timeout", type=float, default=10.0,
+                            help="seconds to wait for the broker and the retained state "
+                                 "(default %(default)g)")
 
     demo = commands.add_parser("demo", help="simulated hub + broker + bridge, nothing needed")
     demo.add_argument("--mqtt", help="use this broker (mqtt://host:port) instead of a built-in")
@@ -65,13 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="run a hub simulator on its own")
     simulate.add_argument("kind", choices=["studio", "aqara-cloud", "tuya"],
                           help="which hub to simulate")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8080)
-    simulate.add_argument("--token", default="demo-token")
+    simulate.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on (default %(default)s)")
+    simulate.add_argument("--port", type=int, default=8080,
+                          help="port to listen on, 0 for any free one (default %(default)s)")
+    simulate.add_argument("--token", default="demo-token",
+                          help="studio: the hub's API token; aqara-cloud: the access token; "
+                               "tuya: the app secret, when at least 24 characters (else the "
+                               "simulator's own) (default %(default)s)")
     simulate.add_argument("--devices", type=int, default=None,
                           help="N synthetic devices instead of the sample home")
-    simulate.add_argument("--rate", type=float, default=0.0, help="random changes per second")
-    simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--rate", type=float, default=0.0,
+                          help="random changes per second (default %(default)g: none)")
+    simulate.add_argument("--seed", type=int, default=None,
+                          help="seed of the random changes (studio, aqara-cloud: and of the "
+                               "synthetic devices), for a repeatable run (default: a new one "
+                               "each run)")
     simulate.add_argument("--traits", type=int, default=None,
                           help="with --devices (studio): every device an energy meter with "
                                "this many traits (at least 2)")
@@ -129,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve(args.port, args.token, args.devices, args.rate, args.seed,
-                                  args.host, traits=args.traits))
+                                  args.host, traits=args.traits,
+                                  on_ready=lambda sim: print(studio_config(sim.url, args.token),
+                                                             flush=True)))
     except ConfigError as exc:
         print(f"aqara-mqtt: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aqara-mqtt: {redact(str(exc)) or type(exc).__name__}", file=sys.stderr)
         return 1
     return 0
+
+
+def studio_config(url: str, token: str) -> str:
+    """What ``simulate studio`` prints after its banner: its token and a backend entry to paste
+    into config.yaml (as the other simulators print theirs)."""
+    return (f"  token: {token}\n"
+            "backend config:\n"
+            f"  - {{type: studio, name: studio, url: {json.dumps(url)}, "
+            f"token: {json.dumps(token)}}}")
 
 
 def companion_settings(config: Config, role: str) -> MqttSettings:

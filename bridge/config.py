@@ -350,11 +350,30 @@ class InstanceConfig(Model):
     """This process's name among the members; default: the host name."""
 
 
+def _homie_versions(value: tuple[int, ...]) -> tuple[int, ...]:
+    if not value:
+        raise ValueError("name at least one Homie version (4 and/or 5)")
+    if len(set(value)) != len(value):
+        raise ValueError("lists a version twice")
+    return value
+
+
 class HomieConfig(Model):
-    """Homie 5 convention output (for openHAB's native Homie support)."""
+    """Homie convention output: Homie 5, and/or Homie 4 (what openHAB's Homie binding reads)."""
 
     enabled: bool = False
     root: Annotated[str, AfterValidator(_topic_prefix)] = "homie"
+    versions: Annotated[tuple[Literal[4, 5], ...], AfterValidator(_homie_versions)] = (5,)
+    """The major versions published, each under its own topics (``<root>/5/…``, ``<root>/…``)."""
+    version_file: Path | None = None
+    """Where the description versions are kept, so they grow across restarts even when the
+    clock does not (e.g. ``${STATE_DIRECTORY}/homie-versions.json``); relative paths are
+    relative to the config file."""
+
+    @field_validator("version_file", mode="after")
+    @classmethod
+    def _version_file_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else config_path(value, info)
 
 
 def _base_path(value: str) -> str:
@@ -377,6 +396,9 @@ class FrontendConfig(Model):
     """When set, every request and the WebSocket need it (see README, "Web page")."""
     base_path: Annotated[str, AfterValidator(_base_path)] = ""
     """The path the page lives under behind a reverse proxy that does not strip it."""
+    history: Annotated[int, BeforeValidator(no_bool), AfterValidator(int_range(1, 10_000))] = 500
+    """How many of the last events, log lines and answers the daemon keeps (in memory) for a
+    page opened later."""
 
 
 def _friendly_name(value: str | None) -> str | None:

@@ -2,10 +2,10 @@
 
 Layout under the root (``homie``)::
 
-    homie/5/<device-id>/$state                 lifecycle, the caller's (see :func:`state_topic`)
+    homie/5/<device-id>/$state                 lifecycle (the caller's)
     homie/5/<device-id>/$description           JSON description (:func:`description`)
     homie/5/<device-id>/<node-id>/<prop-id>    the value (retained)
-    homie/5/<device-id>/<node-id>/<prop-id>/set   commands (subscribe :func:`set_subscription`)
+    homie/5/<device-id>/<node-id>/<prop-id>/set   commands (:meth:`Convention.set_subscription`)
 
 Ids follow Homie's rule (``a-z``, ``0-9`` and ``-``, never starting or ending with ``-``):
 
@@ -20,7 +20,16 @@ Datatypes: BOOLEAN → ``boolean``, NUMBER → ``integer``/``float`` (format ``m
 ENUM → ``enum`` (format: the key labels; ``string`` when a label cannot be listed), STRING →
 ``string``, OTHER → ``json``. Write-only traits are settable and not retained (no value).
 Values: ``true``/``false``, plain decimal numbers, enum key labels, strings (the empty string as a
-single NUL byte, as Homie requires), compact JSON.
+single NUL byte, as Homie requires), compact JSON. Units are the convention's recommended strings
+where the hub spells one otherwise (``℃`` → ``°C``, ``lux`` → ``lx``, ``mired`` → ``MK⁻¹``).
+
+A description's ``version`` only grows (:class:`Versions`): the same document keeps its version,
+a changed one gets ``max(now in ms, last + 1)``, with the last versions kept across restarts
+when the caller persists them.
+
+A :class:`Convention` is one Homie major version under one root: 5 (``<root>/5/<device>/…``,
+the description as one JSON document) or 4 (``<root>/<device>/…``, the same description as one
+topic per attribute, :mod:`bridge.outputs.homie4`). Everything else is shared.
 """
 
 from __future__ import annotations
@@ -29,13 +38,14 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.codec import plain_number, string_label, to_payload
 from bridge.model import Device, EventSource, TraitAddress, TraitSpec, TraitType
-from bridge.outputs.discovery import humanize, trait_label
-from bridge.topics import TopicScheme
+from bridge.outputs.discovery import humanize, normalize_unit, trait_label
+from bridge.outputs.homie4 import attribute_messages
 
 HOMIE_VERSION = "5.0"
 """The ``homie`` field of every description."""
@@ -79,19 +89,38 @@ def node_homie_id(endpoint_id: int, function_code: str) -> str:
     return f"ep{endpoint_id}-{kebab(function_code)}"
 
 
-def state_topic(device_id: str, root: str = "homie") -> str:
-    """``<root>/5/<homie device id>/$state`` for a hub device id."""
-    return f"{root}/5/{device_homie_id(device_id)}/$state"
+@dataclass(frozen=True, slots=True)
+class Convention:
+    """One Homie major version (5 or 4) under one root topic (the Homie 5 domain, the Homie 4
+    base topic)."""
+
+    major: int = 5
+    root: str = "homie"
+
+    @property
+    def prefix(self) -> str:
+        """What every device topic starts with: ``<root>/5`` or ``<root>``."""
+        return f"{self.root}/5" if self.major == 5 else self.root
+
+    def state_topic(self, homie_id: str) -> str:
+        """A device's ``$state``."""
+        return f"{self.prefix}/{homie_id}/$state"
+
+    def set_subscription(self) -> str:
+        """The topic filter for every property's ``/set`` topic."""
+        return f"{self.prefix}/+/+/+/set"
+
+    def description_messages(self, homie_id: str, document: dict[str, Any]) -> dict[str, str]:
+        """The retained topics that describe a device (``$description``, or Homie 4's
+        attributes)."""
+        base = f"{self.prefix}/{homie_id}"
+        if self.major == 5:
+            return {f"{base}/$description": document_text(document)}
+        return attribute_messages(base, document)
 
 
-def description_topic(device_id: str, root: str = "homie") -> str:
-    """``<root>/5/<homie device id>/$description`` for a hub device id."""
-    return f"{root}/5/{device_homie_id(device_id)}/$description"
-
-
-def set_subscription(root: str = "homie") -> str:
-    """The topic filter for every property's ``/set`` topic."""
-    return f"{root}/5/+/+/+/set"
+HOMIE5 = Convention()
+"""Homie 5 under the default domain."""
 
 
 # ---- layout -------------------------------------------------------------------------------------
@@ -148,9 +177,10 @@ def event_property(source: EventSource) -> str:
     return f"button-{kebab(source.button)}"
 
 
-def event_topic(device: Device, source: EventSource, root: str = "homie") -> str:
+def event_topic(device: Device, source: EventSource, convention: Convention = HOMIE5) -> str:
     """The topic of an event source's property (its value is the event type, not retained)."""
-    return f"{root}/5/{device_homie_id(device.id)}/{EVENTS_NODE}/{event_property(source)}"
+    base = f"{convention.prefix}/{device_homie_id(device.id)}"
+    return f"{base}/{EVENTS_NODE}/{event_property(source)}"
 
 
 # ---- description --------------------------------------------------------------------------------
@@ -228,8 +258,20 @@ def homie_value(spec: TraitSpec, value: Any) -> str | None:
     return to_payload(spec, value)
 
 
+_UNITS = {"mired": "MK⁻¹", "Mired": "MK⁻¹", "º": "°", "deg": "°", "sec": "s", "l": "L",
+          "m3": "m³", "RPM": "rpm"}
+"""Hub spellings of the convention's recommended units (after Home Assistant's aliases, which
+already give ``°C``, ``lx``, ``kWh``, ``V``, ``A``, ``W``, ``ppm``)."""
+
+
+def homie_unit(unit: str | None) -> str | None:
+    """The unit as the Homie convention spells it; other units pass unchanged; None for none."""
+    unit = normalize_unit(unit)
+    return None if unit is None else _UNITS.get(unit, unit)
+
+
 def description(device: Device, parent: str | None = None) -> dict[str, Any]:
-    """The ``$description`` document, with ``version`` a stable hash of the rest.
+    """The ``$description`` document without its ``version`` (see :class:`Versions`).
 
     ``parent`` (a Homie device id, e.g. the bridge's own device) makes this device a child:
     ``root`` and ``parent`` are set to it.
@@ -257,8 +299,9 @@ def description(device: Device, parent: str | None = None) -> dict[str, Any]:
                 fmt = value_format(spec)
                 if fmt is not None:
                     prop["format"] = fmt
-                if spec.unit and spec.unit.strip():
-                    prop["unit"] = spec.unit.strip()
+                unit = homie_unit(spec.unit)
+                if unit is not None:
+                    prop["unit"] = unit
                 properties[ids.properties[address][1]] = prop
             nodes[ids.nodes[(endpoint.id, function.code)]] = {
                 "name": node_name, "type": function.code, "properties": properties}
@@ -273,30 +316,77 @@ def description(device: Device, parent: str | None = None) -> dict[str, Any]:
     if parent is not None:
         document["root"] = parent
         document["parent"] = parent
-    document["version"] = int(_digest(_dumps(document), 12), 16)
     return document
 
 
-def _dumps(document: Any) -> str:
+def document_text(document: Any) -> str:
+    """A description as published: compact, sorted keys (so equal documents are equal text)."""
     return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
                       allow_nan=False)
+
+
+class Versions:
+    """Description versions that only grow, per Homie device id.
+
+    The same document keeps its version; a changed one gets ``max(clock_ms(), last + 1)``: a
+    millisecond clock keeps versions growing across restarts without any record, and the
+    record (:meth:`dump`, given back as ``known``) keeps them growing when the clock does not
+    (set back, or a board without a real-time clock).
+    """
+
+    def __init__(self, clock_ms: Callable[[], int],
+                 known: Mapping[str, tuple[int, str]] | None = None) -> None:
+        self.clock_ms = clock_ms
+        self._known: dict[str, tuple[int, str]] = dict(known or {})
+        self.dirty = False
+        """True when a version changed since :meth:`dump`."""
+
+    def stamp(self, homie_id: str, document: dict[str, Any]) -> dict[str, Any]:
+        """``document`` with its ``version``."""
+        digest = _digest(document_text(document), 16)
+        last = self._known.get(homie_id)
+        if last is not None and last[1] == digest:
+            return {**document, "version": last[0]}
+        version = max(self.clock_ms(), last[0] + 1 if last is not None else 0)
+        self._known[homie_id] = (version, digest)
+        self.dirty = True
+        return {**document, "version": version}
+
+    def dump(self) -> str:
+        """The record as JSON (for :meth:`load`)."""
+        self.dirty = False
+        return json.dumps({key: list(value) for key, value in sorted(self._known.items())})
+
+    @staticmethod
+    def load(text: str) -> dict[str, tuple[int, str]]:
+        """A record written by :meth:`dump` (ValueError when it is not one)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known: dict[str, tuple[int, str]] = {}
+        for key, value in data.items():
+            if not (isinstance(value, list) and len(value) == 2 and type(value[0]) is int
+                    and isinstance(value[1], str)):
+                raise ValueError(f"bad entry for {key!r}")
+            known[key] = (value[0], value[1])
+        return known
 
 
 # ---- messages -----------------------------------------------------------------------------------
 
 
-def homie_messages(device: Device, topic_name: str = "", scheme: TopicScheme | None = None,
-                   root: str = "homie", parent: str | None = None) -> dict[str, str]:
-    """``$description`` and every known property value of ``device`` (all retained).
+def homie_messages(device: Device, document: dict[str, Any],
+                   convention: Convention = HOMIE5) -> dict[str, str]:
+    """The description (``document``, with its version) and every known property value of
+    ``device`` (all retained).
 
     ``$state`` is not included: the caller publishes :data:`INIT` before and :data:`READY` after
-    these messages (and ``""`` to :func:`state_topic` first when removing the device, then ``""``
-    to each of these topics). ``topic_name`` and ``scheme`` are accepted for symmetry with
-    :func:`bridge.outputs.discovery.discovery_messages`; Homie ids derive from the hub device id.
+    these messages (and ``""`` to the state topic first when removing the device, then ``""``
+    to each of these topics).
     """
     ids = layout(device)
-    base = f"{root}/5/{ids.device_id}"
-    messages = {f"{base}/$description": _dumps(description(device, parent))}
+    messages = convention.description_messages(ids.device_id, document)
+    base = f"{convention.prefix}/{ids.device_id}"
     for address, trait in device.iter_traits():
         if not trait.spec.readable:
             continue
@@ -307,7 +397,7 @@ def homie_messages(device: Device, topic_name: str = "", scheme: TopicScheme | N
     return messages
 
 
-def value_message(device: Device, address: TraitAddress, root: str = "homie",
+def value_message(device: Device, address: TraitAddress, convention: Convention = HOMIE5,
                   ) -> tuple[str, str] | None:
     """``(topic, payload)`` for one trait's current value (for live updates), or None."""
     trait = device.trait(address.endpoint_id, address.function_code, address.trait_code)
@@ -317,12 +407,12 @@ def value_message(device: Device, address: TraitAddress, root: str = "homie",
     if payload is None:
         return None
     node, prop = layout(device).properties[address]
-    return f"{root}/5/{device_homie_id(device.id)}/{node}/{prop}", payload
+    return f"{convention.prefix}/{device_homie_id(device.id)}/{node}/{prop}", payload
 
 
-def parse_homie_set(topic: str, root: str = "homie") -> tuple[str, str, str] | None:
-    """``(device id, node id, property id)`` of ``<root>/5/<device>/<node>/<prop>/set``."""
-    prefix = f"{root}/5/"
+def parse_homie_set(topic: str, convention: Convention = HOMIE5) -> tuple[str, str, str] | None:
+    """``(device id, node id, property id)`` of ``<prefix>/<device>/<node>/<prop>/set``."""
+    prefix = f"{convention.prefix}/"
     if not topic.startswith(prefix):
         return None
     parts = topic[len(prefix):].split("/")
@@ -334,10 +424,10 @@ def parse_homie_set(topic: str, root: str = "homie") -> tuple[str, str, str] | N
     return device_id, node, prop
 
 
-def set_topic(device: Device, address: TraitAddress, root: str = "homie") -> str:
+def set_topic(device: Device, address: TraitAddress, convention: Convention = HOMIE5) -> str:
     """The Homie ``/set`` topic of a trait (the inverse of :func:`parse_homie_set`)."""
     node, prop = layout(device).properties[address]
-    return f"{root}/5/{device_homie_id(device.id)}/{node}/{prop}/set"
+    return f"{convention.prefix}/{device_homie_id(device.id)}/{node}/{prop}/set"
 
 
 def resolve_set(device: Device, node: str, prop: str) -> TraitAddress | None:

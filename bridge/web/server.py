@@ -99,6 +99,7 @@ class WebServer:
         app.router.add_get(base + "/api/devices/{id}", self._device)
         app.router.add_post(base + "/api/devices/{id}/write", self._write)
         app.router.add_get(base + "/api/entities", self._all_entities)
+        app.router.add_get(base + "/api/history", self._history)
         app.router.add_get(base + "/ws", self._socket)
         return app
 
@@ -225,6 +226,10 @@ class WebServer:
             return _json(None)
         found = {i: self.entities(e) for i, e in self.entries().items()}
         return _json({i: e for i, e in found.items() if e})
+
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        history = self.output.history
+        return _json({"limit": history.limit, "entries": history.entries()})
 
     async def _write(self, request: web.Request) -> web.StreamResponse:
         entry = self._entry(request)

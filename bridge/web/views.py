@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.codec import string_label
 from bridge.entries import DeviceEntry
-from bridge.model import Trait, TraitAddress, TraitSpec
+from bridge.model import Trait, TraitAddress, TraitSpec, TraitType
 from bridge.payloads import device_events, trait_spec
 from bridge.topics import TopicScheme
 
@@ -16,6 +17,15 @@ def spec_json(spec: TraitSpec) -> dict[str, Any]:
     if spec.is_integer:
         doc["integer"] = True
     return doc
+
+
+def value_label(spec: TraitSpec, value: Any) -> str | None:
+    """What people read for an enum's wire value (its option's label, as MQTT and Home
+    Assistant show it); None for other values."""
+    if spec.type is not TraitType.ENUM or not isinstance(value, str):
+        return None
+    label = string_label(spec, value)
+    return label if label != value else None
 
 
 def device_summary(entry: DeviceEntry, last_change: float | None) -> dict[str, Any]:
@@ -36,8 +46,8 @@ def device_summary(entry: DeviceEntry, last_change: float | None) -> dict[str, A
 
 def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait,
                scheme: TopicScheme) -> dict[str, Any]:
-    """One trait with its value, spec and MQTT topic."""
-    return {
+    """One trait with its value (and an enum value's ``label``), spec and MQTT topic."""
+    doc = {
         "path": address.path(),
         "endpoint": address.endpoint_id,
         "function": address.function_code,
@@ -46,6 +56,10 @@ def trait_json(entry: DeviceEntry, address: TraitAddress, trait: Trait,
         "spec": spec_json(trait.spec),
         "topic": scheme.trait(entry.topic_name, address),
     }
+    label = value_label(trait.spec, trait.value)
+    if label is not None:
+        doc["label"] = label
+    return doc
 
 
 def device_detail(entry: DeviceEntry, last_change: float | None,

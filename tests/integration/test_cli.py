@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -20,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from bridge import __version__
 from bridge.app import Daemon
+from bridge.cli import build_parser
 from bridge.config import parse_config
 from bridge.simulators.studio import StudioSimulator
 from tests.integration.conftest import TOKEN, bridge_config, running
@@ -448,6 +450,36 @@ async def test_simulate_studio_heavy_devices() -> None:
             devices = json.loads(await asyncio.wait_for(ws.recv(), 10))["data"]
     assert [sum(len(f["traits"]) for e in d["endpoints"] for f in e["functions"])
             for d in devices] == [30, 30, 30]
+
+
+async def test_simulate_studio_prints_its_token_and_a_config_that_works(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    token = "printed-token-71d2"
+    async with started("simulate", "studio", "--port", "0", "--token", token) as sim:
+        await sim.line_with("Aqara Studio simulator", timeout=30)
+        assert await sim.line_with("token:") == f"  token: {token}"
+        await sim.line_with("backend config:")
+        entry = await sim.line_with("type: studio")  # pasted as it is, on the real port
+        path = write(tmp_path, "sim.yaml", f'mqtt: {{url: "{mosquitto.url}"}}\n'
+                                           f"backends:\n{entry}\n")
+        code, out, err = await acli("check", "-c", path)
+    assert (code, err) == (0, "")
+    assert "backend studio (studio): ok, 28 devices" in out
+
+
+def test_every_option_has_a_help_text_and_defaults_are_shown(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    silent = [f"{name} {a.option_strings[0]}" for name, sub in commands.choices.items()
+              for a in sub._actions if a.option_strings and not a.help]
+    assert silent == []
+    shown = commands.choices["simulate"].format_help()
+    for default in ("(default 127.0.0.1)", "(default 8080)", "(default demo-token)",
+                    "(default: a new one each run)"):
+        assert default in shown
+    assert "(default 10)" in commands.choices["health"].format_help()
 
 
 def test_simulate_traits_needs_devices() -> None:

@@ -54,8 +54,52 @@ async def test_homie_lifecycle_values_and_commands(mosquitto: Mosquitto, hub: St
             assert await homie.value(onoff, "") == ""
             await homie.wait_for(lambda: device_homie_id(PLUG) not in children(homie))
         assert await homie.value(f"{ROOT}/$state", "disconnected")
+        assert_root_order(homie)
     finally:
         homie.stop()
+
+
+def assert_root_order(homie: MqttProbe) -> None:
+    """The root's description only changes in ``init`` (or before any state: messages parked
+    while the link is held are sent latest per topic), and it says ``ready`` only after one."""
+    state, described = None, False
+    for message in homie.messages:
+        if message.topic == f"{ROOT}/$state":
+            state = message.text
+            assert state != "ready" or described, "ready before any description"
+        elif message.topic == f"{ROOT}/$description":
+            assert state in (None, "init"), f"description changed while {state}"
+            described = True
+
+
+async def test_a_clean_stop_leaves_every_child_disconnected_before_the_root(
+        mosquitto: Mosquitto, hub: StudioSimulator) -> None:
+    homie = await MqttProbe(mosquitto.port, ["homie/5/+/$state"]).start()
+    try:
+        async with running(Daemon(bridge_config(mosquitto, hub, extra="homie: {enabled: true}"))
+                           ) as daemon:
+            assert await homie.value(f"{ROOT}/$state", "ready")
+            ids = [device_homie_id(device_id) for device_id in daemon.bridge.devices]
+            for homie_id in ids:
+                assert await homie.value(f"homie/5/{homie_id}/$state", "ready")
+            start = len(homie.messages)
+        assert await homie.value(f"{ROOT}/$state", "disconnected")
+        after = [(m.topic, m.text) for m in homie.messages[start:]]
+        first = next(i for i, (_topic, text) in enumerate(after) if text == "disconnected")
+        stopped = after[first:]  # from the first "disconnected" on, nothing else
+        root_at = stopped.index((f"{ROOT}/$state", "disconnected"))
+        assert sorted(stopped[:root_at]) == sorted(
+            (f"homie/5/{homie_id}/$state", "disconnected") for homie_id in ids)
+        # the keeper says it again as it leaves (in case the main link could not)
+        assert set(stopped[root_at:]) == {(f"{ROOT}/$state", "disconnected")}
+    finally:
+        homie.stop()
+    fresh = await MqttProbe(mosquitto.port, ["homie/5/+/$state"]).start()
+    try:  # what a controller finds afterwards: nothing left "ready"
+        await fresh.wait_for(lambda: len(fresh.last) == len(ids) + 1)
+        assert {m.text for m in fresh.last.values()} == {"disconnected"}
+    finally:
+        fresh.stop()
 
 
 async def test_root_device_is_lost_when_the_bridge_vanishes(

@@ -1,7 +1,8 @@
 """The web page in a real browser (Debian's Chromium, headless, through playwright-core) against
 the real daemon, Mosquitto and the Studio simulator with the sample home.
 
-``AQARA_MQTT_SCREENSHOTS=1`` also saves each page to docs/web-*.png (the README shows them).
+``AQARA_MQTT_SCREENSHOTS=1`` also saves each page to docs/web-*.png (the README shows them),
+and the phone-sized and changed pages to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import pytest
 from aiohttp import web
 
 from bridge.app import Daemon
+from bridge.config import ConfigError, parse_config
+from bridge.secrets import register_secret
 from bridge.simulators.studio import StudioSimulator
 from tests.browser import Browser
-from tests.integration.conftest import LIGHT, bridge_config, running
+from tests.integration.conftest import LIGHT, TOKEN, bridge_config, running
 from tests.mosquitto import Mosquitto, free_port
 from tests.mqtt_probe import MqttProbe, eventually
 
@@ -33,10 +36,7 @@ ONOFF = "aqara/dining_light/1/Output/OnOff"
 DOCS = Path(__file__).parents[2] / "docs"
 SWITCH = '[aria-label="1.Output.OnOff"]'
 BEDSIDE_BUTTON = "lumi.158d0002f8e7d6"
-
-
-
-
+THERMOSTAT = "lumi1.54ef448cc210"  # HeaterCoolerMode Heat (wire value 1), FanMode Auto (0)
 
 @pytest.fixture
 async def page(browser: Browser, mosquitto: Mosquitto, hub: StudioSimulator,
@@ -56,9 +56,9 @@ async def page(browser: Browser, mosquitto: Mosquitto, hub: StudioSimulator,
         assert await browser.do("logs") == []  # no script error, no failed request
 
 
-async def screenshot(browser: Browser, name: str) -> None:
+async def screenshot(browser: Browser, name: str, prefix: str = "web-") -> None:
     if os.environ.get("AQARA_MQTT_SCREENSHOTS"):
-        await browser.do("screenshot", path=str(DOCS / f"web-{name}.png"))
+        await browser.do("screenshot", path=str(DOCS / f"{prefix}{name}.png"))
 
 
 async def test_the_sample_home_appears_on_every_page(page: tuple[Daemon, str],
@@ -178,6 +178,160 @@ async def test_a_refused_write_shows_its_reason(page: tuple[Daemon, str], browse
     await browser.do("goto", url=f"{url}#/events")
     await browser.do("wait", selector="#events .row",
                      text="rejected: device 'dining_light' is offline")
+
+
+async def test_enum_values_show_their_labels_with_the_wire_value_on_hover(
+        page: tuple[Daemon, str], browser: Browser, hub: StudioSimulator,
+        probe: MqttProbe) -> None:
+    _, url = page
+    await browser.do("goto", url=f"{url}#/device/{THERMOSTAT}")
+    mode = '[data-path="1.Thermostat.HeaterCoolerMode"]'
+    assert await browser.do("wait", selector=mode, text="Heat") == "Heat"
+    assert await browser.do("evaluate", expression=(
+        f"document.querySelector('{mode}').title")) == "wire value 1"
+    spec = await browser.do("evaluate", expression=(
+        f"document.querySelector('{mode}').closest('tr').querySelector('.spec').textContent"))
+    assert "Off (0) | Heat (1) | Cool (2)" in spec
+    await browser.do("goto", url=f"{url}#/events")
+    await browser.do("wait", selector="#events")
+    hub.set_value(THERMOSTAT, 1, "Thermostat", "FanMode", "3")
+    assert await probe.value(f"aqara/{THERMOSTAT}/1/Thermostat/FanMode", "High")
+    row = "#event-rows .kind-value .text[title='wire value 3']"
+    assert await browser.do("wait", selector=row) == (
+        f"{THERMOSTAT} 1.Thermostat.FanMode = High")
+    await browser.do("fill", selector="#event-filter", value="wire value 3")  # the code finds it
+    assert await browser.do("evaluate", expression=(
+        "document.querySelectorAll('#event-rows .row').length")) == 1
+    await browser.do("fill", selector="#event-filter", value="")
+    await browser.do("goto", url=f"{url}#/device/{THERMOSTAT}")
+    fan = '[data-path="1.Thermostat.FanMode"]'
+    assert await browser.do("wait", selector=fan, text="High") == "High"
+    hub.set_value(THERMOSTAT, 1, "Thermostat", "FanMode", "1")  # live, without a reload
+    assert await browser.do("wait", selector=fan, text="Low") == "Low"
+    assert await browser.do("evaluate", expression=(
+        f"document.querySelector('{fan}').title")) == "wire value 1"
+    await screenshot(browser, "desktop-thermostat-labels", "screenshots/")
+
+
+async def test_a_page_opened_later_shows_the_history_and_a_refused_write(
+        page: tuple[Daemon, str], browser: Browser, hub: StudioSimulator,
+        probe: MqttProbe) -> None:
+    daemon, url = page
+    assert daemon.web is not None
+    kept = daemon.web.output.history
+    hub.set_online(LIGHT, False)
+    await probe.value("aqara/dining_light/availability", "offline")
+    register_secret(PAGE_TOKEN)  # as `run` does with every secret of the config
+    await probe.publish(f"{ONOFF}/set", "OFF")  # over MQTT, while no page is open at all
+    await probe.publish(f"{ONOFF}/set", PAGE_TOKEN)
+    hub.press(BEDSIDE_BUTTON, 1, "double")
+    await eventually(lambda: sorted({m["t"] for m in kept.entries()} & {"answer", "action"})
+                     == ["action", "answer"] and sum(m["t"] == "answer"
+                                                     for m in kept.entries()) == 2)
+    refused = f"write {ONOFF}/set OFF: ✗ device 'dining_light' is offline"
+    masked = (f"write {ONOFF}/set ***: ✗ value '***' is not a boolean for 1.Output.OnOff "
+              "(use true/false, ON/OFF, 1/0 or toggle)")  # the secret never shown
+    for _ in range(2):  # a new browser profile, then a reload
+        await browser.do("fresh")
+        assert await browser.do("goto", url=f"{url}?token={PAGE_TOKEN}") == 200
+        await browser.do("goto", url=f"{url}#/events")
+        assert await browser.do("wait", selector="#event-rows .kind-answer .text",
+                                text="OFF:") == refused
+        await browser.do("wait", selector="#event-rows .kind-action", text="double")
+        await browser.do("wait", selector="#event-rows .kind-availability",
+                         text="dining_light is offline")
+        await browser.do("wait", selector="#event-rows .kind-log",
+                         text="rejected: device 'dining_light' is offline")
+    await screenshot(browser, "desktop-events-history", "screenshots/")
+    texts = "Array.from(document.querySelectorAll('#event-rows .row .text'), e => e.textContent)"
+    await browser.do("select", selector="#event-kind", value="answer")
+    await browser.do("select", selector="#event-device", value=LIGHT)
+    assert await browser.do("evaluate", expression=texts) == [masked, refused]
+    await browser.do("fill", selector="#event-filter", value="offline")
+    assert await browser.do("evaluate", expression=texts) == [refused]
+    await browser.do("select", selector="#event-device", value=BEDSIDE_BUTTON)
+    assert await browser.do("evaluate", expression=texts) == []
+    assert await browser.do("text", selector="#event-rows") == "Nothing matches these filters."
+    # the device page links to its events: the device filter set
+    await browser.do("goto", url=f"{url}#/device/{LIGHT}")
+    await browser.do("click", selector="#device-events")
+    await browser.do("wait", selector="#event-rows .row")
+    assert await browser.do("evaluate", expression=(
+        "document.getElementById('event-device').value")) == LIGHT
+    history = await history_text(url, {"Authorization": f"Bearer {PAGE_TOKEN}"})
+    assert PAGE_TOKEN not in history
+    assert TOKEN not in history  # the hub's token
+
+
+async def test_the_history_keeps_only_the_last_n_messages(
+        browser: Browser, mosquitto: Mosquitto, hub: StudioSimulator, probe: MqttProbe) -> None:
+    config = bridge_config(mosquitto, hub, extra="frontend: {enabled: true, port: 0, history: 5}")
+    async with running(Daemon(config)) as daemon:
+        await probe.value(ONOFF, "true")
+        port = await eventually(lambda: daemon.web is not None and daemon.web.port)
+        for level in range(20, 40):
+            hub.set_value(LIGHT, 1, "LevelControl", "CurrentLevel", level)
+        await probe.value("aqara/dining_light/1/LevelControl/CurrentLevel", "39")
+        history = json.loads(await history_text(f"http://127.0.0.1:{port}/"))
+        assert history["limit"] == 5
+        assert [m["value"] for m in history["entries"]] == [35, 36, 37, 38, 39]
+        assert len({m["seq"] for m in history["entries"]}) == 5
+        await browser.do("fresh")
+        await browser.do("goto", url=f"http://127.0.0.1:{port}/#/events")
+        await browser.do("wait", selector="#event-rows .row", text="= 39")
+        assert await browser.do("evaluate", expression=(
+            "document.querySelectorAll('#event-rows .row').length")) == 5
+        assert await browser.do("text", selector="#event-limit") == "the last 5, newest first"
+        assert await browser.do("logs") == []
+
+
+@pytest.mark.parametrize("size", ["0", "10001", "true"])
+def test_the_history_size_is_checked(size: str) -> None:
+    base = "backends: [{type: studio, name: h, url: 'ws://127.0.0.1:1', token: t}]\n"
+    assert parse_config(base, "c.yaml").frontend.history == 500
+    with pytest.raises(ConfigError, match=r"frontend\.history"):
+        parse_config(base + f"frontend: {{history: {size}}}\n", "c.yaml")
+
+
+async def history_text(url: str, headers: dict[str, str] | None = None) -> str:
+    """The page's ``api/history`` document, as sent."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}api/history",
+                                                         headers=headers) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+PHONE_PAGES = {  # each page, what shows that it is drawn, and what its screenshot shows
+    "devices": ("#/devices", "#devices .row", None),
+    "bridge": ("#/bridge", "#hubs td", None),
+    "device": (f"#/device/{LIGHT}", '[data-path="1.Output.OnOff"]', None),
+    "thermostat": (f"#/device/{THERMOSTAT}", '[data-path="1.Thermostat.FanMode"]', "#traits"),
+    "button": (f"#/device/{BEDSIDE_BUTTON}", "#events-fired td", "#events-fired"),
+    "events": ("#/events", "#event-rows .row", None),
+    "homeassistant": ("#/homeassistant", "#entities td", None),
+}
+
+
+@pytest.mark.parametrize("width", [360, 390])
+async def test_every_page_fits_a_phone(page: tuple[Daemon, str], browser: Browser,
+                                       width: int) -> None:
+    _, url = page
+    await browser.do("fresh", width=width, height=844)
+    assert await browser.do("goto", url=f"{url}?token={PAGE_TOKEN}") == 200
+    wider = {}
+    for name, (route, drawn, shown) in PHONE_PAGES.items():
+        await browser.do("goto", url=f"{url}{route}")
+        await browser.do("wait", selector=drawn)
+        if shown is not None:
+            await browser.do("evaluate", expression=(
+                f"document.querySelector('{shown}').scrollIntoView({{block: 'end'}})"))
+        scroll = await browser.do("evaluate", expression=(
+            "[document.documentElement.scrollWidth, document.body.scrollWidth, innerWidth]"))
+        if max(scroll[:2]) > scroll[2]:
+            wider[name] = scroll
+        if width == 390:
+            await screenshot(browser, f"phone-{name}", "screenshots/")
+    assert wider == {}
 
 
 @contextlib.asynccontextmanager

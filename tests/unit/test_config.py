@@ -951,7 +951,8 @@ def test_summary_has_no_secrets_and_useful_facts() -> None:
     assert summary["homeassistant"] == {"enabled": True, "discovery_prefix": "homeassistant",
                                         "device_based": True,
                                         "status_topic": "homeassistant/status"}
-    assert summary["homie"] == {"enabled": False, "root": "homie"}
+    assert summary["homie"] == {"enabled": False, "root": "homie", "versions": [5],
+                                "version_file": None}
     assert summary["devices"] == {"lumi.1": {"name": "lamp", "exclude": False,
                                              "homeassistant": True}}
     assert summary["bridge"] == {

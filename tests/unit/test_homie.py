@@ -13,24 +13,25 @@ from bridge.model import Device, Endpoint, EnumOption, Function, Trait, TraitSpe
 from bridge.outputs.homie import (
     DISCONNECTED,
     EMPTY_STRING,
+    HOMIE5,
     ID_PATTERN,
     INIT,
     LOST,
     READY,
+    Convention,
+    Versions,
     datatype,
     description,
-    description_topic,
     device_homie_id,
     homie_messages,
+    homie_unit,
     homie_value,
     kebab,
     layout,
     parse_homie_set,
     resolve_set,
     set_payload_text,
-    set_subscription,
     set_topic,
-    state_topic,
     value_format,
     value_message,
 )
@@ -43,7 +44,16 @@ NODE_KEYS = frozenset({"name", "type", "properties"})
 DEVICE_KEYS = frozenset({"homie", "version", "name", "nodes", "root", "parent", "children",
                          "extensions", "type"})
 INTEGER = re.compile(r"-?\d+")
+CLOCK = 1_700_000_000_000
 FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def messages_of(device: Device, parent: str | None = None,
+                convention: Convention = HOMIE5) -> dict[str, str]:
+    """Every retained message of ``device`` (its version from a fixed clock)."""
+    document = Versions(lambda: CLOCK).stamp(device_homie_id(device.id),
+                                              description(device, parent))
+    return homie_messages(device, document, convention)
 
 
 def check_format(prop: dict[str, Any]) -> None:
@@ -96,17 +106,15 @@ def check_value(prop: dict[str, Any], payload: str) -> None:
 def test_descriptions_of_the_whole_home_are_valid() -> None:
     device_ids: set[str] = set()
     for device in home():
-        messages = homie_messages(device)
+        messages = messages_of(device)
         homie_id = device_homie_id(device.id)
         assert ID_PATTERN.fullmatch(homie_id)
         device_ids.add(homie_id)
         topic = f"homie/5/{homie_id}/$description"
-        assert description_topic(device.id) == topic
         document = json.loads(messages[topic])
         assert set(document) <= DEVICE_KEYS
         assert document["homie"] == "5.0"
-        assert isinstance(document["version"], int)
-        assert 0 <= document["version"] < 2**53
+        assert document["version"] == CLOCK
         assert document["name"] == device.name
         assert document["nodes"]
         for node_id, node in document["nodes"].items():
@@ -133,7 +141,7 @@ def test_descriptions_of_the_whole_home_are_valid() -> None:
 
 def test_every_readable_trait_with_a_value_is_published() -> None:
     for device in home():
-        messages = homie_messages(device)
+        messages = messages_of(device)
         ids = layout(device)
         for address, trait in device.iter_traits():
             node, prop = ids.properties[address]
@@ -180,7 +188,8 @@ def test_colliding_property_ids_get_distinct_suffixes() -> None:
 
 
 def test_set_topics_round_trip() -> None:
-    assert set_subscription() == "homie/5/+/+/+/set"
+    assert HOMIE5.set_subscription() == "homie/5/+/+/+/set"
+    assert Convention(4).set_subscription() == "homie/+/+/+/set"
     for device in home():
         for address, trait in device.iter_traits():
             topic = set_topic(device, address)
@@ -203,8 +212,11 @@ def test_parse_rejects(topic: str) -> None:
     assert parse_homie_set(topic) is None
 
 
-def test_parse_with_another_root() -> None:
-    assert parse_homie_set("home/homie/5/d/n/p/set", root="home/homie") == ("d", "n", "p")
+def test_parse_with_another_root_and_homie_4() -> None:
+    assert parse_homie_set("home/homie/5/d/n/p/set", Convention(5, "home/homie")) == (
+        "d", "n", "p")
+    assert parse_homie_set("homie/d/n/p/set", Convention(4)) == ("d", "n", "p")
+    assert parse_homie_set("homie/5/d/n/p/set", Convention(4)) is None
     assert resolve_set(home()[0], "ep9-nothing", "x") is None
 
 
@@ -215,7 +227,7 @@ def _device(spec: TraitSpec, value: Any) -> Device:
 
 def _property(spec: TraitSpec, value: Any = None) -> tuple[dict[str, Any], str | None]:
     device = _device(spec, value)
-    messages = homie_messages(device)
+    messages = messages_of(device)
     document = json.loads(messages["homie/5/lumi-0000000002/$description"])
     return document["nodes"]["ep1-fn"]["properties"]["tr"], messages.get(
         "homie/5/lumi-0000000002/ep1-fn/tr")
@@ -266,26 +278,60 @@ def test_property_description_and_value(spec: TraitSpec, value: Any, expected: d
 
 def test_version_tracks_the_description() -> None:
     device = home()[0]
-    first, again = description(device), description(device)
-    assert first == again
-    assert homie_messages(device) == homie_messages(home()[0])
+    versions = Versions(lambda: CLOCK)
+    first = versions.stamp("d", description(device))
+    assert versions.stamp("d", description(device)) == first
+    assert messages_of(device) == messages_of(home()[0])
     device.endpoints[2].functions["Output"].traits["OnOff"].value = True
-    assert description(device)["version"] == first["version"]  # values are not the description
+    assert versions.stamp("d", description(device))["version"] == first["version"]  # values
     device.name = "Renamed"
-    assert description(device)["version"] != first["version"]
+    assert versions.stamp("d", description(device))["version"] > first["version"]
+
+
+def test_versions_only_grow_across_renames_restarts_and_a_clock_set_back() -> None:
+    device = home()[0]
+    now = [CLOCK]
+    versions = Versions(lambda: now[0])
+    seen = []
+    for name in ("B", "A", "C", "B"):  # a hash of the text went up, down, down here
+        device.name = name
+        seen.append(versions.stamp("d", description(device))["version"])
+        now[0] -= 1000  # the clock goes back between every change
+    assert seen == sorted(seen)
+    assert len(set(seen)) == len(seen)
+    assert versions.dirty
+    record = versions.dump()
+    assert not versions.dirty
+    restarted = Versions(lambda: CLOCK - 10**9, Versions.load(record))
+    assert restarted.stamp("d", description(device))["version"] == seen[-1]  # same document
+    assert not restarted.dirty
+    device.name = "D"
+    assert restarted.stamp("d", description(device))["version"] == seen[-1] + 1
+    assert Versions(lambda: CLOCK).stamp("d", description(device))["version"] == CLOCK
+    for bad in ("[]", '{"d": [1]}', '{"d": ["1", "x"]}'):
+        with pytest.raises(ValueError, match=r"JSON object|bad entry"):
+            Versions.load(bad)
+
+
+def test_units_are_the_conventions_spellings() -> None:
+    assert [homie_unit(u) for u in ("℃", "lux", "kwh", "mired", "W", "%", "Pa", "ms", " ")] == [
+        "°C", "lx", "kWh", "MK⁻¹", "W", "%", "Pa", "ms", None]
+    prop, _ = _property(TraitSpec(N, "Float", "℃", -20, 60), 20.5)
+    assert prop["unit"] == "°C"
 
 
 def test_child_of_a_bridge_device() -> None:
     document = description(home()[0], parent="aqara-mqtt")
-    assert document["root"] == "aqara-mqtt"
-    assert document["version"] != description(home()[0])["version"]
+    assert document["root"] == document["parent"] == "aqara-mqtt"
+    assert "root" not in description(home()[0])
 
 
 def test_lifecycle_helpers() -> None:
-    assert state_topic("lumi1.54ef448a0b73") == "homie/5/lumi1-54ef448a0b73/$state"
-    assert state_topic("x", root="h") == "h/5/x/$state"
+    assert HOMIE5.state_topic("lumi1-54ef448a0b73") == "homie/5/lumi1-54ef448a0b73/$state"
+    assert Convention(5, "h").state_topic("x") == "h/5/x/$state"
+    assert Convention(4, "h").state_topic("x") == "h/x/$state"
     assert {INIT, READY, LOST, DISCONNECTED} == {"init", "ready", "lost", "disconnected"}
-    assert not any(topic.endswith("$state") for topic in homie_messages(home()[0]))
+    assert not any(topic.endswith("$state") for topic in messages_of(home()[0]))
     assert set_payload_text(EMPTY_STRING) == '""'
     assert set_payload_text(b"\x00") == '""'
     assert set_payload_text("on") == "on"

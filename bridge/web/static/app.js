@@ -1,13 +1,14 @@
 // aqara-mqtt's web page: plain ES module, no build step, no network access beyond the daemon.
 // State comes from the JSON API once, then from one WebSocket of live messages (batches).
 
-const MAX_EVENTS = 500;
 const state = {
   devices: new Map(), // id -> summary
   status: null,
   detail: null, // the open device's document
   entities: undefined,
-  events: [], // newest last, at most MAX_EVENTS
+  events: [], // newest last, at most maxEvents
+  maxEvents: 500, // the daemon's frontend.history (from api/history)
+  shownSeq: 0, // the newest message of the daemon's history loaded: live copies of older ones are skipped
   live: false,
 };
 const view = document.getElementById("view");
@@ -61,6 +62,13 @@ function show(value) {
   if (value === null || value === undefined) return "—";
   return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
+
+function showValue(el, value, label) { // an enum's label (as MQTT shows it), its wire value on hover
+  el.textContent = label ?? show(value);
+  el.title = label === undefined ? "" : `wire value ${show(value)}`;
+}
+
+function optionText(e) { return e.key === e.value ? e.key : `${e.key} (${e.value})`; }
 
 function availability(available) {
   return h("span", { class: `pill ${available ? "ok" : "bad"}` }, available ? "online" : "offline");
@@ -224,7 +232,7 @@ function control(t) {
   }
   if (spec.type === "ENUM") {
     const select = h("select", { "aria-label": t.path, onchange: () => send(select.value) },
-      spec.enums.map((e) => h("option", { value: e.value }, e.key === e.value ? e.key : `${e.key} (${e.value})`)));
+      spec.enums.map((e) => h("option", { value: e.value }, optionText(e))));
     select.value = t.value ?? "";
     return { el: h("span", { class: "control" }, select, answer), set(v) { select.value = v ?? ""; } };
   }
@@ -244,7 +252,7 @@ function specText(spec) {
   if (spec.unit) parts.push(spec.unit);
   if (spec.min !== undefined || spec.max !== undefined) parts.push(`${spec.min ?? "…"} – ${spec.max ?? "…"}`);
   if (spec.step !== undefined) parts.push(`step ${spec.step}`);
-  if (spec.enums) parts.push(spec.enums.map((e) => e.key).join(" | "));
+  if (spec.enums) parts.push(spec.enums.map(optionText).join(" | "));
   parts.push([spec.readable ? "r" : "", spec.writable ? "w" : ""].join(""));
   return parts.join(" · ");
 }
@@ -272,15 +280,16 @@ async function devicePage(id) {
   traitCells = new Map();
   const body = h("tbody");
   for (const t of d.traits) {
-    const value = h("span", { class: "value", "data-path": t.path }, show(t.value));
+    const value = h("span", { class: "value", "data-path": t.path });
+    showValue(value, t.value, t.label);
     const ctl = control(t);
     traitCells.set(t.path, { value, ctl, trait: t });
     body.append(h("tr", {},
-      h("td", {}, h("strong", {}, t.trait), h("div", { class: "muted" }, `${t.function} · endpoint ${t.endpoint}`)),
-      h("td", {}, value, t.spec.unit ? h("span", { class: "muted" }, ` ${t.spec.unit}`) : null),
+      h("td", { class: "name" }, h("strong", {}, t.trait), h("div", { class: "muted" }, `${t.function} · endpoint ${t.endpoint}`)),
+      h("td", { class: "current" }, value, t.spec.unit ? h("span", { class: "muted" }, ` ${t.spec.unit}`) : null),
       h("td", { class: "spec" }, specText(t.spec)),
-      h("td", {}, ctl.el),
-      h("td", {}, t.topic ? h("span", { class: "topic" }, h("code", {}, t.topic), copyButton(t.topic)) : "")));
+      h("td", { class: "set" }, ctl.el),
+      h("td", { class: "mqtt" }, t.topic ? h("span", { class: "topic" }, h("code", {}, t.topic), copyButton(t.topic)) : "")));
   }
   const entities = d.entities === null ? h("p", { class: "muted" }, "Home Assistant discovery is off.")
     : d.entities.length === 0 ? h("p", { class: "muted" }, "No entity announced for this device.")
@@ -290,52 +299,86 @@ async function devicePage(id) {
     h("p", {}, "Presses and gestures, never retained, on ", h("span", { class: "topic" }, h("code", {}, d.events.topic), copyButton(d.events.topic))),
     h("table", { id: "events-fired" },
       h("thead", {}, h("tr", {}, ["button", "endpoint", "events", "action"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, d.events.sources.map((s) => h("tr", {},
-        h("td", {}, s.button), h("td", {}, String(s.endpoint)),
-        h("td", {}, s.event_types.join(", ")), h("td", {}, h("code", {}, s.actions.join(", "))))))),
+      h("tbody", {}, d.events.sources.map((s) => h("tr", {}, // data-label: the heading, on a phone
+        h("td", { "data-label": "button" }, s.button), h("td", { "data-label": "endpoint" }, String(s.endpoint)),
+        h("td", { "data-label": "events" }, s.event_types.join(", ")), h("td", { "data-label": "action" }, h("code", {}, s.actions.join(", "))))))),
   ];
   view.replaceChildren(
     h("p", {}, h("a", { href: "#/devices" }, "← all devices")),
     h("h1", {}, d.friendly_name, " ", h("span", { id: "device-availability" }, availability(d.available))),
     h("div", { class: "card" },
       h("div", {}, `hub name ${d.name} · model ${d.model || "—"} · backend ${d.backend}${d.room ? ` · room ${d.room}` : ""}`),
-      h("div", { class: "muted" }, `id ${d.id} · topic level ${d.topic_name} · last change `, h("span", { id: "last-change" }, ago(d.last_change)))),
+      h("div", { class: "muted" }, `id ${d.id} · topic level ${d.topic_name} · last change `, h("span", { id: "last-change" }, ago(d.last_change))),
+      h("div", {}, h("a", { href: `#/events/${encodeURIComponent(d.id)}`, id: "device-events" }, "its events and log"))),
     h("table", { id: "traits" },
       h("thead", {}, h("tr", {}, ["trait", "value", "spec", "control", "MQTT topic"].map((t) => h("th", {}, t)))), body),
     ...events,
     h("h2", {}, "Home Assistant"), entities);
 }
 
-const eventFilter = { text: "", kind: "all" };
+const eventFilter = { text: "", kind: "all", device: "" };
+const KINDS = { all: "all kinds", value: "values", action: "presses", availability: "availability",
+  device: "devices", log: "log", answer: "answers (writes, reads)" };
+
+function answerText(m) { // a write's or read's answer, with what was asked and why it was refused
+  const verb = m.topic.endsWith("/set") ? "write" : m.topic.endsWith("/get") ? "read" : "request";
+  const asked = m.payload === undefined ? "" : ` ${show(m.payload)}`;
+  return `${verb} ${m.topic}${asked}: ${m.status === "ok" ? "✓ done" : `✗ ${m.error}`}`;
+}
+
+function describe(m) { // a message of the daemon's history (or its live copy) as an event row
+  const e = { kind: m.t, time: m.time, id: m.id, seq: m.seq };
+  switch (m.t) {
+    case "value":
+      return { ...e, text: `${nameOf(m.id)} ${m.path} = ${m.label ?? show(m.value)}`, title: m.label === undefined ? undefined : `wire value ${show(m.value)}` };
+    case "action": return { ...e, text: `${nameOf(m.id)} ${m.action}` };
+    case "availability": return { ...e, text: `${nameOf(m.id)} is ${m.available ? "online" : "offline"}`, level: m.available ? "info" : "warning" };
+    case "device": return { ...e, text: `${m.name} ${m.change}` };
+    case "removed": return { ...e, kind: "device", text: `${nameOf(m.id)} removed` };
+    case "log": return { ...e, text: `${m.message}${m.topic ? ` (${m.topic})` : ""}`, level: m.level };
+    case "answer": return { ...e, text: answerText(m), level: m.status === "ok" ? "info" : "error" };
+    default: return null;
+  }
+}
 
 function eventRow(e) {
   return h("div", { class: `row kind-${e.kind}`, role: "row" },
     h("span", { class: "muted" }, new Date(e.time * 1000).toLocaleTimeString()),
     h("span", {}, h("span", { class: `pill ${e.level === "error" ? "bad" : e.level === "warning" ? "warn" : "muted"}` }, e.kind)),
-    h("span", { class: "text" }, e.text));
+    h("span", { class: "text", title: e.title }, e.text));
 }
 
 function eventMatches(e) {
   if (eventFilter.kind !== "all" && e.kind !== eventFilter.kind) return false;
-  return !eventFilter.text || e.text.toLowerCase().includes(eventFilter.text);
+  if (eventFilter.device && e.id !== eventFilter.device) return false;
+  return !eventFilter.text || `${e.text} ${e.title || ""}`.toLowerCase().includes(eventFilter.text);
 }
 
-function eventsPage() {
+function eventsPage(device) {
+  if (device !== null) eventFilter.device = device;
   const text = h("input", { type: "search", id: "event-filter", placeholder: "Filter…", value: eventFilter.text });
-  const kind = h("select", { id: "event-kind" }, ["all", "log", "value", "action", "availability", "device"].map((k) => h("option", { value: k }, k)));
+  const kind = h("select", { id: "event-kind", "aria-label": "kind" }, Object.entries(KINDS).map(([k, label]) => h("option", { value: k }, label)));
   kind.value = eventFilter.kind;
+  const devices = [...state.devices.values()].sort((a, b) => byName.compare(a.friendly_name, b.friendly_name));
+  const which = h("select", { id: "event-device", "aria-label": "device" }, h("option", { value: "" }, "all devices"),
+    devices.map((d) => h("option", { value: d.id }, d.friendly_name)));
+  which.value = eventFilter.device;
+  if (which.value !== eventFilter.device) which.append(h("option", { value: eventFilter.device, selected: true }, eventFilter.device)); // gone since
   const body = h("div", { id: "event-rows", class: "rows" });
   const refill = () => {
     eventFilter.text = text.value.toLowerCase();
     eventFilter.kind = kind.value;
+    eventFilter.device = which.value;
     const shown = state.events.filter(eventMatches).reverse().map(eventRow);
     body.replaceChildren(...(shown.length ? shown
-      : [h("div", { class: "placeholder muted" }, "Nothing yet: changes, device events and bridge/log lines appear here as they happen.")]));
+      : [h("div", { class: "placeholder muted" }, state.events.length ? "Nothing matches these filters."
+        : "Nothing yet: changes, device events, bridge/log lines and answers to writes appear here as they happen.")]));
   };
   text.addEventListener("input", refill);
   kind.addEventListener("change", refill);
+  which.addEventListener("change", refill);
   view.replaceChildren(h("h1", {}, "Events and log"),
-    h("div", { class: "toolbar" }, text, kind, h("span", { class: "muted" }, `the last ${MAX_EVENTS}, newest first`)),
+    h("div", { class: "toolbar" }, text, kind, which, h("span", { class: "muted", id: "event-limit" }, `the last ${state.maxEvents}, newest first`)),
     h("div", { class: "list events", id: "events", role: "table" }, body));
   refill();
 }
@@ -386,11 +429,11 @@ function paintRow(id) {
 
 function paintEvents() {
   const body = document.getElementById("event-rows");
-  const fresh = state.events.slice(state.events.length - Math.min(eventsDirty, MAX_EVENTS)).filter(eventMatches);
+  const fresh = state.events.slice(state.events.length - Math.min(eventsDirty, state.maxEvents)).filter(eventMatches);
   if (!body || !fresh.length) return;
   body.querySelector(".placeholder")?.remove();
   body.prepend(...fresh.reverse().map(eventRow));
-  while (body.childElementCount > MAX_EVENTS) body.lastElementChild.remove();
+  while (body.childElementCount > state.maxEvents) body.lastElementChild.remove();
 }
 
 function paint() {
@@ -404,10 +447,16 @@ function paint() {
   statusDirty = false;
 }
 
-function record(kind, text, time, level) {
-  state.events.push({ kind, text, time: time || Date.now() / 1000, level });
-  if (state.events.length > MAX_EVENTS) state.events.splice(0, state.events.length - MAX_EVENTS);
+function record(e) {
+  state.events.push(e);
+  if (state.events.length > state.maxEvents) state.events.splice(0, state.events.length - state.maxEvents);
   eventsDirty += 1;
+}
+
+function note(message) { // a live message the daemon keeps in its history: an event row, once
+  if (!message.seq || message.seq <= state.shownSeq) return;
+  const e = describe(message);
+  if (e) record(e);
 }
 
 function nameOf(id) {
@@ -416,6 +465,7 @@ function nameOf(id) {
 }
 
 function apply(message) {
+  note(message); // first: a removed device's name is still known
   switch (message.t) {
     case "value": {
       const d = state.devices.get(message.id);
@@ -423,7 +473,7 @@ function apply(message) {
       if (state.detail && state.detail.id === message.id) {
         const cell = traitCells.get(message.path);
         if (cell) {
-          cell.value.textContent = show(message.value);
+          showValue(cell.value, message.value, message.label);
           cell.value.classList.remove("flash");
           void cell.value.offsetWidth; // restart the highlight
           cell.value.classList.add("flash");
@@ -432,25 +482,18 @@ function apply(message) {
         const last = document.getElementById("last-change");
         if (last) last.textContent = ago(message.time);
       }
-      record("value", `${nameOf(message.id)} ${message.path} = ${show(message.value)}`, message.time);
       break;
     }
-    case "action":
-      record("action", `${nameOf(message.id)} ${message.action}`, message.time);
-      break;
     case "availability": {
       const d = state.devices.get(message.id);
       if (d) { d.available = message.available; dirty.add(message.id); }
       if (state.detail && state.detail.id === message.id) {
         document.getElementById("device-availability").replaceChildren(availability(message.available));
       }
-      record("availability", `${nameOf(message.id)} is ${message.available ? "online" : "offline"}`, message.time, message.available ? "info" : "warning");
       break;
     }
     case "device": {
-      const known = state.devices.has(message.device.id);
       state.devices.set(message.device.id, message.device);
-      record("device", `${message.device.friendly_name} ${known ? "changed" : "added"}`);
       const row = rows.get(message.device.id);
       if (row) { // renamed or changed: its row drawn again
         const fresh = deviceRow(message.device);
@@ -461,19 +504,15 @@ function apply(message) {
       break;
     }
     case "removed":
-      record("device", `${nameOf(message.id)} removed`);
       state.devices.delete(message.id);
       rows.get(message.id)?.remove();
       rows.delete(message.id);
-      break;
-    case "log":
-      record("log", `${message.message}${message.topic ? ` (${message.topic})` : ""}`, message.time, message.level);
       break;
     case "status":
       statusDirty = true;
       break;
     case "resync":
-      record("log", "live updates were too fast for this page: reloaded", undefined, "warning");
+      record({ kind: "log", text: "live updates were too fast for this page: reloaded", time: Date.now() / 1000, level: "warning" });
       load();
       return;
     default:
@@ -489,7 +528,7 @@ function connect() {
   const badge = document.getElementById("live");
   socket.addEventListener("open", () => {
     badge.className = "live on"; badge.textContent = "live";
-    if (state.live) load(); // reconnected: what happened meanwhile is lost
+    if (state.live) load(); // reconnected: the state again, and the daemon's history of meanwhile
     state.live = true;
   });
   socket.addEventListener("message", (event) => { for (const message of JSON.parse(event.data)) apply(message); });
@@ -508,7 +547,7 @@ async function render() {
   try {
     if (page === "bridge") await bridgePage();
     else if (page === "device") await devicePage(arg);
-    else if (page === "events") eventsPage();
+    else if (page === "events") eventsPage(arg);
     else if (page === "homeassistant") await homeAssistantPage();
     else devicesPage();
   } catch (error) {
@@ -518,12 +557,22 @@ async function render() {
 }
 
 async function load() {
-  const devices = await api("api/devices");
+  const [devices, history] = await Promise.all([api("api/devices"), api("api/history")]);
   state.devices = new Map(devices.map((d) => [d.id, d]));
+  loadHistory(history);
   await render();
 }
 
-window.addEventListener("hashchange", render);
+function loadHistory(history) { // the daemon's last events, then what came live meanwhile
+  const kept = history.entries.map(describe).filter(Boolean);
+  const newest = kept.length ? kept[kept.length - 1].seq : state.shownSeq;
+  state.events = [...kept, ...state.events.filter((e) => !e.seq || e.seq > newest)].slice(-history.limit);
+  state.maxEvents = history.limit;
+  state.shownSeq = newest;
+  eventsDirty = 0;
+}
+
+window.addEventListener("hashchange", () => { scrollTo(0, 0); render(); }); // another page: from its top
 setInterval(() => { // "N s ago" and the counters move on by themselves
   const { page } = route();
   if (page === "devices") for (const id of rows.keys()) dirty.add(id);
