@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 # RabbitMQ, ejabberd: each test starts private instances on free loopback ports, never these
 # packages' system services).
 missing=""
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v mosquitto_rr >/dev/null 2>&1 || missing="$missing mosquitto-clients"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"

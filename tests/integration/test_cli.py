@@ -263,7 +263,7 @@ async def test_check_reports_an_unreachable_hub(tmp_path: Path) -> None:
     assert code == 1
     assert "Traceback" not in err
     (hub_line,) = [line for line in out.splitlines() if line.startswith("backend home")]
-    assert "FAILED: hub unreachable" in hub_line
+    assert "FAILED: hub unreachable: connection refused" in hub_line  # as Troubleshooting says
 
 
 # ---- check never disturbs the daemon ------------------------------------------------------------

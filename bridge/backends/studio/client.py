@@ -559,8 +559,12 @@ def classify_error(exc: BaseException) -> tuple[str, bool]:
         return f"protocol error: {exc}", False
     if isinstance(exc, ConnectionClosed):
         return "connection lost", False
-    if isinstance(exc, OSError | TimeoutError):
-        return f"hub unreachable: {getattr(exc, 'strerror', None) or exc or 'timeout'}", False
+    if isinstance(exc, ConnectionRefusedError):  # asyncio says "Connect call failed (…)"
+        return "hub unreachable: connection refused", False
+    if isinstance(exc, TimeoutError):
+        return "hub unreachable: no answer (timeout)", False
+    if isinstance(exc, OSError):
+        return f"hub unreachable: {exc.strerror or exc}", False
     # anything else is a bug, but one hub answer must not take the daemon down: log, reconnect
     log.error("unexpected error in the studio session", exc_info=exc)
     return f"internal error: {type(exc).__name__}: {exc}", False
