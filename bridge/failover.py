@@ -71,7 +71,8 @@ class Standby:
             replace(settings, client_id=f"{settings.client_id}-standby", will_topic=self.topic),
             [], self._message, self._connected)
         self._learner = RetainedLearner(scheme.bridge("instance_sync"), [self.lease_topic])
-        self.hub_reachable = False
+        self.hub_reachable: bool | None = None
+        """None until the first check is done (a standby says nothing it does not know)."""
         self.since = time.time()
         self._was_connected = False
         self._reason: asyncio.Future[str] | None = None
@@ -97,7 +98,8 @@ class Standby:
         self.watch.connected(self.clock())
         self.link.subscribe([self.state_topic], qos=0)
         self._learner.start(self.link, self._learned)
-        self._publish_presence()
+        if self.hub_reachable is not None:
+            self._publish_presence()
 
     def _learned(self, retained: dict[str, bytes]) -> None:
         payload = retained.get(self.lease_topic)
@@ -145,7 +147,7 @@ class Standby:
             await asyncio.sleep(PROBE_INTERVAL)
 
     def _publish_presence(self) -> None:
-        document = standby_document(self.config.member, self.hub_reachable, self.since)
+        document = standby_document(self.config.member, bool(self.hub_reachable), self.since)
         self.link.publish(self.topic, document, True, None, JSON_PROPERTIES)
         self._tell_service()
 
@@ -156,7 +158,8 @@ class Standby:
         record = self.watch.record
         active = (f"active: {record.member} (generation {record.generation})"
                   if record is not None else "no member is active")
-        hubs = "hubs reachable" if self.hub_reachable else "a hub is not reachable"
+        hubs = {True: "hubs reachable", False: "a hub is not reachable",
+                None: "hubs not checked yet"}[self.hub_reachable]
         self.notifier.ready(f"ok (standby); {active}; {hubs}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 from bridge.app import Daemon
 from bridge.simulators.studio import StudioSimulator
@@ -35,9 +36,19 @@ def out_of_order(messages: list[Received]) -> list[str]:
     for topic, index in last.items():
         if topic.startswith(DISCOVERY) and messages[index].payload:
             via = json.loads(messages[index].payload)["dev"].get("via_device")
-            if via is not None and configs.get(via, len(messages)) > index:
+            if via is not None and configs.get(via, -1) > index:  # absent: retained before
                 broken.append(f"{topic}: announced before its hub {via}")
     return broken
+
+
+def configs_in(messages: list[Received]) -> dict[str, dict[str, Any]]:
+    """Device id (``dev.ids[0]``) → its latest discovery config among ``messages``."""
+    configs = {}
+    for message in messages:
+        if message.topic.startswith(DISCOVERY) and message.payload:
+            config = json.loads(message.payload)
+            configs[config["dev"]["ids"][0]] = config
+    return configs
 
 
 async def test_everything_parked_leaves_in_an_order_controllers_can_follow(
@@ -56,6 +67,13 @@ async def test_everything_parked_leaves_in_an_order_controllers_can_follow(
                 return len(states) > len(devices) and all(m.text == "ready" for m in states)
 
             await watcher.wait_for(all_ready, timeout=30)
+            # and every discovery config, the hubs' included (a fresh broker: all of them)
+            await watcher.wait_for(lambda: len(configs_in(watcher.messages)) >= len(devices),
+                                   timeout=30)
+            hubs = {via for config in configs_in(watcher.messages).values()
+                    if (via := config["dev"].get("via_device"))}
+            assert hubs
+            assert hubs <= set(configs_in(watcher.messages))
             assert daemon.mqtt.parked_peak > 100  # the burst was parked
             assert out_of_order(watcher.messages) == []
             start = len(watcher.messages)
