@@ -13,6 +13,7 @@ import pytest
 
 from bridge.app import Daemon
 from bridge.config import Config, parse_config
+from bridge.simulators.event_devices import event_devices
 from bridge.simulators.sample_home import sample_home
 from bridge.simulators.studio import StudioSimulator
 from tests.brokers import NatsCluster
@@ -48,6 +49,15 @@ bridge: {{write_window_ms: 150}}
 @pytest.fixture
 async def hub() -> AsyncIterator[StudioSimulator]:
     simulator = StudioSimulator(TOKEN, sample_home())
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+@pytest.fixture
+async def studio() -> AsyncIterator[StudioSimulator]:
+    """A hub with the sample home and the event devices (buttons, a cube)."""
+    simulator = StudioSimulator(TOKEN, [*sample_home(), *event_devices()])
     await simulator.start()
     yield simulator
     await simulator.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,12 +18,11 @@ from bridge.app import Daemon
 from bridge.outputs.homie import device_homie_id
 from bridge.simulators.aqara_cloud import AqaraCloudSimulator, sample_account
 from bridge.simulators.event_devices import event_devices
-from bridge.simulators.sample_home import sample_home
 from bridge.simulators.studio import StudioSimulator
 from bridge.simulators.tuya import TuyaSimulator
 from bridge.simulators.tuya_home import CUBE, VIBRATION, WALL_REMOTE
 from bridge.simulators.tuya_home import event_devices as tuya_event_devices
-from tests.integration.conftest import TOKEN, bridge_config, running
+from tests.integration.conftest import bridge_config, running
 from tests.integration.test_api import call, ok
 from tests.integration.test_bridge_aqara_cloud import Cloud, started
 from tests.integration.test_bridge_tuya import push_state, tuya_config
@@ -112,14 +110,6 @@ def ha_matches(config: dict[str, Any], topic: str, payload: str) -> Any:
 
 
 # ---- Studio ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def studio() -> AsyncIterator[StudioSimulator]:
-    simulator = StudioSimulator(TOKEN, [*sample_home(), *event_devices()])
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
 
 
 async def test_studio_double_press_of_button_2_reaches_home_assistant_once(

@@ -21,16 +21,13 @@ The witness is written from openHAB's source (openhab-addons, the Homie binding:
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from bridge.app import Daemon
-from bridge.simulators.event_devices import event_devices
-from bridge.simulators.sample_home import sample_home
 from bridge.simulators.studio import StudioSimulator
-from tests.integration.conftest import PLUG, TOKEN, bridge_config, running
+from tests.integration.conftest import PLUG, bridge_config, running
 from tests.integration.test_events import REMOTE
 from tests.mosquitto import Mosquitto
 from tests.mqtt_probe import MqttProbe
@@ -171,15 +168,6 @@ class OpenHabHomie4:
 
 
 HOMIE4 = "homie: {enabled: true, versions: [4]}"
-
-
-@pytest.fixture
-async def studio() -> AsyncIterator[StudioSimulator]:
-    """A hub with the sample home and the event devices (buttons, a cube)."""
-    simulator = StudioSimulator(TOKEN, [*sample_home(), *event_devices()])
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
 
 
 async def test_openhab_discovers_reads_and_commands_every_device(
