@@ -19,7 +19,7 @@ from bridge.simulators.studio import StudioSimulator
 from tests.brokers import NatsCluster
 from tests.browser import Browser
 from tests.mosquitto import Mosquitto
-from tests.mqtt_probe import MqttProbe
+from tests.mqtt_probe import MqttProbe, eventually
 
 TOKEN = "studio-test-token-5f2a9c"
 PLUG = "lumi.158d0002c660dc"  # "Kitchen Plug / Kettle", friendly name kitchen_plug below
@@ -82,13 +82,22 @@ async def running(daemon: Daemon) -> AsyncIterator[Daemon]:
             await task
 
 
+async def settled(daemon: Daemon) -> None:
+    """Until the topic tree has compared (or published) everything and the broker has it all:
+    after that nothing of the start-up reaches a subscriber any more."""
+    tree, link = daemon.topic_tree, daemon.mqtt
+    await eventually(lambda: link.connected and not tree.syncing and tree.complete
+                     and link.outstanding == 0 and link.parked == 0)
+
+
 @pytest.fixture
 async def daemon(mosquitto: Mosquitto, hub: StudioSimulator,
                  probe: MqttProbe) -> AsyncIterator[Daemon]:
-    """The bridge, running, with its first snapshot published."""
+    """The bridge, running, with its first snapshot published and in step with the broker."""
     async with running(Daemon(bridge_config(mosquitto, hub))) as bridge:
         await probe.value("aqara/bridge/state", "online")
         await probe.wait_for(lambda: probe.last.get("aqara/bridge/devices"))
+        await settled(bridge)
         yield bridge
 
 

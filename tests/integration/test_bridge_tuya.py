@@ -37,7 +37,7 @@ from bridge.simulators.tuya_home import (
     share_plugs,
 )
 from bridge.simulators.tuya_home import event_devices as tuya_event_devices
-from tests.integration.conftest import running
+from tests.integration.conftest import running, settled
 from tests.mosquitto import Mosquitto
 from tests.mqtt_probe import MqttProbe, eventually, synced
 
@@ -110,6 +110,7 @@ async def daemon(mosquitto: Mosquitto, sim: TuyaSimulator,
         await probe.value("aqara/bridge/state", "online")
         await probe.wait_for(lambda: probe.last.get("aqara/bridge/devices"))
         await push_state(probe, connected=True)
+        await settled(bridge)
         yield bridge
 
 

@@ -13,19 +13,12 @@ from paho.mqtt.properties import Properties
 from bridge.app import Daemon
 from bridge.outputs import topic_tree
 from bridge.simulators.studio import StudioSimulator
-from tests.integration.conftest import LIGHT, OFFLINE, PLUG, bridge_config, running
+from tests.integration.conftest import LIGHT, OFFLINE, PLUG, bridge_config, running, settled
 from tests.logwatch import LogWatch
 from tests.mosquitto import Mosquitto, running_mosquitto
 from tests.mqtt_probe import MqttProbe, Received, eventually, synced
 
 PLUG_ONOFF = "aqara/kitchen_plug/1/Output/OnOff"
-
-
-async def settled(daemon: Daemon) -> None:
-    """Until the topic tree has compared (or published) everything and the broker has it all."""
-    tree, link = daemon.topic_tree, daemon.mqtt
-    await eventually(lambda: link.connected and not tree.syncing and tree.complete
-                     and link.outstanding == 0 and link.parked == 0)
 
 
 def device_topics(messages: list[Received]) -> list[str]:
